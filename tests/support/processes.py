@@ -71,7 +71,7 @@ def _merged_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
     return merged
 
 
-def _tail(text: str, limit: int = 4000) -> str:
+def _tail(text: str, limit: int = 8000) -> str:
     return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
