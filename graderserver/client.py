@@ -1,0 +1,142 @@
+"""Talk to the queue's grading-server endpoints: poll, sendresults, test.
+
+Works against this project's queue and the original PHP one alike: form-encoded
+POSTs, JSON answers with `errorcode`. Anything that is not such an answer
+(connection refused, HTTP 502 from a proxy, an HTML error page) becomes
+`QueueUnavailable`, which the daemon retries with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from graderserver import __version__
+from graderserver.config import Config
+from graderserver.errors import AuthenticationFailed, QueueRejected, QueueUnavailable
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job handed out by poll."""
+
+    jobid: int
+    jobname: str
+    taskrevision: str
+    jobdata: dict[str, Any]
+
+    @classmethod
+    def from_answer(cls, answer: dict[str, Any]) -> Job:
+        """Read a successful poll answer; QueueUnavailable if it is malformed."""
+        try:
+            jobid = int(answer["jobid"])
+            jobdata = answer["jobdata"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise QueueUnavailable(f"poll answer without a valid job: {exc!r}") from exc
+        if isinstance(jobdata, str):
+            # Tolerate a queue that sends the job JSON as a string.
+            try:
+                jobdata = json.loads(jobdata)
+            except ValueError as exc:
+                raise QueueUnavailable(f"job #{jobid}: jobdata is not JSON") from exc
+        if not isinstance(jobdata, dict):
+            raise QueueUnavailable(f"job #{jobid}: jobdata is not a JSON object")
+        return cls(
+            jobid=jobid,
+            jobname=str(answer.get("jobname") or ""),
+            taskrevision=str(answer.get("taskrevision") or ""),
+            jobdata=jobdata,
+        )
+
+
+class QueueClient:
+    """One client per daemon; safe to use from several threads."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.urls = config.endpoints
+        # requests.Session is not documented as thread-safe: one per thread.
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = f"graderserver/{__version__}"
+            if self.config.cert:
+                session.cert = (
+                    (self.config.cert, self.config.key) if self.config.key else self.config.cert
+                )
+            if self.config.ca:
+                session.verify = self.config.ca
+            self._local.session = session
+        return session
+
+    def _post(self, endpoint: str, fields: dict[str, Any]) -> dict[str, Any]:
+        url = self.urls[endpoint]
+        data = dict(fields)
+        if self.config.server_token:
+            data["server_token"] = self.config.server_token
+        try:
+            response = self._session().post(
+                url, data=data, timeout=(CONNECT_TIMEOUT, self.config.request_timeout)
+            )
+        except requests.RequestException as exc:
+            raise QueueUnavailable(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise QueueUnavailable(f"{endpoint}: HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise QueueUnavailable(
+                f"{endpoint}: answer is not JSON: {response.text[:200]!r}"
+            ) from exc
+        if not isinstance(answer, dict) or not isinstance(answer.get("errorcode"), int):
+            raise QueueUnavailable(f"{endpoint}: answer has no errorcode: {answer!r:.200}")
+        log.debug("%s answered %s", endpoint, answer)
+        return answer
+
+    @staticmethod
+    def _raise_for(endpoint: str, answer: dict[str, Any]) -> None:
+        code, message = answer["errorcode"], answer.get("errormsg", "")
+        if code == 3:
+            raise AuthenticationFailed(f"{endpoint}: authentication failed: {message}")
+        if code not in (0, 1):
+            raise QueueRejected(f"{endpoint}: errorcode {code}: {message}")
+
+    def poll(self, nbtasks: int) -> Job | None:
+        """Claim a job; None when the queue has none ("No job available." or busy)."""
+        answer = self._post("poll", {"nbtasks": nbtasks})
+        self._raise_for("poll", answer)
+        if answer["errorcode"] == 1:
+            log.debug("No job: %s", answer.get("errormsg", ""))
+            return None
+        return Job.from_answer(answer)
+
+    def send_results(self, jobid: int, resultdata: dict[str, Any] | None) -> dict[str, Any]:
+        """Post a result; returns the queue's answer (errorcode 0, 1 or 2).
+
+        errorcode 2 is a normal answer here: the queue says it so for results
+        reporting a temporary error ("Resultdata received invalid."), and for
+        a job no longer ours. `resultdata=None` omits the field (test mode 5).
+        """
+        fields: dict[str, Any] = {"jobid": jobid}
+        if resultdata is not None:
+            fields["resultdata"] = json.dumps(resultdata)
+        answer = self._post("sendresults", fields)
+        if answer["errorcode"] == 3:
+            self._raise_for("sendresults", answer)
+        return answer
+
+    def test(self) -> dict[str, Any]:
+        """Ask /test.php whether we are connected and authenticated; the raw answer."""
+        return self._post("test", {})
