@@ -1,0 +1,334 @@
+"""The main loop: poll for jobs, grade them in worker threads, post results.
+
+The main thread only polls; each job runs in its own worker thread, at most
+`concurrency` at once. The daemon never exits on a network failure (capped
+exponential backoff with jitter, so many servers do not hammer a recovering
+queue in step); it exits on errorcode 2 or 3 from poll, as PROTOCOL.md asks.
+
+Shutdown: the first SIGTERM/SIGINT is warm (finish running jobs and post
+their results, take no new ones); the second is cold (kill the programs'
+process groups and leave; the queue gets those jobs back from their lease or
+from our next `nbtasks=0` poll).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from typing import Any
+
+from graderserver.client import Job, QueueClient
+from graderserver.config import Config
+from graderserver.errors import AuthenticationFailed, QueueRejected, QueueUnavailable
+from graderserver.health import HealthChecker
+from graderserver.prepare import TaskPreparer
+from graderserver.runner import ProcessGroups, make_result, prepare_jobdata, run_job
+from graderserver.wakeup import WakeupListener
+
+log = logging.getLogger(__name__)
+
+# -T behaviours, as the original daemon numbered them (PROTOCOL.md).
+TEST_NORMAL, TEST_DROP, TEST_DELAY, TEST_FATAL, TEST_TEMPORARY, TEST_NO_RESULT, TEST_CAT = range(7)
+TEST_DELAY_SECONDS = 60.0
+# Joins during shutdown are short so the main thread keeps handling signals.
+JOIN_STEP_SECONDS = 0.5
+
+
+class ColdShutdown(BaseException):
+    """Second stop signal: leave now. A BaseException so no handler swallows it."""
+
+
+class Daemon:
+    """One grading server. `run()` must be called from the main thread for signals."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client: QueueClient | None = None,
+        once: bool = False,
+        listen: bool = False,
+        test_behaviour: int = TEST_NORMAL,
+        health: HealthChecker | None = None,
+    ) -> None:
+        if not TEST_NORMAL <= test_behaviour <= TEST_CAT:
+            raise ValueError(f"test behaviour must be 0..6, not {test_behaviour}")
+        self.config = config
+        self.client = client or QueueClient(config)
+        self.once = once
+        self.listen = listen
+        self.test_behaviour = test_behaviour
+        self.command = ("cat",) if test_behaviour == TEST_CAT else config.command
+        self.groups = ProcessGroups()
+        self.health = health or HealthChecker(
+            max_steal_percent=config.max_cpu_steal_percent,
+            min_free_memory_mib=config.min_free_memory_mib,
+            min_free_disk_mib=config.min_free_disk_mib,
+            disk_path=config.disk_path,
+        )
+        self.preparer = TaskPreparer(config.prepare_command, config.prepare_timeout, self.groups)
+        self.listener: WakeupListener | None = None
+        self.exit_code = 0
+
+        self._lock = threading.Lock()
+        self._held = 0  # jobs taken and not yet reported
+        self._workers: set[threading.Thread] = set()
+        self._unhealthy = False
+        self._poll_failures = 0
+        self._stopping = threading.Event()  # warm shutdown asked
+        self._cold = threading.Event()  # cold shutdown asked
+        self._wakeup = threading.Event()  # a UDP wake-up, or a stop
+        self._slot = threading.Event()  # a worker finished, or a stop
+
+    # -- control ---------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Jobs taken from the queue whose result is not posted yet."""
+        with self._lock:
+            return self._held
+
+    def willing(self) -> bool:
+        """Whether a wake-up gets `ok`: healthy and not shutting down."""
+        return not self._stopping.is_set() and not self._unhealthy
+
+    def request_stop(self) -> bool:
+        """First call: warm shutdown. Later calls: cold. Returns True when cold."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self._wakeup.set()
+            self._slot.set()
+            log.warning(
+                "Stopping: finishing %d running job(s), taking no new ones "
+                "(signal again to stop at once).",
+                self.held,
+            )
+            return False
+        if not self._cold.is_set():
+            self._cold.set()
+            killed = self.groups.kill_all()
+            log.warning("Stopping at once: killed %d running program(s).", killed)
+        return True
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: warm, then cold shutdown."""
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.request_stop():
+                raise ColdShutdown
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> int:
+        """Poll and grade until stopped (or, with `once`, until the queue is empty)."""
+        if self.listen:
+            self.listener = WakeupListener(
+                self.config.wakeup_host,
+                self.config.wakeup_port,
+                on_wakeup=self._wakeup.set,
+                is_willing=self.willing,
+                secret=self.config.wakeup_secret,
+            ).start()
+        try:
+            self._main_loop()
+            self._drain()
+        except ColdShutdown:
+            log.warning("Cold shutdown: unfinished jobs go back to the queue.")
+        finally:
+            if self.listener is not None:
+                self.listener.stop()
+        log.info("Exiting (code %d).", self.exit_code)
+        return self.exit_code
+
+    # -- main thread -------------------------------------------------------
+
+    def _main_loop(self) -> None:
+        while self._wait_for_slot():
+            if not self._check_health_before_poll():
+                continue
+            nbtasks = self.held
+            started = time.monotonic()
+            try:
+                job = self.client.poll(nbtasks)
+            except QueueUnavailable as exc:
+                self._backoff(exc)
+                continue
+            except (AuthenticationFailed, QueueRejected) as exc:
+                log.critical("%s; stopping.", exc)
+                self.exit_code = 1
+                self._stopping.set()
+                return
+            self._poll_failures = 0
+            if job is None:
+                if self.once:
+                    log.info("No job available: burst finished.")
+                    return
+                # A long-polling queue has already waited; only a queue that
+                # answers at once makes us wait here, cut short by a wake-up.
+                self._pause(self.config.min_poll_interval - (time.monotonic() - started))
+                continue
+            self._start_job(job)
+
+    def _wait_for_slot(self) -> bool:
+        """Wait until fewer than `concurrency` jobs are held; False when stopping."""
+        while True:
+            self._slot.clear()
+            if self._stopping.is_set():
+                return False
+            if self.held < self.config.concurrency:
+                return True
+            self._slot.wait(JOIN_STEP_SECONDS * 2)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by a wake-up or a stop."""
+        if seconds > 0:
+            self._wakeup.wait(seconds)
+        self._wakeup.clear()
+
+    def _backoff(self, exc: Exception) -> None:
+        self._poll_failures += 1
+        cap = min(
+            self.config.backoff_max,
+            self.config.backoff_initial * 2 ** min(self._poll_failures - 1, 30),
+        )
+        # Jitter so servers cut off together do not all come back in step.
+        delay = cap * random.uniform(0.5, 1.0)
+        log.warning("Queue unavailable (%s); next poll in %.1f s.", exc, delay)
+        self._pause(delay)
+
+    def _check_health_before_poll(self) -> bool:
+        """Take no job while unhealthy: it would only bounce back with a failure."""
+        healthy, reasons = self.health.check()
+        if healthy:
+            if self._unhealthy:
+                log.warning("Server health is back to normal.")
+                self._unhealthy = False
+            return True
+        self._mark_unhealthy(reasons)
+        self._stopping.wait(self.config.health_recheck_seconds)
+        return False
+
+    def _mark_unhealthy(self, reasons: list[str]) -> None:
+        if not self._unhealthy:
+            log.warning("Server unhealthy (%s): no jobs until it recovers.", "; ".join(reasons))
+        self._unhealthy = True
+
+    def _start_job(self, job: Job) -> None:
+        log.info("Received job %r (#%d).", job.jobname, job.jobid)
+        if self.test_behaviour == TEST_DROP:
+            log.warning("Test behaviour 1: dropping job #%d.", job.jobid)
+            return
+        worker = threading.Thread(
+            target=self._work, args=(job,), name=f"job-{job.jobid}", daemon=True
+        )
+        with self._lock:
+            self._held += 1
+            self._workers.add(worker)
+        worker.start()
+
+    def _drain(self) -> None:
+        """Warm shutdown: wait for the workers, their results posted."""
+        while True:
+            with self._lock:
+                workers = list(self._workers)
+            if not workers:
+                return
+            for worker in workers:
+                worker.join(JOIN_STEP_SECONDS)
+
+    # -- worker threads ----------------------------------------------------
+
+    def _work(self, job: Job) -> None:
+        try:
+            try:
+                resultdata = self._grade(job)
+            except Exception as exc:
+                log.exception("Job #%d: internal error", job.jobid)
+                resultdata = make_result(2, f"Temporary error: grading server failure: {exc}")
+            if self._cold.is_set():
+                return
+            if self.test_behaviour == TEST_NO_RESULT:
+                log.warning("Test behaviour 5: sending results without resultdata.")
+                resultdata = None
+            self._send_results(job, resultdata)
+        except Exception:
+            log.exception("Job #%d: could not report the result", job.jobid)
+        finally:
+            with self._lock:
+                self._held -= 1
+                self._workers.discard(threading.current_thread())
+            self._slot.set()
+
+    def _grade(self, job: Job) -> dict[str, Any]:
+        if self.test_behaviour == TEST_DELAY:
+            log.warning("Test behaviour 2: waiting %g s before grading.", TEST_DELAY_SECONDS)
+            self._cold.wait(TEST_DELAY_SECONDS)
+        healthy, reasons = self.health.check()
+        if not healthy:
+            self._mark_unhealthy(reasons)
+            return make_result(3, f"Server health is not okay ({'; '.join(reasons)}).")
+        cfg = self.config
+        jobdata = prepare_jobdata(job.jobdata, cfg.root_path, cfg.path_vars, cfg.restrict_paths)
+        task_dir = jobdata.get("taskPath")
+        task_dir = task_dir if isinstance(task_dir, str) else ""
+        with self.preparer.checkout(task_dir, job.taskrevision) as error:
+            if error is not None:
+                result = make_result(2, f"Temporary error: {error}")
+            else:
+                result = run_job(
+                    self.command,
+                    jobdata,
+                    timeout=cfg.timeout,
+                    max_output_bytes=cfg.max_output_bytes,
+                    groups=self.groups,
+                )
+        healthy, reasons = self.health.check()
+        if not healthy:
+            # Timings taken on a starved machine are not trustworthy.
+            self._mark_unhealthy(reasons)
+            result = make_result(
+                3, f"Server health degraded during grading ({'; '.join(reasons)})."
+            )
+        if self.test_behaviour == TEST_FATAL:
+            result = {**result, "errorcode": 1, "errormsg": "Test behaviour 3: fatal error."}
+        elif self.test_behaviour == TEST_TEMPORARY:
+            result = {**result, "errorcode": 2, "errormsg": "Test behaviour 4: temporary error."}
+        log.info("Job #%d graded: errorcode %d.", job.jobid, result["errorcode"])
+        return result
+
+    def _send_results(self, job: Job, resultdata: dict[str, Any] | None) -> None:
+        """Post the result: `results_tries` tries on network failure; as long as
+        it takes while the queue answers errorcode 1 ("try again later")."""
+        cfg = self.config
+        failures = 0
+        while not self._cold.is_set():
+            try:
+                answer = self.client.send_results(job.jobid, resultdata)
+            except QueueUnavailable as exc:
+                failures += 1
+                if failures >= cfg.results_tries:
+                    log.error("Job #%d: result lost after %d tries: %s", job.jobid, failures, exc)
+                    return
+                log.warning("Job #%d: could not send the result (%s); retrying.", job.jobid, exc)
+                self._cold.wait(cfg.results_retry_delay)
+                continue
+            except AuthenticationFailed as exc:
+                log.critical("Job #%d: %s", job.jobid, exc)
+                return
+            code, message = answer["errorcode"], answer.get("errormsg", "")
+            if code == 1:
+                log.warning("Job #%d: queue busy (%s); retrying.", job.jobid, message)
+                self._cold.wait(cfg.results_retry_delay)
+                continue
+            if code == 0:
+                log.info("Job #%d: result saved.", job.jobid)
+            elif resultdata is not None and resultdata.get("errorcode", 0) >= 2:
+                # The queue answers 2 to every error report: it requeued the job.
+                log.info("Job #%d: reported as not graded; the queue requeues it.", job.jobid)
+            else:
+                log.warning("Job #%d: queue refused the result: %s", job.jobid, message)
+            return
