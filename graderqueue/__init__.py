@@ -1,0 +1,3 @@
+"""graderqueue: a secure, tag-routed grader queue."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""The ``graderqueue`` operator command."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import click
+from sqlalchemy.orm import Session
+
+from ..config import ConfigError, Settings, load_settings
+from ..db import Database
+from ..errors import QueueError
+
+
+@dataclass
+class Context:
+    """What every command needs; settings are read once, the database opened lazily."""
+
+    settings: Settings
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with fail_clearly(), self.db.transaction() as session:
+            yield session
+
+
+@contextlib.contextmanager
+def fail_clearly() -> Iterator[None]:
+    """Refusals become a one-line error and exit status 1, never a traceback."""
+    try:
+        yield
+    except (QueueError, ConfigError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from exc
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Operate a graderqueue: set-up, registry of platforms and servers, jobs, maintenance.
+
+    Settings come from the TOML file named by GRADERQUEUE_CONFIG, then from
+    GRADERQUEUE_* environment variables.
+    """
+    try:
+        ctx.obj = Context(load_settings())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _register() -> None:
+    from . import jobs, registry, setup
+
+    for module in (setup, registry, jobs):
+        module.register(cli)
+    for optional in ("maintenance", "admin_users", "security"):
+        try:
+            module = __import__(f"{__name__}.{optional}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{optional}":
+                raise
+            continue
+        module.register(cli)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="graderqueue")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

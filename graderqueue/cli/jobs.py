@@ -1,0 +1,58 @@
+"""``job list`` and ``job show``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from sqlalchemy import select
+
+from .. import jobs as jobs_mod
+from ..errors import UnknownJob
+from ..models import Job, JobStatus
+from . import Context, pass_ctx
+
+
+@click.group()
+def job() -> None:
+    """Jobs in the queue."""
+
+
+@job.command("list")
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]), default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@pass_ctx
+def job_list(ctx: Context, status: str | None, limit: int) -> None:
+    """The most recent jobs, newest first."""
+    with ctx.transaction() as session:
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if status:
+            query = query.where(Job.status == status)
+        for row in session.scalars(query):
+            click.echo(
+                f"{row.id}\t{row.status}\tprio {row.priority}\tfails {row.nb_fails}\t"
+                f"{row.received_time:%Y-%m-%d %H:%M:%S}\t{row.name}"
+            )
+
+
+@job.command("show")
+@click.argument("job_id", type=int)
+@pass_ctx
+def job_show(ctx: Context, job_id: int) -> None:
+    """One job as getjob shows it, JSON fields decoded."""
+    with ctx.transaction() as session:
+        found = session.get(Job, job_id)
+        if found is None:
+            raise UnknownJob(f"No job #{job_id}.")
+        origin, row = jobs_mod.job_row(session, found)
+    for key in ("jobdata", "resultdata"):
+        if isinstance(row.get(key), str):
+            try:
+                row[key] = json.loads(row[key])
+            except ValueError:
+                pass
+    click.echo(json.dumps({"origin": origin, **row}, indent=2))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(job)

@@ -1,0 +1,61 @@
+"""``init``, ``keys show``, ``serve``."""
+
+from __future__ import annotations
+
+import click
+
+from .. import keys, migrate
+from . import Context, fail_clearly, pass_ctx
+
+
+@click.command()
+@click.option(
+    "--bits", default=2048, show_default=True, type=click.Choice(["2048", "3072", "4096"])
+)
+@pass_ctx
+def init(ctx: Context, bits: str) -> None:
+    """Create or upgrade the schema, and create the queue's key pair if missing."""
+    settings = ctx.settings
+    with fail_clearly():
+        settings.instance_path.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(ctx.db)
+        created = keys.create_key(settings.resolved_key_dir, settings.key_name, int(bits))
+    click.echo(f"Database ready at revision {migrate.current_revision(ctx.db)}.")
+    state = "created" if created else "kept"
+    click.echo(f"Queue key {settings.key_name!r} {state} in {settings.resolved_key_dir}.")
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """The queue's own key pairs."""
+
+
+@keys_group.command("show")
+@pass_ctx
+def keys_show(ctx: Context) -> None:
+    """Print the key name and public key that platforms need."""
+    with fail_clearly():
+        queue_keys = keys.QueueKeys(ctx.settings.resolved_key_dir, ctx.settings.key_name)
+    click.echo(f"Key name: {queue_keys.active.name}")
+    click.echo(queue_keys.active.public_pem, nl=False)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Run the development server (use gunicorn in production)."""
+    from ..web import NotInitialized, create_app
+
+    try:
+        app = create_app(ctx.settings)
+    except NotInitialized as exc:
+        raise click.ClickException(str(exc)) from exc
+    app.run(host=host, port=port, threaded=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(init)
+    cli.add_command(keys_group)
+    cli.add_command(serve)

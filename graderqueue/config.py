@@ -1,0 +1,217 @@
+"""Settings: defaults in code, then a TOML file, then ``GRADERQUEUE_*`` variables.
+
+The web app, the CLI and the cron command all call :func:`load_settings`, so
+they always agree. Settings are an immutable value passed around explicitly;
+nothing reads a global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "GRADERQUEUE_"
+
+#: Default solution file extensions per language (sendsolution), as the original.
+DEFAULT_EXTENSIONS: dict[str, str] = {
+    "c": ".c",
+    "cpp": ".cpp",
+    "java": ".java",
+    "ocaml": ".ml",
+    "pascal": ".pas",
+    "py": ".py",
+    "sh": ".sh",
+    "[default]": ".sh",
+}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the queue keeps its local state: SQLite file, keys, secret key.
+    instance_path: Path = Path("instance")
+    # SQLAlchemy URL; empty means a SQLite file in the instance folder.
+    database_url: str = ""
+    # Folder holding the queue's RSA key pairs; empty means <instance>/keys.
+    key_dir: str = ""
+    # Name of the queue's key (the JWE ``kid`` platforms encrypt to).
+    key_name: str = "graderqueue"
+
+    # Queue rules (PROTOCOL.md).
+    max_fails: int = 2
+    default_timeout_sec: int = 300
+    poll_wait_sec: float = 20.0
+    # Tags given to jobs sent without any; empty means "any server type".
+    default_tags: tuple[str, ...] = ()
+    lang_extensions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EXTENSIONS))
+
+    # Security.
+    token_max_bytes: int = 1024 * 1024
+    max_request_bytes: int = 16 * 1024 * 1024
+    # Addresses of the TLS proxy whose client-certificate headers we believe.
+    trusted_proxies: tuple[str, ...] = ()
+    debug_password: str = ""
+    # Seconds a ``date`` field or ``iat`` may be off when a platform asks for freshness.
+    token_max_age_sec: int = 86400
+
+    # Wake-ups of grading servers over UDP.
+    wakeup_strategy: str = "first"
+    wakeup_recent_sec: int = 18
+    wakeup_timeout_sec: float = 1.0
+    # Address this node's long-polls listen on for "a job arrived" hints from
+    # other processes and nodes. Other nodes must be able to reach it.
+    notify_host: str = "127.0.0.1"
+
+    # Maintenance (cron) and alerts.
+    keep_old_days: int = 7
+    warn_nb: int = 10
+    warn_seconds: int = 600
+    token_server_max_wakeup_fails: int = 50
+    admin_emails: tuple[str, ...] = ()
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "graderqueue@localhost"
+
+    # Result delivery to platforms.
+    delivery_enabled: bool = True
+    delivery_timeout_sec: float = 10.0
+    delivery_backoff_max_sec: int = 3600
+    delivery_give_up_after_sec: int = 14 * 86400
+
+    # Admin web interface.
+    admin_enabled: bool = True
+    send_job_form: bool = False
+    secret_key: str = ""
+    session_cookie_secure: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.instance_path / 'graderqueue.db').resolve()}"
+
+    @property
+    def resolved_key_dir(self) -> Path:
+        return Path(self.key_dir) if self.key_dir else self.instance_path / "keys"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """Turn a TOML value or an environment string into the field's type."""
+    origin = typing.get_origin(kind)
+    try:
+        if kind is Path:
+            return Path(value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError("not an integer")
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str | int | float):
+                raise ValueError("not a string")
+            return str(value)
+        if origin is tuple:
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(str(v) for v in value)
+        if origin is dict:
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise ValueError("not a table")
+            return {str(k): str(v) for k, v in value.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {exc}") from exc
+    if isinstance(kind, types.UnionType):  # pragma: no cover - no such field today
+        return value
+    raise ConfigError(f"setting {name}: unsupported type {kind!r}")
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from defaults, the config file, the environment, then overrides.
+
+    The config file is named by ``GRADERQUEUE_CONFIG`` (TOML, keys are the
+    field names of :class:`Settings`). Unknown keys are errors: a typo in a
+    security setting must not pass silently.
+    """
+    env = os.environ if environ is None else environ
+    kinds = _field_types()
+    values: dict[str, Any] = {}
+
+    config_file = env.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+        for key, value in data.items():
+            if key not in kinds:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+            values[key] = _coerce(key, kinds[key], value)
+
+    for key, kind in kinds.items():
+        raw = env.get(ENV_PREFIX + key.upper())
+        if raw is not None:
+            values[key] = _coerce(key, kind, raw)
+
+    for key, value in (overrides or {}).items():
+        if key not in kinds:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, kinds[key], value)
+
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if settings.wakeup_strategy not in ("first", "last"):
+        raise ConfigError("wakeup_strategy must be 'first' or 'last'")
+    for name in ("max_fails", "default_timeout_sec", "token_max_bytes", "max_request_bytes"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if settings.poll_wait_sec < 0:
+        raise ConfigError("poll_wait_sec must not be negative")
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with some fields changed (tests, CLI options)."""
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,120 @@
+"""Database engine and transactions, the same on SQLite and MariaDB/MySQL.
+
+SQLite: WAL, ``synchronous=NORMAL`` and every transaction starts with
+``BEGIN IMMEDIATE``. Taking the write lock up front means two writers queue
+on the busy timeout instead of deadlocking on a lock upgrade, and it makes
+the claim (select then update) exclusive without row locks.
+
+MariaDB/MySQL: READ COMMITTED, so a claim's ``SKIP LOCKED`` scan sees what
+other nodes committed a moment ago.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+from .errors import Unavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 15000
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+        pool_size=10,
+        max_overflow=40,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event, not the driver, open transactions.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """The engine and a session factory; one per process and settings."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error.
+
+        Driver errors that mean "try again" (lost connection, lock wait timeout,
+        deadlock, database busy) become :class:`Unavailable` (errorcode 1).
+        """
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except (OperationalError, DBAPIError) as exc:
+            session.rollback()
+            if is_transient(exc):
+                raise Unavailable() from exc
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+# MySQL error numbers that mean "retry": deadlock, lock wait timeout,
+# server gone away, lost connection, can't connect, too many connections.
+_TRANSIENT_MYSQL = {1213, 1205, 2006, 2013, 2003, 1040, 1053}
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _TRANSIENT_MYSQL:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text

@@ -1,0 +1,85 @@
+"""One exception tree for everything the queue refuses.
+
+Each class carries the protocol ``errorcode`` (PROTOCOL.md) and a default
+message; the web layer turns any :class:`QueueError` into the protocol's JSON
+answer, the CLI into a message and a non-zero exit. Library errors are
+translated where they occur (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+# Protocol error codes.
+SUCCESS = 0
+TEMPORARY = 1
+FATAL = 2
+AUTH = 3
+
+
+class QueueError(Exception):
+    """The queue refused the request."""
+
+    errorcode: int = FATAL
+
+    def __init__(self, message: str | None = None, *, errorcode: int | None = None) -> None:
+        if message is None:
+            message = (self.__doc__ or "Error.").strip().splitlines()[0]
+        super().__init__(message)
+        self.message = message
+        if errorcode is not None:
+            self.errorcode = errorcode
+
+
+class BadRequest(QueueError):
+    """Invalid request."""
+
+
+class TokenError(QueueError):
+    """Invalid token."""
+
+
+class AuthenticationError(QueueError):
+    """No valid authentication provided."""
+
+    errorcode = AUTH
+
+
+class PlatformAuthError(QueueError):
+    """No valid authentication provided."""
+
+    # Platforms get errorcode 2 for authentication failures (PROTOCOL.md).
+    errorcode = FATAL
+
+
+class UnknownJob(QueueError):
+    """Invalid jobid."""
+
+
+class NotAssigned(QueueError):
+    """Task doesn't exist or server doesn't have this job assigned."""
+
+
+class InvalidResult(QueueError):
+    """Resultdata received invalid."""
+
+
+class TooManyJobs(QueueError):
+    """Server already accepted too many jobs."""
+
+    errorcode = TEMPORARY
+
+
+class NoJob(QueueError):
+    """No job available."""
+
+    errorcode = TEMPORARY
+
+
+class Unavailable(QueueError):
+    """The queue is temporarily unavailable, try again later."""
+
+    # A transient fault on our side must never make a client give up.
+    errorcode = TEMPORARY
+
+
+class NotFound(QueueError):
+    """Not found."""

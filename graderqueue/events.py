@@ -1,0 +1,43 @@
+"""The event log: what operators need to see afterwards (timeouts, bad results, ...)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from .models import Event, utcnow
+
+# Kinds of events, named as the original's log types where one existed.
+TIMEOUT = "error_timeout"
+BAD_RESULT = "error_in_result"
+RELEASED = "released_by_server"
+WAKEUP_FAILED = "wakeup_failed"
+WAKEUP_OK = "wakeup_ok"
+JOB_ERROR = "job_error"
+REQUEUED = "requeued"
+CANCELLED = "cancelled"
+SERVER_REGISTERED = "server_registered"
+SERVER_REMOVED = "server_removed"
+DELIVERY_FAILED = "delivery_failed"
+DELIVERY_GIVEN_UP = "delivery_given_up"
+ALERT_SENT = "alert_sent"
+
+MESSAGE_MAX = 2000
+
+
+def log_event(
+    session: Session,
+    kind: str,
+    *,
+    job_id: int | None = None,
+    server_id: int | None = None,
+    message: str = "",
+) -> None:
+    session.add(
+        Event(
+            time=utcnow(),
+            kind=kind,
+            job_id=job_id,
+            server_id=server_id,
+            message=message[:MESSAGE_MAX],
+        )
+    )

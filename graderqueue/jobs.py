@@ -1,0 +1,390 @@
+"""The life of a job: queue, claim, complete or requeue.
+
+Every change of a job's status goes through this module, which keeps the
+``job_types`` copies of status and priority in step (they make the claim
+index-only). Functions take a session inside a transaction and plain values;
+they know nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from . import events, stats
+from .errors import BadRequest, NotAssigned
+from .models import Delivery, Job, JobStatus, JobType, Platform, Result, utcnow
+
+# The job's fields, as the original's queue table named them (getjob).
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+NAME_MAX = 255
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a platform asks to queue, already validated."""
+
+    name: str
+    jobdata: str  # JSON text of the job object
+    priority: int
+    tags: str
+    type_ids: list[int]
+    jobusertaskid: str
+    taskrevision: str
+    timeout_sec: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    name: str
+    taskrevision: str
+    jobdata: str
+    type_ids: list[int]
+
+
+@dataclass(frozen=True)
+class Completion:
+    job_id: int
+    accepted: bool  # False: the result reported an error, the job was requeued
+    type_ids: list[int]
+
+
+def dedup_key_for(request: dict[str, Any]) -> str:
+    """A stable id for a request without ``jobusertaskid``: identical requests dedup."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return "auto-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def _set_types(session: Session, job_id: int, type_ids: list[int], status: str, priority: int):
+    session.execute(delete(JobType).where(JobType.job_id == job_id))
+    session.add_all(
+        JobType(job_id=job_id, type_id=t, status=status, priority=priority) for t in type_ids
+    )
+
+
+def _sync_types(session: Session, job_id: int, status: str) -> None:
+    session.execute(update(JobType).where(JobType.job_id == job_id).values(status=status))
+
+
+def type_ids_of(session: Session, job_id: int) -> list[int]:
+    return list(session.scalars(select(JobType.type_id).where(JobType.job_id == job_id)))
+
+
+def enqueue(
+    session: Session,
+    new: NewJob,
+    *,
+    platform_id: int | None,
+    received_via: str = "",
+) -> tuple[int, bool]:
+    """Queue a job, or update the live job with the same ``jobusertaskid``.
+
+    Returns (job id, created). A job in ``error`` keeps its status when sent
+    again; any other live job goes back to ``queued`` with its failures reset.
+    """
+    query = select(Job).where(Job.dedup_key == new.jobusertaskid)
+    if platform_id is None:
+        query = query.where(Job.platform_id.is_(None), Job.received_via == received_via)
+    else:
+        query = query.where(Job.platform_id == platform_id)
+    existing = session.scalars(query.with_for_update()).first()
+    now = utcnow()
+    if existing is None:
+        job = Job(
+            platform_id=platform_id,
+            received_via=received_via,
+            name=new.name,
+            jobusertaskid=new.jobusertaskid,
+            dedup_key=new.jobusertaskid,
+            status=JobStatus.QUEUED,
+            priority=new.priority,
+            timeout_sec=new.timeout_sec,
+            received_time=now,
+            tags=new.tags,
+            taskrevision=new.taskrevision,
+            jobdata=new.jobdata,
+        )
+        session.add(job)
+        session.flush()
+        _set_types(session, job.id, new.type_ids, JobStatus.QUEUED, new.priority)
+        return job.id, True
+
+    job = existing
+    job.name = new.name
+    job.priority = new.priority
+    job.tags = new.tags
+    job.jobdata = new.jobdata
+    job.taskrevision = new.taskrevision
+    job.timeout_sec = new.timeout_sec
+    job.job_repeats += 1
+    job.nb_fails = 0
+    if job.status != JobStatus.ERROR:
+        job.status = JobStatus.QUEUED
+        job.sent_to = None
+        job.lease_expires = None
+    _set_types(session, job.id, new.type_ids, job.status, new.priority)
+    return job.id, False
+
+
+def held_count(session: Session, server_id: int, now: datetime | None = None) -> int:
+    """Jobs the server really holds: sent to it, lease still running."""
+    now = now or utcnow()
+    return session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.sent_to == server_id, Job.status == JobStatus.SENT, Job.lease_expires > now)
+    )
+
+
+def release_held(session: Session, server_id: int) -> list[int]:
+    """``nbtasks=0``: the server holds nothing, so whatever we think it holds goes back."""
+    ids = list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.sent_to == server_id, Job.status == JobStatus.SENT)
+            .with_for_update()
+        )
+    )
+    for job_id in ids:
+        _requeue(session, job_id, count_failure=True)
+        events.log_event(
+            session,
+            events.RELEASED,
+            job_id=job_id,
+            server_id=server_id,
+            message="server polled with nbtasks=0 while holding this job",
+        )
+    return ids
+
+
+def _requeue(session: Session, job_id: int, *, count_failure: bool) -> None:
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED,
+        "sent_to": None,
+        "lease_expires": None,
+    }
+    if count_failure:
+        values["nb_fails"] = Job.nb_fails + 1
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+    _sync_types(session, job_id, JobStatus.QUEUED)
+
+
+def claim(
+    session: Session, server_id: int, type_id: int, *, max_fails: int, skip_locked: bool
+) -> Claimed | None:
+    """Hand the best eligible job to the server: highest priority, then oldest.
+
+    Eligible: one of the job's types is the server's, fewer than ``max_fails``
+    failures, and either queued, or sent elsewhere with its lease run out
+    (never back to the server it timed out on, as the original). Exclusive:
+    the final UPDATE only succeeds if the job is still in the state we read,
+    so two servers can never both get it; on MariaDB ``SKIP LOCKED`` keeps
+    concurrent claimers off each other's rows.
+    """
+    now = utcnow()
+    for _attempt in range(8):
+        queued_q = (
+            select(JobType.job_id, JobType.priority)
+            .join(Job, Job.id == JobType.job_id)
+            .where(
+                JobType.type_id == type_id,
+                JobType.status == JobStatus.QUEUED,
+                Job.nb_fails < max_fails,
+            )
+            .order_by(JobType.priority.desc(), JobType.job_id)
+            .limit(1)
+        )
+        expired_q = (
+            select(Job.id, Job.priority, Job.sent_to)
+            .join(JobType, (JobType.job_id == Job.id) & (JobType.type_id == type_id))
+            .where(
+                Job.status == JobStatus.SENT,
+                Job.lease_expires <= now,
+                Job.sent_to != server_id,
+                Job.nb_fails < max_fails,
+            )
+            .order_by(Job.priority.desc(), Job.id)
+            .limit(1)
+        )
+        if skip_locked:
+            queued_q = queued_q.with_for_update(skip_locked=True)
+            expired_q = expired_q.with_for_update(skip_locked=True)
+        queued = session.execute(queued_q).first()
+        expired = session.execute(expired_q).first()
+
+        candidates = []
+        if queued is not None:
+            candidates.append((-queued.priority, queued.job_id, False, None))
+        if expired is not None:
+            candidates.append((-expired.priority, expired.id, True, expired.sent_to))
+        if not candidates:
+            return None
+        _, job_id, timed_out, previous = min(candidates)
+
+        guard = (
+            (Job.status == JobStatus.SENT) & (Job.lease_expires <= now)
+            if timed_out
+            else (Job.status == JobStatus.QUEUED)
+        )
+        values: dict[str, Any] = {
+            "status": JobStatus.SENT,
+            "sent_to": server_id,
+            "grading_start_time": now,
+        }
+        if timed_out:
+            values["nb_fails"] = Job.nb_fails + 1
+        won = session.execute(update(Job).where(Job.id == job_id, guard).values(**values))
+        if won.rowcount != 1:
+            continue  # someone else got it between our read and our write
+        job = session.get(Job, job_id, populate_existing=True)
+        assert job is not None
+        job.lease_expires = now + timedelta(seconds=job.timeout_sec)
+        _sync_types(session, job_id, JobStatus.SENT)
+        if timed_out:
+            events.log_event(
+                session,
+                events.TIMEOUT,
+                job_id=job_id,
+                server_id=previous,
+                message=f"lease ran out; job re-sent to server {server_id}",
+            )
+        return Claimed(
+            id=job.id,
+            name=job.name,
+            taskrevision=job.taskrevision,
+            jobdata=job.jobdata,
+            type_ids=type_ids_of(session, job_id),
+        )
+    return None
+
+
+def parse_result(raw: str | None) -> dict[str, Any]:
+    """Validate ``resultdata`` from a grading server before touching the database."""
+    if raw is None or raw == "":
+        raise BadRequest("No resultdata received.")
+    try:
+        result = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"Cannot decode resultdata: {exc.args[0]}") from exc
+    if not isinstance(result, dict):
+        raise BadRequest("Cannot decode resultdata: not a JSON object.")
+    return result
+
+
+def result_errorcode(result: dict[str, Any]) -> int | None:
+    code = result.get("errorcode")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+        return int(code)
+    return None
+
+
+def complete(session: Session, server_id: int, job_id: int, result: dict[str, Any]) -> Completion:
+    """Take a result from the server that holds the job.
+
+    errorcode 0 or 1: the job is done, its statistics saved and, if its
+    platform has a return URL, a delivery is owed (same transaction).
+    Anything else: the job goes back to the queue with one more failure.
+    """
+    job = session.scalars(
+        select(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.SENT, Job.sent_to == server_id)
+        .with_for_update()
+    ).first()
+    if job is None:
+        raise NotAssigned()
+    type_ids = type_ids_of(session, job.id)
+    code = result_errorcode(result)
+    if code not in (0, 1):
+        _requeue(session, job.id, count_failure=True)
+        message = result.get("errormsg")
+        events.log_event(
+            session,
+            events.BAD_RESULT,
+            job_id=job.id,
+            server_id=server_id,
+            message=f"errorcode {code}: {message if isinstance(message, str) else ''}",
+        )
+        return Completion(job_id=job.id, accepted=False, type_ids=type_ids)
+
+    try:
+        jobdata = json.loads(job.jobdata)
+    except ValueError:
+        jobdata = {}
+    figures = stats.extract(jobdata, result)
+    now = utcnow()
+    job.status = JobStatus.DONE
+    job.dedup_key = None
+    job.grading_end_time = now
+    job.lease_expires = None
+    _sync_types(session, job.id, JobStatus.DONE)
+    session.add(Result(job_id=job.id, resultdata=json.dumps(result), **figures.as_dict()))
+    if job.platform_id is not None:
+        platform = session.get(Platform, job.platform_id)
+        if platform is not None and platform.return_url:
+            session.add(Delivery(job_id=job.id, platform_id=platform.id, next_attempt_at=now))
+    return Completion(job_id=job.id, accepted=True, type_ids=type_ids)
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.strftime(TIME_FORMAT) if value is not None else None
+
+
+def job_row(session: Session, job: Job) -> tuple[str, dict[str, Any]]:
+    """A job as ``getjob`` shows it: (origin, row under the original's names)."""
+    row: dict[str, Any] = {
+        "id": job.id,
+        "name": job.name,
+        "jobusertaskid": job.jobusertaskid,
+        "job_repeats": job.job_repeats,
+        "status": job.status,
+        "priority": job.priority,
+        "timeout_sec": job.timeout_sec,
+        "nb_fails": job.nb_fails,
+        "received_from": job.platform_id if job.platform_id is not None else -1,
+        "received_time": _time(job.received_time),
+        "sent_to": job.sent_to if job.sent_to is not None else -1,
+        "grading_start_time": _time(job.grading_start_time),
+        "tags": job.tags,
+        "taskrevision": job.taskrevision,
+        "jobdata": job.jobdata,
+    }
+    if job.status != JobStatus.DONE:
+        return "queue", row
+    result = session.get(Result, job.id)
+    row["jobid"] = job.id  # the original's done table had its own id and this one
+    row["grading_end_time"] = _time(job.grading_end_time)
+    if result is not None:
+        row["resultdata"] = result.resultdata
+        row.update(
+            cpu_time_ms=result.cpu_time_ms,
+            real_time_ms=result.real_time_ms,
+            max_real_time_ms=result.max_real_time_ms,
+            is_success=int(result.is_success),
+            task_path=result.task_path,
+            task_name=result.task_name,
+            language=result.language,
+        )
+    return "done", row
+
+
+def get_for_platform(session: Session, job_id: int, platform_id: int | None, via: str) -> Job:
+    """The job if this sender sent it; foreign and unknown ids look the same."""
+    from .errors import UnknownJob
+
+    job = session.get(Job, job_id)
+    if job is None or job.platform_id != platform_id:
+        raise UnknownJob()
+    if platform_id is None and job.received_via != via:
+        raise UnknownJob()
+    return job

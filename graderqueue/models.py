@@ -1,0 +1,349 @@
+"""The queue's tables (SQLAlchemy 2 declarative models).
+
+The schema is created and changed only by Alembic migrations
+(``graderqueue/migrations``); these models describe it for queries.
+
+Column names follow the original graderqueue where a client can see them
+(``getjob`` returns a job under the original's names).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Job and result JSON can be large: LONGTEXT on MariaDB/MySQL.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# Microseconds matter for ordering and wait-time statistics.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# SQLite only auto-increments INTEGER PRIMARY KEY; elsewhere ids are 64-bit.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: every timestamp in the database is naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    ERROR = "error"
+    DONE = "done"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    GIVEN_UP = "given_up"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class ServerType(Base):
+    __tablename__ = "server_types"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class TypeTag(Base):
+    """Tags a server type handles."""
+
+    __tablename__ = "type_tags"
+    type_id: Mapped[int] = mapped_column(ForeignKey("server_types.id"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), primary_key=True, index=True)
+
+
+class Platform(Base):
+    __tablename__ = "platforms"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # Also the JWS ``kid`` of the platform's tokens.
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    return_url: Mapped[str] = mapped_column(String(1000), default="")
+    # Comma-separated paths; sent to grading servers as a JSON list.
+    restrict_paths: Mapped[str] = mapped_column(Text, default="")
+    force_tag_id: Mapped[int | None] = mapped_column(ForeignKey("tags.id"), nullable=True)
+    # Demand fresh tokens (exp/iat/jti or date) from this platform.
+    require_fresh: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class PlatformKey(Base):
+    """A platform's public key; several may be active during a key rotation."""
+
+    __tablename__ = "platform_keys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the key's DER form: shown to operators and used to remove a key.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class ServerToken(Base):
+    """A shared secret with which grading servers register themselves."""
+
+    __tablename__ = "server_tokens"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    # SHA-256 hex of the token: the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    type_id: Mapped[int] = mapped_column(ForeignKey("server_types.id"))
+    max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=1)
+    wakeup_secret: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Server(Base):
+    __tablename__ = "servers"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    type_id: Mapped[int] = mapped_column(ForeignKey("server_types.id"), index=True)
+    # Normalized client-certificate identity (see auth.normalize_*).
+    ssl_serial: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ssl_dn: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    ssl_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    wakeup_url: Mapped[str] = mapped_column(String(1000), default="")
+    wakeup_secret: Mapped[str] = mapped_column(String(255), default="")
+    max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=1)
+    last_poll_time: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    wakeup_fails: Mapped[int] = mapped_column(Integer, default=0)
+    last_wakeup_time: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # Set for servers registered by a server token.
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("server_tokens.id"), nullable=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (Index("ix_servers_token_ip", "token_id", "ip", unique=True),)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform_id: Mapped[int | None] = mapped_column(ForeignKey("platforms.id"), nullable=True)
+    # Who sent it when not a platform: "interface", "remote:<user>", "debug".
+    received_via: Mapped[str] = mapped_column(String(255), default="")
+    name: Mapped[str] = mapped_column(String(255))
+    jobusertaskid: Mapped[str] = mapped_column(String(255))
+    # jobusertaskid while the job is not done, NULL once done: a unique index
+    # on (platform_id, dedup_key) makes the id unique among live jobs only.
+    dedup_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    job_repeats: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(8), default=JobStatus.QUEUED)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_sec: Mapped[int] = mapped_column(Integer, default=300)
+    nb_fails: Mapped[int] = mapped_column(Integer, default=0)
+    received_time: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    sent_to: Mapped[int | None] = mapped_column(ForeignKey("servers.id"), nullable=True)
+    grading_start_time: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    grading_end_time: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    tags: Mapped[str] = mapped_column(Text, default="")
+    taskrevision: Mapped[str] = mapped_column(String(255), default="")
+    jobdata: Mapped[str] = mapped_column(LongText)
+
+    __table_args__ = (
+        Index("ix_jobs_dedup", "platform_id", "dedup_key", unique=True),
+        # Finds sent jobs whose lease ran out without scanning the queue.
+        Index("ix_jobs_status_lease", "status", "lease_expires"),
+        # Counts the jobs a server holds; finds them for nbtasks=0.
+        Index("ix_jobs_sent_to_status", "sent_to", "status"),
+        Index("ix_jobs_status_received", "status", "received_time"),
+        Index("ix_jobs_end_time", "grading_end_time"),
+        Index("ix_jobs_platform_id", "platform_id", "id"),
+    )
+
+
+class JobType(Base):
+    """The server types a job may run on.
+
+    ``status`` and ``priority`` are copies of the job's, kept in step by
+    ``jobs.py`` alone, so that one index serves the claim directly:
+    (type_id, status, priority DESC, job_id) in the claim's ORDER BY.
+    """
+
+    __tablename__ = "job_types"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    type_id: Mapped[int] = mapped_column(ForeignKey("server_types.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(8), default=JobStatus.QUEUED)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+
+
+Index(
+    "ix_job_types_claim",
+    JobType.type_id,
+    JobType.status,
+    JobType.priority.desc(),
+    JobType.job_id,
+)
+
+
+class Result(Base):
+    """The result of a done job, with the original's statistics columns."""
+
+    __tablename__ = "results"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    resultdata: Mapped[str] = mapped_column(LongText)
+    cpu_time_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    real_time_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    max_real_time_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    is_success: Mapped[bool] = mapped_column(Boolean, default=False)
+    task_path: Mapped[str] = mapped_column(String(1000), default="")
+    task_name: Mapped[str] = mapped_column(String(255), default="")
+    language: Mapped[str] = mapped_column(String(64), default="")
+
+    __table_args__ = (
+        Index("ix_results_task_name", "task_name"),
+        Index("ix_results_language", "language"),
+    )
+
+
+class Event(Base):
+    """The event log: timeouts, bad results, wake-up failures, admin actions."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    time: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    server_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_events_time", "time"),
+        Index("ix_events_kind_time", "kind", "time"),
+        Index("ix_events_job", "job_id"),
+        Index("ix_events_server", "server_id", "time"),
+    )
+
+
+class Delivery(Base):
+    """Outbox row: a done job's result owed to its platform's return URL.
+
+    Written in the transaction that completes the job, so a result is never
+    done without a delivery being owed.
+    """
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"))
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # A worker's claim on the row while it posts, so two nodes never post the same.
+    locked_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    __table_args__ = (
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_platform", "platform_id", "created_at"),
+    )
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    time: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AdminUser(Base):
+    __tablename__ = "admin_users"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_login: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class RemoteUser(Base):
+    """Users of the ``rRequest`` way in (remote testing tools)."""
+
+    __tablename__ = "remote_users"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class InterfaceToken(Base):
+    """Short-lived tokens the admin interface's own forms send as ``token``."""
+
+    __tablename__ = "interface_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class SeenTokenId(Base):
+    """``jti`` values already used, to refuse replayed fresh tokens."""
+
+    __tablename__ = "seen_token_ids"
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class Listener(Base):
+    """A web worker process waiting for "new job" hints on a UDP port.
+
+    Any process that queues a job sends a datagram to every live listener,
+    so long-polls in other processes and on other nodes wake at once.
+    """
+
+    __tablename__ = "listeners"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)
+    heartbeat: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+
+
+class Lock(Base):
+    """Named leases for work that one node at a time should do (cron)."""
+
+    __tablename__ = "locks"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class AlertSent(Base):
+    """When each kind of admin alert was last e-mailed, to avoid repeats."""
+
+    __tablename__ = "alerts_sent"
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_sent_at: Mapped[datetime] = mapped_column(Timestamp)
+    fingerprint: Mapped[str] = mapped_column(String(255), default="")

@@ -1,0 +1,246 @@
+"""Operator actions on tags, server types, platforms, servers and server tokens.
+
+Shared by the CLI and the admin interface; each validates everything before
+writing, so a refused action changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import auth, keys
+from .errors import BadRequest, NotFound
+from .models import Platform, PlatformKey, Server, ServerToken, ServerType, Tag, TypeTag
+from .wakeup import parse_url
+
+NAME_MAX = 255
+
+
+def _name(value: str, what: str) -> str:
+    name = value.strip()
+    if not name or len(name) > NAME_MAX:
+        raise BadRequest(f"Invalid {what} name {value!r}.")
+    return name
+
+
+def _unique(session: Session, model, name: str, what: str) -> None:  # type: ignore[no-untyped-def]
+    if session.scalar(select(model.id).where(model.name == name)) is not None:
+        raise BadRequest(f"{what} {name!r} already exists.")
+
+
+def tag_by_name(session: Session, name: str) -> Tag:
+    tag = session.scalars(select(Tag).where(Tag.name == name)).first()
+    if tag is None:
+        raise NotFound(f"Tag `{name}` unrecognized.")
+    return tag
+
+
+def type_by_name(session: Session, name: str) -> ServerType:
+    stype = session.scalars(select(ServerType).where(ServerType.name == name)).first()
+    if stype is None:
+        raise NotFound(f"Server type {name!r} does not exist.")
+    return stype
+
+
+def platform_by_name(session: Session, name: str) -> Platform:
+    platform = session.scalars(select(Platform).where(Platform.name == name)).first()
+    if platform is None:
+        raise NotFound(f"Platform {name!r} does not exist.")
+    return platform
+
+
+def add_tag(session: Session, name: str) -> Tag:
+    name = _name(name, "tag")
+    if "," in name:
+        raise BadRequest("A tag name cannot contain a comma.")
+    _unique(session, Tag, name, "Tag")
+    tag = Tag(name=name)
+    session.add(tag)
+    session.flush()
+    return tag
+
+
+def add_type(session: Session, name: str, tag_names: list[str]) -> ServerType:
+    name = _name(name, "server type")
+    _unique(session, ServerType, name, "Server type")
+    tags = [tag_by_name(session, t) for t in tag_names]
+    stype = ServerType(name=name)
+    session.add(stype)
+    session.flush()
+    session.add_all(TypeTag(type_id=stype.id, tag_id=t.id) for t in tags)
+    return stype
+
+
+def type_tags(session: Session, type_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(Tag.name)
+            .join(TypeTag, TypeTag.tag_id == Tag.id)
+            .where(TypeTag.type_id == type_id)
+        )
+    )
+
+
+def _public_key(pem: str) -> tuple[str, str]:
+    pem = pem.strip() + "\n"
+    try:
+        keys.parse_public_key(pem)
+        return pem, keys.fingerprint(pem)
+    except keys.KeyProblem as exc:
+        raise BadRequest(exc.message) from exc
+    except ValueError as exc:
+        raise BadRequest("Invalid public key.") from exc
+
+
+def add_platform(
+    session: Session,
+    name: str,
+    public_key_pem: str,
+    *,
+    return_url: str = "",
+    restrict_paths: str = "",
+    force_tag: str | None = None,
+    require_fresh: bool = False,
+) -> Platform:
+    name = _name(name, "platform")
+    _unique(session, Platform, name, "Platform")
+    pem, fingerprint = _public_key(public_key_pem)
+    if return_url and not return_url.startswith(("http://", "https://")):
+        raise BadRequest("The return URL must start with http:// or https://.")
+    forced = tag_by_name(session, force_tag).id if force_tag else None
+    platform = Platform(
+        name=name,
+        return_url=return_url,
+        restrict_paths=restrict_paths,
+        force_tag_id=forced,
+        require_fresh=require_fresh,
+    )
+    session.add(platform)
+    session.flush()
+    session.add(PlatformKey(platform_id=platform.id, public_key=pem, fingerprint=fingerprint))
+    return platform
+
+
+def add_platform_key(session: Session, platform_name: str, public_key_pem: str) -> PlatformKey:
+    platform = platform_by_name(session, platform_name)
+    pem, fingerprint = _public_key(public_key_pem)
+    existing = session.scalars(
+        select(PlatformKey).where(
+            PlatformKey.platform_id == platform.id, PlatformKey.fingerprint == fingerprint
+        )
+    ).first()
+    if existing is not None:
+        existing.active = True
+        return existing
+    key = PlatformKey(platform_id=platform.id, public_key=pem, fingerprint=fingerprint)
+    session.add(key)
+    session.flush()
+    return key
+
+
+def remove_platform_key(
+    session: Session, platform_name: str, fingerprint_prefix: str
+) -> PlatformKey:
+    platform = platform_by_name(session, platform_name)
+    prefix = fingerprint_prefix.strip().lower()
+    if len(prefix) < 8:
+        raise BadRequest("Give at least 8 characters of the key's fingerprint.")
+    matches = [
+        k
+        for k in session.scalars(
+            select(PlatformKey).where(
+                PlatformKey.platform_id == platform.id, PlatformKey.active.is_(True)
+            )
+        )
+        if k.fingerprint.startswith(prefix)
+    ]
+    if len(matches) != 1:
+        raise BadRequest(f"{len(matches)} active keys match {prefix!r}; need exactly one.")
+    active = session.scalar(
+        select(PlatformKey.id).where(
+            PlatformKey.platform_id == platform.id,
+            PlatformKey.active.is_(True),
+            PlatformKey.id != matches[0].id,
+        )
+    )
+    if active is None:
+        raise BadRequest("Refusing to remove the platform's last active key.")
+    matches[0].active = False
+    return matches[0]
+
+
+def _wakeup_url(url: str) -> str:
+    if url and parse_url(url) is None:
+        raise BadRequest(f"Invalid wake-up URL {url!r}: expected udp://HOST:PORT.")
+    return url
+
+
+def _max_jobs(value: int) -> int:
+    if value < 0:
+        raise BadRequest("max jobs must be 0 (no limit) or more.")
+    return value
+
+
+def add_server(
+    session: Session,
+    name: str,
+    type_name: str,
+    *,
+    ssl_serial: str,
+    ssl_dn: str,
+    wakeup_url: str = "",
+    max_jobs: int = 1,
+    wakeup_secret: str = "",
+) -> Server:
+    name = _name(name, "server")
+    _unique(session, Server, name, "Server")
+    stype = type_by_name(session, type_name)
+    try:
+        serial, dn = auth.normalize_serial(ssl_serial), auth.normalize_dn(ssl_dn)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid certificate identity: {exc}") from exc
+    key = auth.cert_key(ssl_serial, ssl_dn)
+    if session.scalar(select(Server.id).where(Server.ssl_key == key)) is not None:
+        raise BadRequest("Another server already uses this certificate.")
+    server = Server(
+        name=name,
+        type_id=stype.id,
+        ssl_serial=serial,
+        ssl_dn=dn,
+        ssl_key=key,
+        wakeup_url=_wakeup_url(wakeup_url),
+        wakeup_secret=wakeup_secret,
+        max_concurrent_jobs=_max_jobs(max_jobs),
+    )
+    session.add(server)
+    session.flush()
+    return server
+
+
+@dataclass(frozen=True)
+class NewToken:
+    record: ServerToken
+    token: str  # shown once; only its hash is stored
+
+
+def add_server_token(
+    session: Session, name: str, type_name: str, *, max_jobs: int = 1, wakeup_secret: str = ""
+) -> NewToken:
+    name = _name(name, "server token")
+    _unique(session, ServerToken, name, "Server token")
+    stype = type_by_name(session, type_name)
+    token = secrets.token_urlsafe(32)
+    record = ServerToken(
+        name=name,
+        token_hash=auth.hash_token(token),
+        type_id=stype.id,
+        max_concurrent_jobs=_max_jobs(max_jobs),
+        wakeup_secret=wakeup_secret,
+    )
+    session.add(record)
+    session.flush()
+    return NewToken(record=record, token=token)

@@ -1,0 +1,46 @@
+"""What one process of the queue holds: settings, database, keys, notifier, waker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import tokens
+from .config import Settings
+from .db import Database
+from .keys import QueueKeys
+from .notify import Hub
+from .wakeup import Waker
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    keys: QueueKeys
+    hub: Hub = field(init=False)
+    waker: Waker = field(init=False)
+    # Set by the delivery worker when it runs inside this process.
+    delivery_kick: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.hub = Hub(self.db, self.settings.notify_host)
+        self.waker = Waker(self.db, self.settings)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        tokens.set_size_limit(settings.token_max_bytes)
+        db = Database(settings)
+        keys = QueueKeys(settings.resolved_key_dir, settings.key_name)
+        return cls(settings=settings, db=db, keys=keys)
+
+    def jobs_available(self, type_ids: list[int], *, wake_servers: bool = True) -> None:
+        """After a commit that made jobs claimable: wake pollers, then idle servers."""
+        self.hub.publish(type_ids)
+        if wake_servers:
+            self.waker.request(type_ids)
+
+    def results_stored(self, job_id: int) -> None:
+        """After a result is committed: let the delivery worker start at once."""
+        if self.delivery_kick is not None:
+            self.delivery_kick()

@@ -1,0 +1,64 @@
+"""The queue's web application (Flask application factory)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response
+
+from .. import migrate
+from ..config import Settings, load_settings
+from ..runtime import Runtime
+from .answers import register_error_handlers
+
+
+class NotInitialized(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """Build the app. ``settings`` default to :func:`load_settings` (file + environment)."""
+    settings = settings or load_settings(overrides or None)
+    rt = Runtime.create(settings)
+    if not migrate.is_up_to_date(rt.db):
+        raise NotInitialized("The database schema is missing or old: run `graderqueue init` first.")
+
+    app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
+    app.config.update(
+        # Bounds every request body; tokens have their own, smaller bound.
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["graderqueue"] = rt
+    register_error_handlers(app)
+
+    from . import platform_api, server_api
+
+    app.register_blueprint(platform_api.bp)
+    app.register_blueprint(server_api.bp)
+    _register_optional_blueprints(app, rt)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    logging.getLogger("graderqueue").setLevel(logging.INFO)
+    return app
+
+
+def _register_optional_blueprints(app: Flask, rt: Runtime) -> None:
+    """The admin interface and the in-process delivery worker, when present and enabled."""
+    try:
+        from .admin import init_admin
+    except ImportError:
+        init_admin = None
+    if init_admin is not None and rt.settings.admin_enabled:
+        init_admin(app, rt)
+    try:
+        from ..delivery import start_in_app
+    except ImportError:
+        start_in_app = None
+    if start_in_app is not None:
+        start_in_app(app, rt)

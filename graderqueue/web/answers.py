@@ -1,0 +1,61 @@
+"""Protocol answers: always HTTP 200 with a JSON object carrying errorcode and errormsg.
+
+The original clients treat any HTTP error status as a network fault and
+retry forever, so even refusals are 200.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ..errors import TEMPORARY, QueueError
+from ..runtime import Runtime
+
+log = logging.getLogger("graderqueue.web")
+
+PROTOCOL_PREFIXES = ("/api", "/poll", "/sendresults", "/test")
+
+
+def answer(errorcode: int = 0, errormsg: str = "Success", **fields: Any) -> Response:
+    body = {"errorcode": errorcode, "errormsg": errormsg, **fields}
+    return Response(json.dumps(body), status=200, mimetype="application/json")
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["graderqueue"]
+
+
+def form_fields() -> dict[str, str]:
+    """The POST form (first value of each field); GET has none, as with the original."""
+    return request.form.to_dict(flat=True) if request.method == "POST" else {}
+
+
+def is_protocol_path(path: str) -> bool:
+    return path.startswith(PROTOCOL_PREFIXES)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(QueueError)
+    def _queue_error(exc: QueueError) -> Response:
+        return answer(exc.errorcode, exc.message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+        if is_protocol_path(request.path):
+            return answer(2, "Request too large.")
+        return exc
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        if isinstance(exc, HTTPException):
+            return exc
+        # Never a stack trace or a secret in an answer; the log has the details.
+        log.exception("unexpected error on %s", request.path)
+        if is_protocol_path(request.path):
+            return answer(TEMPORARY, "Internal error, try again later.")
+        return Response("Internal error.", status=500, mimetype="text/plain")

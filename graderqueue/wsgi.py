@@ -1,0 +1,7 @@
+"""WSGI entry point: ``gunicorn graderqueue.wsgi:app`` (settings from the environment)."""
+
+from __future__ import annotations
+
+from .web import create_app
+
+app = create_app()
