@@ -107,5 +107,7 @@ printf '%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$serial" "$d
 info "Client certificate for '$name' created in $out (valid $days days):"
 info "  $out/$name.crt, $out/$name.key, $out/$name.pem"
 info "Give the grading server $out/$name.pem and $dir/ca.crt."
-info "Register it with 'graderqueue server add' and these arguments:"
+info "Register it with these arguments (the last line below), for example:"
+info "  graderqueue server add $name --type <server type> --wakeup-url udp://<its address>:20000 \\"
+info "      <arguments>"
 printf -- '--ssl-serial %s --ssl-dn %s\n' "$serial" "$(shell_quote "$dn")"
