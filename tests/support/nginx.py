@@ -82,7 +82,7 @@ def find_nginx() -> str:
                 found = candidate
                 break
     if found is None:
-        reason = "nginx is not installed (apt-get install nginx-light or nginx)"
+        reason = "nginx is not installed (on Debian: apt-get install nginx)"
         if _in_ci():
             pytest.fail(f"{reason}; it is required under CI=true", pytrace=False)
         pytest.skip(reason)
