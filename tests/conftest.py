@@ -1,0 +1,68 @@
+"""Fixtures: a real queue on SQLite always, and on MariaDB (found or started)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.mariadb import (
+    create_test_database,
+    drop_test_database,
+    mariadb_base_url_or_skip,
+)
+from tests.support.queue import QueueSetup
+
+
+@pytest.fixture(scope="session")
+def mariadb_base() -> Iterator[str]:
+    """A MariaDB server URL (configured, local, or a throwaway one started here)."""
+    url, server = mariadb_base_url_or_skip()
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def mariadb_url(mariadb_base: str) -> Iterator[str]:
+    url = create_test_database(mariadb_base)
+    yield url
+    drop_test_database(url)
+
+
+def _make_queue(request: pytest.FixtureRequest, tmp_path, backend: str, **overrides):  # type: ignore[no-untyped-def]
+    database_url = ""
+    if backend == "mariadb":
+        database_url = request.getfixturevalue("mariadb_url")
+    marker = request.node.get_closest_marker("queue_settings")
+    if marker is not None:
+        overrides = {**marker.kwargs, **overrides}
+    overrides.setdefault("poll_wait_sec", 2)
+    return QueueSetup(tmp_path / "instance", database_url, **overrides)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def queue(request: pytest.FixtureRequest, tmp_path) -> Iterator[QueueSetup]:  # type: ignore[no-untyped-def]
+    """A queue on each backend, with one tag `c`, a type `t-c` and platform `platform1`."""
+    setup = _make_queue(request, tmp_path, request.param)
+    setup.tag("c", "java", "gpu")
+    setup.server_type("t-c", ["c"])
+    setup.server_type("t-java", ["c", "java"])
+    setup.platform("platform1")
+    yield setup
+    setup.close()
+
+
+@pytest.fixture
+def sqlite_queue(request: pytest.FixtureRequest, tmp_path) -> Iterator[QueueSetup]:  # type: ignore[no-untyped-def]
+    setup = _make_queue(request, tmp_path, "sqlite")
+    setup.tag("c", "java", "gpu")
+    setup.server_type("t-c", ["c"])
+    setup.server_type("t-java", ["c", "java"])
+    setup.platform("platform1")
+    yield setup
+    setup.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "queue_settings(**kw): settings for the queue fixture")
