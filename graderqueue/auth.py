@@ -100,22 +100,24 @@ def _split_rfc2253(dn: str) -> list[str]:
 
 
 def _unescape(value: str) -> str:
+    """Undo RFC 2253 escaping; ``\\C3\\9C`` hex pairs are UTF-8 bytes."""
     value = value.strip()
-    out, i = [], 0
+    out = bytearray()
+    i = 0
     while i < len(value):
         char = value[i]
         if char == "\\" and i + 1 < len(value):
-            nxt = value[i + 1 : i + 3]
-            if re.fullmatch(r"[0-9a-fA-F]{2}", nxt):
-                out.append(chr(int(nxt, 16)))
+            pair = value[i + 1 : i + 3]
+            if re.fullmatch(r"[0-9a-fA-F]{2}", pair):
+                out.append(int(pair, 16))
                 i += 3
                 continue
-            out.append(value[i + 1])
+            out.extend(value[i + 1].encode())
             i += 2
             continue
-        out.append(char)
+        out.extend(char.encode())
         i += 1
-    return "".join(out)
+    return out.decode("utf-8", errors="replace")
 
 
 def normalize_dn(dn: str) -> str:
@@ -128,7 +130,8 @@ def normalize_dn(dn: str) -> str:
     if not text:
         raise ValueError("empty DN")
     if text.startswith("/"):
-        rdns = [part for part in re.split(r"(?<!\\)/", text[1:]) if part]
+        # A "/" inside a value is not a separator: split only before "attr=".
+        rdns = [part for part in re.split(r"/(?=[A-Za-z][A-Za-z0-9.-]*=)", text[1:]) if part]
     else:
         rdns = list(reversed([part for part in _split_rfc2253(text) if part.strip()]))
     canonical = []

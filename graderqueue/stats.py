@@ -57,13 +57,13 @@ def extract(jobdata: Any, result: Any) -> TaskStats:
 
     cpu = real = max_real = 0
     success = True
-    reports = 0
+    checked = 0
     for execution in _list(_dict(_dict(result).get("jobdata")).get("executions")):
         for report in _list(_dict(execution).get("testsReports")):
             report = _dict(report)
-            reports += 1
             checker = report.get("checker")
             if isinstance(checker, dict):
+                checked += 1
                 score = _dict(checker.get("stdout")).get("data", "")
                 if _int(score) != 100:
                     success = False
@@ -77,8 +77,8 @@ def extract(jobdata: Any, result: Any) -> TaskStats:
         cpu_time_ms=cpu,
         real_time_ms=real,
         max_real_time_ms=max_real,
-        # A result with no test report proves nothing: not a success.
-        is_success=success and reports > 0,
+        # A result with no checker report proves nothing: not a success.
+        is_success=success and checked > 0,
         task_path=task_path[:1000],
         task_name=posixpath.basename(task_path.rstrip("/"))[:255],
         language=language[:64],
