@@ -12,6 +12,7 @@ other nodes committed a moment ago.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .config import Settings
 from .errors import Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
+READ_ONLY = "graderqueue_read_only"
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -61,7 +63,10 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (see Database.reading) never needs the write lock:
+        # in WAL mode readers neither wait for nor block the writer.
+        readonly = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -73,19 +78,40 @@ class Database:
         self.settings = settings
         self.engine = engine or make_engine(settings)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> contextlib.AbstractContextManager[Session]:
         """A session in one transaction: committed on success, rolled back on error.
 
         Driver errors that mean "try again" (lost connection, lock wait timeout,
         deadlock, database busy) become :class:`Unavailable` (errorcode 1).
         """
-        session = self._sessions()
+        return self._transaction(self._sessions)
+
+    def reading(self) -> contextlib.AbstractContextManager[Session]:
+        """Like :meth:`transaction`, for work that only reads.
+
+        On SQLite it does not take the write lock, so pages and lookups never
+        queue behind writers; elsewhere it is an ordinary transaction.
+        """
+        return self._transaction(self._read_sessions)
+
+    @contextlib.contextmanager
+    def _transaction(self, factory: sessionmaker[Session]) -> Iterator[Session]:
+        # SQLite has one write lock per file, and its busy handler sleeps up to
+        # 100 ms between tries: threads of one process take turns here
+        # instead, and only processes compete for the file lock.
+        serialize = self._write_lock is not None and factory is self._sessions
+        if serialize:
+            self._write_lock.acquire()
+        session = factory()
         try:
             yield session
             session.commit()
@@ -99,6 +125,8 @@ class Database:
             raise
         finally:
             session.close()
+            if serialize:
+                self._write_lock.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -54,7 +54,7 @@ class Hub:
     # -- waiting side -------------------------------------------------------
 
     def generation(self, type_id: int) -> int:
-        self._ensure_listening()
+        self.ensure_listening()
         with self._cond:
             return self._generations.get(type_id, 0) + self._generations.get(ALL_TYPES, 0)
 
@@ -92,7 +92,7 @@ class Hub:
         message = ("job " + ",".join(str(i) for i in ids)).encode()
         fresh = utcnow() - timedelta(seconds=LISTENER_STALE_SEC)
         try:
-            with self.db.transaction() as session:
+            with self.db.reading() as session:
                 peers = session.execute(
                     select(Listener.id, Listener.host, Listener.port).where(
                         Listener.heartbeat > fresh
@@ -112,7 +112,11 @@ class Hub:
 
     # -- listener -----------------------------------------------------------
 
-    def _ensure_listening(self) -> None:
+    def ensure_listening(self) -> None:
+        """Register this process as a listener (once per process; writes to the database).
+
+        Call it outside any open transaction: on SQLite it needs the write lock.
+        """
         if self._sock is not None and self._pid == os.getpid():
             return
         with self._start_lock:

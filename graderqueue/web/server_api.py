@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, request
+from sqlalchemy.orm import Session
 
 from .. import auth, jobs
 from ..errors import BadRequest, InvalidResult, NoJob, NotAssigned, TooManyJobs
-from ..models import Server, utcnow
+from ..models import utcnow
 from ..notify import RECHECK_SEC
 from .answers import answer, form_fields, runtime
 
@@ -39,43 +40,50 @@ def poll() -> Response:
     rt = runtime()
     settings = rt.settings
     form = form_fields()
+    skip_locked = rt.db.dialect != "sqlite"
+
+    def claim(session: Session) -> jobs.Claimed | None:
+        return jobs.claim(
+            session, server_id, type_id, max_fails=settings.max_fails, skip_locked=skip_locked
+        )
+
+    rt.hub.ensure_listening()
+    # Authentication, bookkeeping and the first claim share one short
+    # transaction: on SQLite every write transaction queues for one lock.
     with rt.db.transaction() as session:
         server = auth.authenticate_server(session, _caller(form), settings.trusted_proxies)
         server_id, type_id = server.id, server.type_id
+        seen = rt.hub.generation(type_id)
         released: list[int] = []
         if form.get("nbtasks", "").strip() == "0":
             released = jobs.release_held(session, server_id)
         limit = server.max_concurrent_jobs
         if limit > 0 and jobs.held_count(session, server_id) >= limit:
             raise TooManyJobs()
-        session.query(Server).filter(Server.id == server_id).update(
-            {"last_poll_time": utcnow(), "wakeup_fails": 0}
-        )
+        server.last_poll_time = utcnow()
+        server.wakeup_fails = 0
         released_types = sorted({t for j in released for t in jobs.type_ids_of(session, j)})
+        job = claim(session)
     if released_types:
         rt.jobs_available(released_types, wake_servers=False)
 
-    skip_locked = rt.db.dialect != "sqlite"
     deadline = time.monotonic() + settings.poll_wait_sec
-    while True:
-        seen = rt.hub.generation(type_id)
-        with rt.db.transaction() as session:
-            job = jobs.claim(
-                session, server_id, type_id, max_fails=settings.max_fails, skip_locked=skip_locked
-            )
-        if job is not None:
-            return answer(
-                0,
-                "Success",
-                jobid=job.id,
-                jobname=job.name,
-                taskrevision=job.taskrevision,
-                jobdata=_json(job.jobdata),
-            )
+    while job is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise NoJob()
         rt.hub.wait(type_id, seen, min(remaining, RECHECK_SEC))
+        seen = rt.hub.generation(type_id)
+        with rt.db.transaction() as session:
+            job = claim(session)
+    return answer(
+        0,
+        "Success",
+        jobid=job.id,
+        jobname=job.name,
+        taskrevision=job.taskrevision,
+        jobdata=_json(job.jobdata),
+    )
 
 
 def _json(text: str):  # type: ignore[no-untyped-def]
@@ -94,15 +102,14 @@ def sendresults() -> Response:
     form = form_fields()
     with rt.db.transaction() as session:
         server = auth.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
-        server_id = server.id
-    raw_id = form.get("jobid")
-    if raw_id is None or raw_id == "":
-        raise BadRequest("No job ID sent.")
-    result = jobs.parse_result(form.get("resultdata"))
-    if not raw_id.strip().isdigit() or len(raw_id.strip()) > 18:
-        raise NotAssigned()
-    with rt.db.transaction() as session:
-        done = jobs.complete(session, server_id, int(raw_id.strip()), result)
+        raw_id = form.get("jobid")
+        if raw_id is None or raw_id == "":
+            raise BadRequest("No job ID sent.")
+        result = jobs.parse_result(form.get("resultdata"))
+        raw_id = raw_id.strip()
+        if not raw_id.isdigit() or len(raw_id) > 18:
+            raise NotAssigned()
+        done = jobs.complete(session, server.id, int(raw_id), result)
     if not done.accepted:
         rt.jobs_available(done.type_ids)
         raise InvalidResult()
