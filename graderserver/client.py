@@ -76,8 +76,6 @@ class QueueClient:
                 session.cert = (
                     (self.config.cert, self.config.key) if self.config.key else self.config.cert
                 )
-            if self.config.ca:
-                session.verify = self.config.ca
             self._local.session = session
         return session
 
@@ -88,7 +86,12 @@ class QueueClient:
             data["server_token"] = self.config.server_token
         try:
             response = self._session().post(
-                url, data=data, timeout=(CONNECT_TIMEOUT, self.config.request_timeout)
+                url,
+                data=data,
+                timeout=(CONNECT_TIMEOUT, self.config.request_timeout),
+                # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE
+                # override a session's verify, but not an explicit argument.
+                verify=self.config.ca or True,
             )
         except requests.RequestException as exc:
             raise QueueUnavailable(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
