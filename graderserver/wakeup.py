@@ -46,7 +46,8 @@ class WakeupListener:
         self._sock = socket.socket(
             socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
         )
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: UDP has no TIME_WAIT to skip, and with it a second
+        # daemon could share the port and receive half of the wake-ups.
         self._sock.bind((host, port))
         self._sock.settimeout(STOP_CHECK_SECONDS)
         self._thread = threading.Thread(target=self._loop, name="wakeup", daemon=True)
