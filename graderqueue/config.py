@@ -52,6 +52,9 @@ class Settings:
     max_fails: int = 2
     default_timeout_sec: int = 300
     poll_wait_sec: float = 20.0
+    # A waiting poll looks at the database at least this often even without a
+    # "new job" hint: covers lost hints and leases that run out.
+    poll_recheck_sec: float = 5.0
     # Tags given to jobs sent without any; empty means "any server type".
     default_tags: tuple[str, ...] = ()
     lang_extensions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EXTENSIONS))

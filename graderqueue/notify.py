@@ -8,7 +8,7 @@ thread bumps a per-type generation counter and wakes the waiters of those
 types, which then claim from the database.
 
 The database stays the truth: a datagram is only a hint to look again, and
-a lost one costs at most ``RECHECK_SEC`` of delay, never a job.
+a lost one costs at most ``poll_recheck_sec`` of delay, never a job.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from .models import Listener, utcnow
 
 log = logging.getLogger(__name__)
 
-# Waiters look at the database at least this often even without a hint: it
-# covers lost datagrams and leases that run out while nobody queues anything.
-RECHECK_SEC = 5.0
 HEARTBEAT_SEC = 30.0
 LISTENER_STALE_SEC = 120.0
 ALL_TYPES = 0

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _hasher = PasswordHasher()
 
-# Verifying against this when a user is unknown costs the same time as a real
-# check, so response times do not reveal which user names exist.
-_DUMMY = _hasher.hash("graderqueue-dummy-password")
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verifying against this when a user is unknown costs the same time as a
+    real check, so response times do not reveal which user names exist."""
+    return _hasher.hash("graderqueue-dummy-password")
 
 
 def hash_password(password: str) -> str:
@@ -20,6 +26,6 @@ def hash_password(password: str) -> str:
 
 def verify(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False

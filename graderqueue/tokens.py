@@ -51,7 +51,7 @@ def compact_header(token: str, nparts: int) -> dict[str, Any]:
         raise TokenError("Invalid token: malformed.")
     try:
         header = json.loads(_b64decode(parts[0]))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TokenError("Invalid token: malformed header.") from exc
     if not isinstance(header, dict):
         raise TokenError("Invalid token: malformed header.")
@@ -129,7 +129,7 @@ def verify(inner: str, public_keys: Iterable[jwk.JWK]) -> dict[str, Any]:
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TokenError("Invalid token: payload is not JSON.") from exc
     if not isinstance(data, dict):
         raise TokenError("Invalid token: payload is not a JSON object.")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import click
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..config import ConfigError, Settings, load_settings
@@ -39,6 +40,14 @@ def fail_clearly() -> Iterator[None]:
         yield
     except (QueueError, ConfigError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from exc
+    except DBAPIError as exc:
+        hint = " Has `graderqueue init` been run?" if _missing_schema(exc) else ""
+        raise click.ClickException(f"Database error: {exc.orig}.{hint}") from exc
+
+
+def _missing_schema(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "no such table" in text or "doesn't exist" in text
 
 
 pass_ctx = click.make_pass_decorator(Context)

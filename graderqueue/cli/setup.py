@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import keys, migrate
+from .. import keys
 from . import Context, fail_clearly, pass_ctx
 
 
@@ -15,6 +15,8 @@ from . import Context, fail_clearly, pass_ctx
 @pass_ctx
 def init(ctx: Context, bits: str) -> None:
     """Create or upgrade the schema, and create the queue's key pair if missing."""
+    from .. import migrate  # Alembic is slow to import; only init needs it
+
     settings = ctx.settings
     with fail_clearly():
         settings.instance_path.mkdir(parents=True, exist_ok=True)

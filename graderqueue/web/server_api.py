@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from .. import auth, jobs
 from ..errors import BadRequest, InvalidResult, NoJob, NotAssigned, TooManyJobs
 from ..models import utcnow
-from ..notify import RECHECK_SEC
 from .answers import answer, form_fields, runtime
 
 bp = Blueprint("server_api", __name__)
@@ -72,7 +71,7 @@ def poll() -> Response:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise NoJob()
-        rt.hub.wait(type_id, seen, min(remaining, RECHECK_SEC))
+        rt.hub.wait(type_id, seen, min(remaining, settings.poll_recheck_sec))
         seen = rt.hub.generation(type_id)
         with rt.db.transaction() as session:
             job = claim(session)

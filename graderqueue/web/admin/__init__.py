@@ -1,0 +1,27 @@
+"""The admin web interface: a blueprint mounted at ``/admin``.
+
+Server-side rendered pages over the query functions of ``dashboard.py``,
+``queries.py`` and ``admin_actions.py``; templates in
+``web/templates/admin/``, the stylesheet and one small script in
+``web/static/admin/`` (nothing is loaded from elsewhere).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ...runtime import Runtime
+from . import security, templating
+from .blueprint import bp
+
+URL_PREFIX = "/admin"
+
+
+def init_admin(app: Flask, rt: Runtime) -> None:
+    """Mount the interface on ``app`` (called by ``create_app`` when admin_enabled)."""
+    security.configure(app, rt.settings)
+    # Importing the view modules adds their routes to the blueprint.
+    from . import views_auth, views_jobs, views_pages, views_send  # noqa: F401
+
+    templating.install(app)
+    app.register_blueprint(bp, url_prefix=URL_PREFIX)

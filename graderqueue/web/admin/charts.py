@@ -1,0 +1,123 @@
+"""Charts as inline SVG, drawn on the server: no script and nothing to vendor.
+
+Colours come from the stylesheet (classes ``s0``, ``s1``); every bar and
+point has a ``<title>``, which browsers show on hover.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+from markupsafe import Markup
+
+WIDTH, HEIGHT = 560, 210
+LEFT, RIGHT, TOP, BOTTOM = 48, 12, 28, 26
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    values: Sequence[float]
+    kind: str = "line"  # or "bar"
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is >= value (axis top)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if step * power >= value - 1e-12:
+            return step * power
+    return 10 * power
+
+
+def _label(value: float) -> str:
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}" if value >= 1 or value == 0 else f"{value:.2g}"
+
+
+def _time_label(moment: datetime, tick_seconds: int) -> str:
+    if tick_seconds >= 3600 * 4:
+        return moment.strftime("%m-%d %H:%M")
+    return moment.strftime("%H:%M")
+
+
+def line_chart(
+    title: str,
+    starts: Sequence[datetime],
+    series: Sequence[Series],
+    *,
+    tick_seconds: int,
+    unit: str = "",
+) -> Markup:
+    """An SVG chart of one value per bucket for each series; bars first, lines on top."""
+    count = max(len(starts), 1)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = nice_ceiling(max((v for s in series for v in s.values), default=0.0))
+    slot = plot_w / count
+
+    def x(i: float) -> float:
+        return LEFT + slot * (i + 0.5)
+
+    def y(v: float) -> float:
+        return TOP + plot_h * (1 - min(v, top) / top)
+
+    out = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text class="chart-title" x="{LEFT}" y="16">{escape(title)}</text>',
+    ]
+    for step in range(5):  # horizontal grid with value labels
+        value = top * step / 4
+        gy = y(value)
+        out.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}"/>')
+        out.append(
+            f'<text class="axis" x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end">'
+            f"{_label(value)}</text>"
+        )
+    every = max(1, math.ceil(count / 6))
+    for i, start in enumerate(starts):
+        if i % every == 0:
+            out.append(
+                f'<text class="axis" x="{x(i):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+                f"{_time_label(start, tick_seconds)}</text>"
+            )
+    legend_x = WIDTH - RIGHT
+    for index, s in reversed(list(enumerate(series))):
+        label = escape(s.name)
+        out.append(
+            f'<text class="legend s{index}" x="{legend_x}" y="16" text-anchor="end">{label}</text>'
+        )
+        legend_x -= 8 + 6.5 * len(s.name)
+    for index, s in enumerate(series):
+        points = []
+        for i, value in enumerate(s.values):
+            tip = f"{starts[i]:%Y-%m-%d %H:%M} UTC: {value:,.2f}{unit} {s.name}" if starts else ""
+            if s.kind == "bar":
+                bar_w = max(1.0, slot * 0.7)
+                out.append(
+                    f'<rect class="bar s{index}" x="{x(i) - bar_w / 2:.1f}" y="{y(value):.1f}" '
+                    f'width="{bar_w:.1f}" height="{TOP + plot_h - y(value):.1f}">'
+                    f"<title>{escape(tip)}</title></rect>"
+                )
+            else:
+                points.append(f"{x(i):.1f},{y(value):.1f}")
+                out.append(
+                    f'<circle class="dot s{index}" cx="{x(i):.1f}" cy="{y(value):.1f}" r="2.5">'
+                    f"<title>{escape(tip)}</title></circle>"
+                )
+        if points:
+            out.insert(-len(s.values), f'<polyline class="line s{index}" points="{" ".join(points)}"/>')
+    out.append(
+        f'<line class="baseline" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
+        f'y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>'
+    )
+    out.append("</svg>")
+    return Markup("".join(out))

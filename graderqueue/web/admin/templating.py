@@ -1,0 +1,72 @@
+"""Template filters and globals: how times, durations and numbers look on every page.
+
+All times in the database are naive UTC and are shown as UTC, labelled so.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask
+
+from ...dashboard import WINDOWS
+from ...models import utcnow
+from .charts import line_chart
+from .security import CSRF_FIELD, csrf_token
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "–"
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "never"
+    seconds = ((now or utcnow()) - value).total_seconds()
+    suffix = "ago" if seconds >= 0 else "from now"
+    seconds = abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} {suffix}"
+    return f"{seconds:.0f} s {suffix}"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.2f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "–"
+    return seconds(max(0.0, (end - start).total_seconds()))
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f} %"
+
+
+def install(app: Flask) -> None:
+    app.jinja_env.filters.update(
+        when=when, ago=ago, seconds=seconds, number=number, percent=percent
+    )
+    app.jinja_env.globals.update(
+        duration=duration,
+        csrf_token=csrf_token,
+        csrf_field=CSRF_FIELD,
+        WINDOWS=WINDOWS,
+        line_chart=line_chart,
+    )

@@ -1,0 +1,111 @@
+"""Lists of live and done jobs, one job's page, and requeue / cancel."""
+
+from __future__ import annotations
+
+from flask import Response, abort, flash, g, redirect, render_template, request, url_for
+
+from ... import admin_actions
+from ...dashboard import LIVE_STATUSES
+from ...errors import QueueError
+from ...models import Job, Result
+from ..answers import runtime
+from .blueprint import bp
+from .forms import FilterForm, job_filter
+from .keyset import Cursor
+from .queries import (
+    done_jobs,
+    job_detail,
+    live_jobs,
+    platform_names,
+    result_summaries,
+    server_names,
+)
+
+
+def _job_list(kind: str) -> Response | str:
+    form = FilterForm(request.args)
+    job_id = form.integer("id")
+    if job_id is not None:
+        # An id names one job: show it, whichever list it would be in.
+        return redirect(url_for("admin.job", job_id=job_id))
+    statuses = tuple(LIVE_STATUSES) if kind == "queued" else ()
+    filters = job_filter(form, statuses)
+    cursor = Cursor.decode(request.args.get("before"))
+    lister = live_jobs if kind == "queued" else done_jobs
+    with runtime().db.reading() as session:
+        page = lister(session, filters, cursor)
+        results = result_summaries(session, [j.id for j in page.rows]) if kind == "done" else {}
+        platforms = platform_names(session)
+        servers = server_names(session)
+    return render_template(
+        f"admin/jobs_{kind}.html",
+        kind=kind,
+        page=page,
+        results=results,
+        filters=filters,
+        problems=form.problems,
+        platforms=platforms,
+        servers=servers,
+        statuses=statuses,
+        args=request.args,
+    )
+
+
+@bp.get("/jobs/queued")
+def jobs_queued() -> Response | str:
+    return _job_list("queued")
+
+
+@bp.get("/jobs/done")
+def jobs_done() -> Response | str:
+    return _job_list("done")
+
+
+@bp.get("/jobs/<int:job_id>")
+def job(job_id: int) -> str:
+    with runtime().db.reading() as session:
+        detail = job_detail(session, job_id)
+    if detail is None:
+        abort(404, description=f"No job #{job_id}: it may have been cancelled or cleaned up.")
+    return render_template("admin/job.html", d=detail)
+
+
+@bp.get("/jobs/<int:job_id>/<any(job, result):what>.json")
+def job_json(job_id: int, what: str) -> Response:
+    """The raw JSON, for documents too big to show pretty-printed."""
+    with runtime().db.reading() as session:
+        row = session.get(Job if what == "job" else Result, job_id)
+        text = None if row is None else (row.jobdata if what == "job" else row.resultdata)
+    if text is None:
+        abort(404)
+    return Response(
+        text,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="job-{job_id}-{what}.json"'},
+    )
+
+
+@bp.post("/jobs/<int:job_id>/requeue")
+def requeue(job_id: int) -> Response:
+    rt = runtime()
+    try:
+        with rt.db.transaction() as session:
+            type_ids = admin_actions.requeue(session, job_id, actor=g.admin)
+    except QueueError as exc:
+        flash(exc.message, "error")
+    else:
+        rt.jobs_available(type_ids)
+        flash(f"Job #{job_id} is back in the queue, its failures forgotten.", "ok")
+    return redirect(url_for("admin.job", job_id=job_id))
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+def cancel(job_id: int) -> Response:
+    try:
+        with runtime().db.transaction() as session:
+            admin_actions.cancel(session, job_id, actor=g.admin)
+    except QueueError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("admin.job", job_id=job_id))
+    flash(f"Job #{job_id} cancelled: it is gone from the queue (see the event log).", "ok")
+    return redirect(url_for("admin.jobs_queued"))

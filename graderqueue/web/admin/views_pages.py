@@ -1,0 +1,157 @@
+"""Dashboard, servers (with wake-up), event log and task statistics."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from flask import Response, flash, g, redirect, render_template, request, url_for
+
+from ... import dashboard, events, wakeup
+from ...models import Server, utcnow
+from ..answers import runtime
+from .blueprint import bp
+from .cache import TTLCache
+from .charts import Series, line_chart
+from .forms import FilterForm, event_filter
+from .keyset import Cursor
+from .queries import events_page, server_names
+
+# Task statistics read every job of the window: remember answers for a while.
+_stats_cache = TTLCache(max_entries=64)
+
+
+@bp.get("/", endpoint="dashboard")
+def dashboard_page() -> str:
+    rt = runtime()
+    window = dashboard.window_by_key(request.args.get("window"), "1h")
+    with rt.db.reading() as session:
+        now = utcnow()
+        live = dashboard.live_counts(session)
+        by_type = dashboard.counts_by_type(session)
+        servers = dashboard.servers(session, rt.settings, now)
+        activity = dashboard.activity(session, window, now)
+    starts = [b.start for b in activity.buckets]
+    tick = window.tick
+
+    def chart(title: str, *series: Series, unit: str = "") -> object:
+        return line_chart(title, starts, series, tick_seconds=tick, unit=unit)
+
+    b = activity.buckets
+    charts = [
+        chart("Jobs done per minute", Series("done", [x.per_minute for x in b], "bar")),
+        chart(
+            "Wait before grading (s)",
+            Series("average", [x.wait_avg for x in b]),
+            Series("longest", [x.wait_max for x in b]),
+            unit=" s",
+        ),
+        chart("Grading time (s)", Series("average", [x.grading_avg for x in b]), unit=" s"),
+        chart(
+            "Jobs at once",
+            Series("being graded", [x.busy_servers for x in b]),
+            Series("waiting", [x.queue_length for x in b]),
+        ),
+        chart(
+            "Time used per minute (s)",
+            Series("CPU", [x.cpu_per_minute for x in b]),
+            Series("real", [x.real_per_minute for x in b]),
+            unit=" s",
+        ),
+        chart("Failed attempts", Series("failures", [x.failures for x in b], "bar")),
+    ]
+    return render_template(
+        "admin/dashboard.html",
+        window=window,
+        live=live,
+        by_type=by_type,
+        summary=dashboard.server_summary(servers),
+        activity=activity,
+        charts=charts,
+    )
+
+
+@bp.get("/servers")
+def servers() -> str:
+    rt = runtime()
+    with rt.db.reading() as session:
+        views = dashboard.servers(session, rt.settings)
+    return render_template(
+        "admin/servers.html", servers=views, summary=dashboard.server_summary(views)
+    )
+
+
+@bp.post("/servers/<int:server_id>/wakeup")
+def wake(server_id: int) -> Response:
+    rt = runtime()
+    with rt.db.reading() as session:
+        server = session.get(Server, server_id)
+        name = server.name if server is not None else None
+    if name is None:
+        flash(f"No server #{server_id}.", "error")
+    elif wakeup.wake_server(rt.db, rt.settings, server_id):
+        flash(f"Server {name} woke up: it answered ok.", "ok")
+    else:
+        flash(f"Server {name} did not answer the wake-up (see its wake-up failures).", "error")
+    return redirect(url_for("admin.servers"))
+
+
+def _event_kinds() -> list[str]:
+    """The kinds the queue writes (constants of ``events``), for the filter's list."""
+    return sorted(
+        value
+        for name, value in vars(events).items()
+        if name.isupper() and isinstance(value, str) and name != "MESSAGE_MAX"
+    )
+
+
+@bp.get("/events")
+def event_log() -> str:
+    form = FilterForm(request.args)
+    filters = event_filter(form)
+    cursor = Cursor.decode(request.args.get("before"))
+    with runtime().db.reading() as session:
+        page = events_page(session, filters, cursor)
+        names = server_names(session)
+    return render_template(
+        "admin/events.html",
+        page=page,
+        filters=filters,
+        problems=form.problems,
+        kinds=_event_kinds(),
+        servers=names,
+        args=request.args,
+    )
+
+
+@bp.get("/stats")
+def statistics() -> str:
+    window = dashboard.window_by_key(request.args.get("window"), "1d")
+    group = request.args.get("group", "task_name")
+    if group not in dashboard.GROUPS:
+        group = "task_name"
+    # Answers for long windows are kept longer: they cost more and change less.
+    ttl = min(600.0, max(5.0, window.seconds / 200))
+
+    def compute() -> tuple[list[dashboard.TaskStat], bool, float]:
+        began = time.perf_counter()
+        end = utcnow()
+        start = end - timedelta(seconds=window.seconds)
+        with runtime().db.reading() as session:
+            rows, truncated = dashboard.task_statistics(session, group, start, end)
+        return rows, truncated, time.perf_counter() - began
+
+    (rows, truncated, took), computed_at = _stats_cache.get(
+        (group, window.key), ttl, compute, refresh="refresh" in request.args
+    )
+    return render_template(
+        "admin/stats.html",
+        window=window,
+        group=group,
+        groups=dashboard.GROUPS,
+        rows=rows,
+        truncated=truncated,
+        took=took,
+        computed_at=computed_at,
+        admin=g.admin,
+    )

@@ -1,0 +1,72 @@
+"""The send-job form: a sendjob or sendsolution request typed in, queued server-side."""
+
+from __future__ import annotations
+
+from flask import Response, flash, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
+
+from ... import admin_actions, submissions
+from ...errors import BadRequest, QueueError
+from ..answers import runtime
+from .blueprint import bp
+from .security import CSRF_FIELD
+
+# Form fields that are not request fields.
+FORM_ONLY = {CSRF_FIELD, "copies"}
+DEFAULTS = {
+    "taskpath": "$ROOT_PATH/",
+    "memlimit": "131072",
+    "timelimit": "10000",
+    "lang": "c",
+    "priority": "10",
+}
+
+
+def _upload() -> submissions.Upload | None:
+    file = request.files.get("solfile")
+    if file is None or not file.filename:
+        return None
+    try:
+        content = file.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The solution file is not UTF-8 text.") from exc
+    return submissions.Upload(filename=file.filename, content=content)
+
+
+def _copies() -> int:
+    raw = (request.form.get("copies") or "1").strip()
+    if not raw.isdigit():
+        raise BadRequest("Copies must be a number.")
+    return int(raw)
+
+
+@bp.route("/send", methods=["GET", "POST"])
+def send() -> Response | tuple[str, int] | str:
+    rt = runtime()
+    enabled = rt.settings.send_job_form
+    if request.method == "GET" or not enabled:
+        status = 200 if enabled or request.method == "GET" else 403
+        return render_template("admin/send.html", enabled=enabled, values=DEFAULTS), status
+    fields = {k: v for k, v in request.form.items() if k not in FORM_ONLY and v != ""}
+    try:
+        upload = _upload() if fields.get("request") == "sendsolution" else None
+        copies = _copies()
+        for attempt in range(2):
+            try:
+                with rt.db.transaction() as session:
+                    sent = admin_actions.send_from_interface(
+                        session, rt.settings, fields, upload=upload, copies=copies
+                    )
+                break
+            except IntegrityError:
+                # A platform raced us to the same jobusertaskid: the retry updates it.
+                if attempt:
+                    raise
+    except QueueError as exc:
+        flash(exc.message, "error")
+        values = {**DEFAULTS, **request.form.to_dict()}
+        return render_template("admin/send.html", enabled=True, values=values), 400
+    rt.jobs_available(sent.type_ids)
+    ids = ", ".join(f"#{i}" for i in sent.job_ids)
+    flash(f"Queued as job{'s' if len(sent.job_ids) > 1 else ''} {ids}.", "ok")
+    return redirect(url_for("admin.job", job_id=sent.job_ids[0]))
