@@ -353,3 +353,64 @@ def test_nbtasks_counts_the_jobs_held(tmp_path, flaky_queue):
     # Two jobs run side by side: the second poll says one is held.
     assert nbtasks[:2] == ["0", "1"]
     assert marker.read_text() == "xx"
+
+
+# -- health, in-process with a scripted health verdict -------------------------
+
+
+class ScriptedHealth:
+    """Health verdicts in order (the last repeats): the machine's real health
+    cannot be made to change between two checks on demand."""
+
+    def __init__(self, *verdicts: bool) -> None:
+        self.verdicts = list(verdicts)
+
+    def check(self) -> tuple[bool, list[str]]:
+        ok = self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
+        return ok, [] if ok else ["scripted: unhealthy"]
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "message"),
+    [
+        ((True, False, True), "Server health is not okay"),  # before the job
+        ((True, True, False, True), "Server health degraded during grading"),  # after it
+    ],
+)
+def test_unhealthy_server_reports_errorcode_3(tmp_path, flaky_queue, verdicts, message):
+    from graderserver.config import load_config
+    from graderserver.daemon import Daemon
+
+    invalid = (200, {"errorcode": 2, "errormsg": "Resultdata received invalid."})
+    queue = flaky_queue({"poll": [A_JOB, NO_JOB], "sendresults": [invalid]})
+    config = load_config(config_file(tmp_path, queue.url, "[health]\nrecheck_seconds = 0.1"))
+    daemon = Daemon(config, once=True, health=ScriptedHealth(*verdicts))  # type: ignore[arg-type]
+    assert daemon.run() == 0
+    sends = [form for endpoint, form in queue.requests if endpoint == "sendresults"]
+    assert len(sends) == 1, "errorcode 2 to an error report is final"
+    resultdata = json.loads(sends[0]["resultdata"][0])
+    assert resultdata["errorcode"] == 3
+    assert resultdata["errormsg"].startswith(message)
+
+
+def test_unhealthy_server_takes_no_job_and_answers_wakeups_no(tmp_path, flaky_queue):
+    from graderserver.config import load_config
+    from graderserver.daemon import Daemon
+
+    queue = flaky_queue({"poll": [A_JOB]})
+    config = load_config(config_file(tmp_path, queue.url, "[health]\nrecheck_seconds = 0.1"))
+    daemon = Daemon(config, listen=True, health=ScriptedHealth(False))  # type: ignore[arg-type]
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        wait_for(lambda: daemon.listener is not None, what="the listener")
+        assert daemon.listener is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2)
+            sock.sendto(b"wakeup", daemon.listener.address)
+            assert sock.recvfrom(16)[0] == b"no"
+        assert queue.requests == [], "an unhealthy server does not poll"
+    finally:
+        daemon.request_stop()
+        runner.join(10)
+    assert not runner.is_alive()
