@@ -111,9 +111,7 @@ def send_from_interface(
         request = dict(fields)
         request["jobusertaskid"] = given_id or f"interface-{secrets.token_hex(8)}"
         sub = submissions.parse(request, settings, upload=upload)
-        tags, type_ids = routing.resolve(
-            session, sub.tag_names, default_tags=settings.default_tags
-        )
+        tags, type_ids = routing.resolve(session, sub.tag_names, default_tags=settings.default_tags)
         job_id, _created = jobs.enqueue(
             session,
             jobs.NewJob(

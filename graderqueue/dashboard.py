@@ -14,6 +14,7 @@ well under a percent.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -105,9 +106,7 @@ def _seconds_mysql(element, compiler, **kw):  # type: ignore[no-untyped-def]
 def live_counts(session: Session) -> dict[str, int]:
     """Jobs not done yet, by status (served by the (status, received_time) index)."""
     rows = session.execute(
-        select(Job.status, func.count())
-        .where(Job.status.in_(LIVE_STATUSES))
-        .group_by(Job.status)
+        select(Job.status, func.count()).where(Job.status.in_(LIVE_STATUSES)).group_by(Job.status)
     ).all()
     counts = {str(status): 0 for status in LIVE_STATUSES}
     counts.update({str(status): n for status, n in rows})
@@ -343,7 +342,7 @@ def activity(session: Session, window: Window, now: datetime | None = None) -> A
     first = last - window.buckets + 1
     bounds = [EPOCH + timedelta(seconds=(first + i) * tick) for i in range(window.buckets + 1)]
     result = Activity(window=window, start=bounds[0], now=now, sample_every=1)
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         result.buckets.append(Bucket(start=lo, seconds=(min(hi, now) - lo).total_seconds()))
 
     # One small count per bucket: each walks only its slice of the end-time index.

@@ -77,7 +77,9 @@ def line_chart(
     for step in range(5):  # horizontal grid with value labels
         value = top * step / 4
         gy = y(value)
-        out.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}"/>')
+        out.append(
+            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
+        )
         out.append(
             f'<text class="axis" x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end">'
             f"{_label(value)}</text>"
@@ -114,7 +116,9 @@ def line_chart(
                     f"<title>{escape(tip)}</title></circle>"
                 )
         if points:
-            out.insert(-len(s.values), f'<polyline class="line s{index}" points="{" ".join(points)}"/>')
+            out.insert(
+                -len(s.values), f'<polyline class="line s{index}" points="{" ".join(points)}"/>'
+            )
     out.append(
         f'<line class="baseline" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
         f'y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>'

@@ -61,10 +61,7 @@ class FilterForm:
 def job_filter(form: FilterForm, statuses: tuple[str, ...]) -> JobFilter:
     platform = form.text("platform")
     platform_id: int | None
-    if platform == "none":
-        platform_id = NO_PLATFORM
-    else:
-        platform_id = form.integer("platform")
+    platform_id = NO_PLATFORM if platform == "none" else form.integer("platform")
     return JobFilter(
         name=form.text("name"),
         status=form.choice("status", statuses),

@@ -14,9 +14,12 @@ from ...models import utcnow
 from .charts import line_chart
 from .security import CSRF_FIELD, csrf_token
 
+# Shown for a missing value (an en dash, as in print).
+MISSING = "\N{EN DASH}"
+
 
 def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "–"
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else MISSING
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -33,7 +36,7 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
 
 def seconds(value: float | None) -> str:
     if value is None:
-        return "–"
+        return MISSING
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:
@@ -45,18 +48,18 @@ def seconds(value: float | None) -> str:
 
 def duration(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
-        return "–"
+        return MISSING
     return seconds(max(0.0, (end - start).total_seconds()))
 
 
 def number(value: float | None, digits: int = 0) -> str:
     if value is None:
-        return "–"
+        return MISSING
     return f"{value:,.{digits}f}"
 
 
 def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f} %"
+    return MISSING if value is None else f"{value * 100:.1f} %"
 
 
 def install(app: Flask) -> None:
@@ -69,4 +72,5 @@ def install(app: Flask) -> None:
         csrf_field=CSRF_FIELD,
         WINDOWS=WINDOWS,
         line_chart=line_chart,
+        utcnow=utcnow,
     )

@@ -1,0 +1,106 @@
+"""``admin add``, ``admin passwd``, ``admin remove`` and ``admin list``: web interface accounts."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy import select
+
+from .. import passwords
+from ..models import AdminUser
+from . import Context, pass_ctx
+
+PASSWORD_MIN = 8
+USERNAME_MAX = 255
+
+
+def _read_password(from_stdin: bool) -> str:
+    """From the first line of stdin (scripts), else a hidden prompt asked twice."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < PASSWORD_MIN:
+        raise click.ClickException(f"The password needs at least {PASSWORD_MIN} characters.")
+    return password
+
+
+def _username(value: str) -> str:
+    name = value.strip()
+    if not name or len(name) > USERNAME_MAX:
+        raise click.ClickException(f"Invalid user name {value!r}.")
+    return name
+
+
+password_stdin = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of prompting.",
+)
+
+
+@click.group("admin")
+def admin() -> None:
+    """Accounts of the admin web interface (passwords hashed with Argon2id)."""
+
+
+@admin.command("add")
+@click.argument("username")
+@password_stdin
+@pass_ctx
+def admin_add(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Create an admin account."""
+    name = _username(username)
+    password = _read_password(password_stdin)
+    with ctx.transaction() as session:
+        if session.scalar(select(AdminUser.id).where(AdminUser.username == name)) is not None:
+            raise click.ClickException(
+                f"Admin {name!r} already exists (change its password with `admin passwd`)."
+            )
+        session.add(AdminUser(username=name, password_hash=passwords.hash_password(password)))
+    click.echo(f"Admin {name!r} added.")
+
+
+@admin.command("passwd")
+@click.argument("username")
+@password_stdin
+@pass_ctx
+def admin_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Set a new password for an admin account."""
+    name = _username(username)
+    password = _read_password(password_stdin)
+    with ctx.transaction() as session:
+        user = session.scalars(select(AdminUser).where(AdminUser.username == name)).first()
+        if user is None:
+            raise click.ClickException(f"No admin {name!r}.")
+        user.password_hash = passwords.hash_password(password)
+    click.echo(f"Password of {name!r} changed.")
+
+
+@admin.command("remove")
+@click.argument("username")
+@pass_ctx
+def admin_remove(ctx: Context, username: str) -> None:
+    """Delete an admin account; its open sessions end at their next request."""
+    name = _username(username)
+    with ctx.transaction() as session:
+        user = session.scalars(select(AdminUser).where(AdminUser.username == name)).first()
+        if user is None:
+            raise click.ClickException(f"No admin {name!r}.")
+        session.delete(user)
+    click.echo(f"Admin {name!r} removed.")
+
+
+@admin.command("list")
+@pass_ctx
+def admin_list(ctx: Context) -> None:
+    """Admin accounts, with their last login."""
+    with ctx.transaction() as session:
+        for user in session.scalars(select(AdminUser).order_by(AdminUser.username)):
+            last = user.last_login.isoformat(" ", "seconds") if user.last_login else "never"
+            click.echo(f"{user.username}\tcreated {user.created_at:%Y-%m-%d}\tlast login {last}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(admin)
