@@ -108,17 +108,20 @@ class _Reader(threading.Thread):
         try:
             while chunk := os.read(self.fd, 65536):
                 room = self.limit - self.size
-                if len(chunk) > room:
-                    self.chunks.append(chunk[: max(room, 0)])
+                if len(chunk) <= room:
+                    self.chunks.append(chunk)
+                    self.size += len(chunk)
+                    continue
+                if room > 0:
+                    self.chunks.append(chunk[:room])
                     self.size = self.limit
-                    if not self.overflowed and self.on_overflow is not None:
-                        self.overflowed = True
+                first_overflow = not self.overflowed
+                self.overflowed = True
+                if self.on_overflow is not None:
+                    if first_overflow:
                         self.on_overflow()
-                        return  # stop reading: the writer is being killed
-                    self.overflowed = True
-                    continue  # keep draining so the writer never blocks
-                self.chunks.append(chunk)
-                self.size += len(chunk)
+                    return  # the writer is being killed: stop reading
+                # No overflow action: keep draining so the writer never blocks.
         except OSError:
             pass
         finally:

@@ -235,3 +235,9 @@ def test_different_revisions_of_one_folder_never_overlap(tmp_path):
     assert entered.wait(10)
     thread.join()
     assert log.read_text().split() == ["r1", "r2"]
+
+
+def test_a_flood_on_stderr_is_drained_not_fatal(tmp_path):
+    body = "for _ in range(200):\n    sys.stderr.write('e' * 65536)\nprint('{}')\n"
+    result = run_job(program(tmp_path, "noisy", body), JOB, timeout=20, max_output_bytes=1000)
+    assert result["errorcode"] == 0
