@@ -18,7 +18,7 @@ import random
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from graderserver.client import Job, QueueClient
 from graderserver.config import Config
@@ -37,6 +37,12 @@ TEST_DELAY_SECONDS = 60.0
 JOIN_STEP_SECONDS = 0.5
 
 
+class HealthCheck(Protocol):
+    """What the daemon needs of a health checker (see `graderserver.health`)."""
+
+    def check(self) -> tuple[bool, list[str]]: ...
+
+
 class ColdShutdown(BaseException):
     """Second stop signal: leave now. A BaseException so no handler swallows it."""
 
@@ -52,7 +58,7 @@ class Daemon:
         once: bool = False,
         listen: bool = False,
         test_behaviour: int = TEST_NORMAL,
-        health: HealthChecker | None = None,
+        health: HealthCheck | None = None,
     ) -> None:
         if not TEST_NORMAL <= test_behaviour <= TEST_CAT:
             raise ValueError(f"test behaviour must be 0..6, not {test_behaviour}")
@@ -63,7 +69,7 @@ class Daemon:
         self.test_behaviour = test_behaviour
         self.command = ("cat",) if test_behaviour == TEST_CAT else config.command
         self.groups = ProcessGroups()
-        self.health = health or HealthChecker(
+        self.health: HealthCheck = health or HealthChecker(
             max_steal_percent=config.max_cpu_steal_percent,
             min_free_memory_mib=config.min_free_memory_mib,
             min_free_disk_mib=config.min_free_disk_mib,

@@ -384,7 +384,7 @@ def test_unhealthy_server_reports_errorcode_3(tmp_path, flaky_queue, verdicts, m
     invalid = (200, {"errorcode": 2, "errormsg": "Resultdata received invalid."})
     queue = flaky_queue({"poll": [A_JOB, NO_JOB], "sendresults": [invalid]})
     config = load_config(config_file(tmp_path, queue.url, "[health]\nrecheck_seconds = 0.1"))
-    daemon = Daemon(config, once=True, health=ScriptedHealth(*verdicts))  # type: ignore[arg-type]
+    daemon = Daemon(config, once=True, health=ScriptedHealth(*verdicts))
     assert daemon.run() == 0
     sends = [form for endpoint, form in queue.requests if endpoint == "sendresults"]
     assert len(sends) == 1, "errorcode 2 to an error report is final"
@@ -399,7 +399,7 @@ def test_unhealthy_server_takes_no_job_and_answers_wakeups_no(tmp_path, flaky_qu
 
     queue = flaky_queue({"poll": [A_JOB]})
     config = load_config(config_file(tmp_path, queue.url, "[health]\nrecheck_seconds = 0.1"))
-    daemon = Daemon(config, listen=True, health=ScriptedHealth(False))  # type: ignore[arg-type]
+    daemon = Daemon(config, listen=True, health=ScriptedHealth(False))
     runner = threading.Thread(target=daemon.run)
     runner.start()
     try:
