@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from . import events, jobs, routing, submissions
 from .config import Settings
+from .directory import Directory
 from .errors import BadRequest, UnknownJob
 from .models import Job, JobStatus, JobType
 from .senders import INTERFACE
@@ -111,7 +112,9 @@ def send_from_interface(
         request = dict(fields)
         request["jobusertaskid"] = given_id or f"interface-{secrets.token_hex(8)}"
         sub = submissions.parse(request, settings, upload=upload)
-        tags, type_ids = routing.resolve(session, sub.tag_names, default_tags=settings.default_tags)
+        tags, type_ids = routing.resolve(
+            Directory.within(session), sub.tag_names, default_tags=settings.default_tags
+        )
         job_id, _created = jobs.enqueue(
             session,
             jobs.NewJob(

@@ -4,22 +4,26 @@ Plain queries over a session, returning plain values. Every query is bounded
 by an index: live jobs through ``(status, ...)`` indexes (the live queue is
 small next to the done jobs), done jobs through ``jobs.grading_end_time``
 within a chosen time window. Nothing here counts or scans the whole jobs
-table, so pages cost the same with a thousand or a million done jobs.
+table.
 
-Averages over long windows are computed from a sample of whole blocks of
-consecutive jobs (counts stay exact): reading every row of a week of jobs
-costs seconds, while a few thousand sampled rows give the same averages to
-well under a percent.
+Charts over long windows would still read hundreds of thousands of rows, so
+their averages come from a sample of short time slices spread through each
+bar (counts stay exact), and bars that are over are remembered in a
+:class:`BucketCache`: a dashboard costs the full price once per hour, then
+only its current bar.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Float, case, func, select
+from sqlalchemy import Float, and_, case, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import FunctionElement
@@ -41,11 +45,16 @@ from .models import (
 LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.SENT, JobStatus.ERROR)
 EPOCH = datetime(1970, 1, 1)
 
-# At most this many rows are read to compute a window's averages.
+# About this many rows are read to compute a window's averages, shared
+# evenly between its bars (so the running bar alone costs little).
 SAMPLE_ROWS = 20_000
-# Sampled blocks of consecutive job ids: neighbours share database pages, so
-# a block costs about one page read instead of one per row.
-SAMPLE_BLOCK = 16
+# Time slices sampled per chart bar. Jobs finished close in time were also
+# received close in time, so their rows share database pages: a slice costs
+# a few page reads, where as many scattered rows would cost one each.
+SLICES_PER_BUCKET = 6
+# A bar is final once this long over: results arriving late (clock skew
+# between nodes, a commit in flight) still land in it before it is cached.
+BUCKET_SETTLE = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -277,13 +286,16 @@ class Bucket:
     def failures(self) -> float:
         return self.fails * self.scale
 
+    @property
+    def success_rate(self) -> float:
+        return self.success / self.sampled if self.sampled else 0.0
+
 
 @dataclass
 class Activity:
     window: Window
     start: datetime
     now: datetime
-    sample_every: int  # 1: every job was read; k: one block in k
     buckets: list[Bucket] = field(default_factory=list)
 
     def _total(self, name: str) -> float:
@@ -305,9 +317,16 @@ class Activity:
     def per_minute(self) -> float:
         return self.done * 60.0 / self.seconds if self.seconds else 0.0
 
+    def _weighted(self, name: str) -> float:
+        """A per-job average over the window, each bar weighted by its real job count."""
+        weight = sum(b.done for b in self.buckets if b.sampled)
+        if not weight:
+            return 0.0
+        return sum(getattr(b, name) * b.done for b in self.buckets if b.sampled) / weight
+
     @property
     def wait_avg(self) -> float:
-        return self._total("wait_sum") / self.sampled if self.sampled else 0.0
+        return self._weighted("wait_avg")
 
     @property
     def wait_max(self) -> float:
@@ -315,7 +334,7 @@ class Activity:
 
     @property
     def grading_avg(self) -> float:
-        return self._total("grading_sum") / self.sampled if self.sampled else 0.0
+        return self._weighted("grading_avg")
 
     @property
     def busy_servers(self) -> float:
@@ -331,63 +350,130 @@ class Activity:
 
     @property
     def success_rate(self) -> float | None:
-        return self._total("success") / self.sampled if self.sampled else None
+        return self._weighted("success_rate") if self.sampled else None
 
 
-def activity(session: Session, window: Window, now: datetime | None = None) -> Activity:
-    """Jobs done in the window, per chart bucket: counts exact, the rest sampled if many."""
+class BucketCache:
+    """Chart bars that are over, per process: they only change when cron deletes old jobs.
+
+    Entries expire after ``max_age`` seconds so such deletions show up
+    eventually. One cache per database (per app), never shared between two.
+    """
+
+    def __init__(self, max_age: float = 3600.0, max_entries: int = 4096) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._entries: dict[tuple[int, datetime], tuple[float, Bucket]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tick: int, start: datetime) -> Bucket | None:
+        with self._lock:
+            entry = self._entries.get((tick, start))
+        if entry is None or time.monotonic() - entry[0] > self.max_age:
+            return None
+        return replace(entry[1])
+
+    def put(self, tick: int, bucket: Bucket) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # rare: a long-lived process; simplest bound
+            self._entries[(tick, bucket.start)] = (time.monotonic(), replace(bucket))
+
+
+def time_slices(
+    start: datetime, seconds: float, fraction: float, count: int
+) -> list[tuple[datetime, datetime]]:
+    """``count`` short slices spread evenly through a period, covering ``fraction`` of it."""
+    span = timedelta(seconds=seconds)
+    if fraction >= 1.0:
+        return [(start, start + span)]
+    part = span / count
+    width = part * fraction
+    return [
+        (start + part * i + (part - width) / 2, start + part * i + (part + width) / 2)
+        for i in range(count)
+    ]
+
+
+def _in_slices(column: Any, slices: list[tuple[datetime, datetime]]) -> Any:
+    # Several ranges of one index in one query: every engine reads just those.
+    return or_(*(and_(column >= a, column < b) for a, b in slices))
+
+
+def activity(
+    session: Session,
+    window: Window,
+    now: datetime | None = None,
+    cache: BucketCache | None = None,
+) -> Activity:
+    """Jobs done in the window, per chart bar: counts exact, the rest sampled if many."""
     now = now or utcnow()
     tick = window.tick
     last = math.floor((now - EPOCH).total_seconds() / tick)
     first = last - window.buckets + 1
     bounds = [EPOCH + timedelta(seconds=(first + i) * tick) for i in range(window.buckets + 1)]
-    result = Activity(window=window, start=bounds[0], now=now, sample_every=1)
+    result = Activity(window=window, start=bounds[0], now=now)
+    todo: list[Bucket] = []
     for lo, hi in itertools.pairwise(bounds):
-        result.buckets.append(Bucket(start=lo, seconds=(min(hi, now) - lo).total_seconds()))
+        settled = hi <= now - BUCKET_SETTLE
+        cached = cache.get(tick, lo) if cache is not None and settled else None
+        bucket = cached or Bucket(start=lo, seconds=(min(hi, now) - lo).total_seconds())
+        result.buckets.append(bucket)
+        if cached is None:
+            todo.append(bucket)
 
-    # One small count per bucket: each walks only its slice of the end-time index.
-    for bucket, lo, hi in zip(result.buckets, bounds, bounds[1:], strict=False):
+    # One small count per bar: each walks only its slice of the end-time index.
+    for bucket in todo:
+        end = bucket.start + timedelta(seconds=tick)
         bucket.done = session.scalar(
             select(func.count())
             .select_from(Job)
-            .where(Job.grading_end_time >= lo, Job.grading_end_time < hi)
+            .where(Job.grading_end_time >= bucket.start, Job.grading_end_time < end)
         )
-    total = sum(b.done for b in result.buckets)
-    if total == 0:
-        return result
-    every = max(1, math.ceil(total / SAMPLE_ROWS))
-    result.sample_every = every
-
-    query = (
-        select(
-            Job.received_time,
-            Job.grading_start_time,
-            Job.grading_end_time,
-            Job.nb_fails,
-            Result.cpu_time_ms,
-            Result.real_time_ms,
-            Result.is_success,
-        )
-        .outerjoin(Result, Result.job_id == Job.id)
-        .where(Job.grading_end_time >= bounds[0], Job.grading_end_time < bounds[-1])
-    )
-    if every > 1:
-        # The id is part of every index entry: the test costs no row read.
-        query = query.where((Job.id // SAMPLE_BLOCK) % every == 0)
-    for received, started, ended, fails, cpu, real, success in session.execute(query):
-        index = min(int((ended - bounds[0]).total_seconds() // tick), len(result.buckets) - 1)
-        bucket = result.buckets[index]
-        bucket.sampled += 1
-        bucket.fails += fails or 0
-        if started is not None:
-            wait = max(0.0, (started - received).total_seconds())
-            bucket.wait_sum += wait
-            bucket.wait_max = max(bucket.wait_max, wait)
-            bucket.grading_sum += max(0.0, (ended - started).total_seconds())
-        bucket.cpu_ms += cpu or 0
-        bucket.real_ms += real or 0
-        bucket.success += 1 if success else 0
+    _sample(session, todo, SAMPLE_ROWS // window.buckets, tick)
+    if cache is not None:
+        for bucket in todo:
+            if bucket.start + timedelta(seconds=tick) <= now - BUCKET_SETTLE:
+                cache.put(tick, bucket)
     return result
+
+
+def _sample(session: Session, buckets: list[Bucket], per_bucket: int, tick: int) -> None:
+    """Add the jobs finished in sampled slices of these bars to their sums.
+
+    One query per bar: engines check every OR term on every row they read,
+    so one query with the slices of all bars would cost bars-times more.
+    """
+    for bucket in buckets:
+        if not bucket.done:
+            continue
+        slices = time_slices(
+            bucket.start, bucket.seconds, min(1.0, per_bucket / bucket.done), SLICES_PER_BUCKET
+        )
+        query = (
+            select(
+                Job.received_time,
+                Job.grading_start_time,
+                Job.grading_end_time,
+                Job.nb_fails,
+                Result.cpu_time_ms,
+                Result.real_time_ms,
+                Result.is_success,
+            )
+            .outerjoin(Result, Result.job_id == Job.id)
+            .where(_in_slices(Job.grading_end_time, slices))
+        )
+        for received, started, ended, fails, cpu, real, success in session.execute(query):
+            bucket.sampled += 1
+            bucket.fails += fails or 0
+            if started is not None:
+                wait = max(0.0, (started - received).total_seconds())
+                bucket.wait_sum += wait
+                bucket.wait_max = max(bucket.wait_max, wait)
+                bucket.grading_sum += max(0.0, (ended - started).total_seconds())
+            bucket.cpu_ms += cpu or 0
+            bucket.real_ms += real or 0
+            bucket.success += 1 if success else 0
 
 
 # -- task statistics -------------------------------------------------------------
@@ -416,13 +502,22 @@ class TaskStat:
         return self.success / self.count if self.count else 0.0
 
 
-def task_statistics(
-    session: Session, group: str, start: datetime, end: datetime, limit: int = 1000
-) -> tuple[list[TaskStat], bool]:
-    """Done jobs with ``start <= grading_end_time < end``, grouped; (rows, truncated).
+@dataclass
+class TaskStats:
+    rows: list[TaskStat]
+    truncated: bool  # only the largest groups are in rows
+    total: int  # jobs done in the window
 
-    Exact: every job of the window is read, so long windows of a busy queue
-    take a while (the caller caches the answer).
+
+def task_statistics(
+    session: Session, group: str, start: datetime, end: datetime, *, limit: int = 1000
+) -> TaskStats:
+    """Done jobs with ``start <= grading_end_time < end``, grouped by ``group``.
+
+    Exact: every job of the window is read (a day of a busy queue in a
+    fraction of a second, two weeks of a million jobs in seconds), so the
+    caller caches the answer. Sampling would be cheaper but tasks come in
+    bursts (a contest), which a sample in time would miss or inflate.
     """
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
@@ -449,8 +544,8 @@ def task_statistics(
         .where(Job.grading_end_time >= start, Job.grading_end_time < end)
         .group_by(key)
         .order_by(count.desc(), key)
-        .limit(limit + 1)
     )
+    raw = session.execute(query).all()
     rows = [
         TaskStat(
             key=str(k or ""),
@@ -463,6 +558,6 @@ def task_statistics(
             total_avg=float(total or 0),
             fails=int(fails or 0),
         )
-        for k, n, s, cpu, real, slow, wait, total, fails in session.execute(query)
+        for k, n, s, cpu, real, slow, wait, total, fails in raw[:limit]
     ]
-    return rows[:limit], len(rows) > limit
+    return TaskStats(rows=rows, truncated=len(raw) > limit, total=sum(int(r[1]) for r in raw))

@@ -13,6 +13,7 @@ from flask import Flask
 from ...runtime import Runtime
 from . import security, templating
 from .blueprint import bp
+from .cache import AdminState
 
 URL_PREFIX = "/admin"
 
@@ -24,4 +25,5 @@ def init_admin(app: Flask, rt: Runtime) -> None:
     from . import views_auth, views_jobs, views_pages, views_send  # noqa: F401
 
     templating.install(app)
+    app.extensions[AdminState.KEY] = AdminState()
     app.register_blueprint(bp, url_prefix=URL_PREFIX)

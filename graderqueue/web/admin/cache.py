@@ -8,6 +8,9 @@ from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
+
+from ...dashboard import BucketCache
 from ...models import utcnow
 
 
@@ -51,3 +54,17 @@ class TTLCache:
     def clear(self) -> None:
         with self._guard:
             self._values.clear()
+
+
+class AdminState:
+    """What the interface keeps per app (so per database): caches of costly figures."""
+
+    KEY = "graderqueue_admin"
+
+    def __init__(self) -> None:
+        self.buckets = BucketCache()
+        self.task_stats = TTLCache(max_entries=64)
+
+
+def state() -> AdminState:
+    return current_app.extensions[AdminState.KEY]

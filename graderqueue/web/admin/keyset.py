@@ -1,12 +1,14 @@
 """Keyset pagination with a bounded walk: every list page costs the same at any depth.
 
 A page is "the next ``limit`` rows older than the cursor (time, id)", read
-along an index ordered the same way, never ``OFFSET`` and never a count of
-the table. Filters the index cannot serve (a name, a platform...) are
-checked on at most ``scan_limit`` index entries per page; if that many were
-read without filling the page, the page says how far it searched and offers
-to go on from there. So a rare filter costs a few clicks, never a scan of
-a million rows in one request.
+along an index ordered the same way, never ``OFFSET`` over the table and
+never a count of it. Filters the index cannot serve (a name, a
+platform...) are checked on the rows as the index is walked, on at most
+``scan_limit`` entries per page: the walk's end is found first, by skipping
+that many entries of the index alone (cheap: no row is read). If the page
+is not full by then, it says how far it searched and offers to go on from
+there. So a rare filter costs a few clicks, never a scan of a million rows
+in one request.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 DEFAULT_LIMIT = 50
-SCAN_LIMIT = 20_000
+SCAN_LIMIT = 50_000
 
 
 @dataclass(frozen=True, order=True)
@@ -55,9 +57,9 @@ class Page:
 def noindex(column: Any) -> Any:
     """The column in a form no index matches.
 
-    Post-filters are written this way so that a planner without statistics
-    does not drive the query from, say, the platform index (a third of the
-    table) and sort it, instead of walking the ordered index we chose.
+    Filters are written this way so that a planner without statistics does
+    not read a third of the table along the platform index and sort it,
+    instead of walking the ordered index and stopping after fifty rows.
     """
     python_type = getattr(column.type, "python_type", str)
     return column + 0 if python_type is int else column + ""
@@ -68,6 +70,12 @@ def _older_than(key: Any, ident: Any, cursor: Cursor | None) -> list[ColumnEleme
         return []
     # The first term bounds the index range; the second breaks ties on time.
     return [and_(key <= cursor.time, or_(key < cursor.time, ident < cursor.id))]
+
+
+def _at_or_newer(key: Any, ident: Any, floor: Cursor | None) -> list[ColumnElement[bool]]:
+    if floor is None:
+        return []
+    return [and_(key >= floor.time, or_(key > floor.time, ident >= floor.id))]
 
 
 def keyset_page(
@@ -87,52 +95,50 @@ def keyset_page(
 
     ``driver`` conditions must be served by an index ordered by ``key`` (and
     the row id); each of ``branches`` adds equality conditions for one walk
-    of that index (e.g. one per status), merged newest first. ``post`` are
-    checked on the rows the walks visit.
+    of that index (e.g. one per status), merged newest first. ``post`` must
+    not be index-served (see :func:`noindex`): they are checked on the rows
+    the walks visit.
     """
     ident = model.id
-    where = [*driver, *_older_than(key, ident, cursor)]
-    walk_limit = scan_limit if post else limit + 1
-
-    def walk(extra: Sequence[ColumnElement[bool]]):  # type: ignore[no-untyped-def]
-        return (
-            select(ident.label("id"), key.label("k"))
-            .where(*where, *extra)
-            .order_by(key.desc(), ident.desc())
+    order = (key.desc(), ident.desc())
+    rows: list[Any] = []
+    frontier: Cursor | None = None
+    for extra in branches:
+        where = [*driver, *extra, *_older_than(key, ident, cursor)]
+        floor = None
+        if post:
+            # The last entry this page may walk: found on the index alone.
+            stop = session.execute(
+                select(ident.label("id"), key.label("k"))
+                .where(*where)
+                .order_by(*order)
+                .offset(scan_limit - 1)
+                .limit(1)
+            ).first()
+            if stop is not None:
+                floor = Cursor(stop.k, stop.id)
+                frontier = floor if frontier is None else max(frontier, floor)
+        rows.extend(
+            session.scalars(
+                select(model)
+                .where(*where, *_at_or_newer(key, ident, floor), *post)
+                .order_by(*order)
+                .limit(limit + 1)
+                .options(*options)
+            )
         )
 
-    walks = [walk(extra).limit(walk_limit).subquery() for extra in branches]
-    if len(walks) == 1:
-        merged = walks[0]
-    else:
-        merged = union_all(*(select(w.c.id, w.c.k) for w in walks)).subquery()
-    query = (
-        select(model)
-        .join(merged, merged.c.id == ident)
-        .where(*post)
-        .order_by(merged.c.k.desc(), merged.c.id.desc())
-        .limit(limit + 1)
-        .options(*options)
-    )
-    rows = list(session.scalars(query))
+    def position(row: Any) -> Cursor:
+        return Cursor(getattr(row, key.key), row.id)
 
-    frontier: Cursor | None = None
-    if post:
-        # A walk that read scan_limit entries stopped at its last one; past the
-        # newest such stop, some walks were not read, so rows there wait for
-        # the next page (else a later page would skip or repeat them).
-        for extra in branches:
-            stop = session.execute(walk(extra).offset(scan_limit - 1).limit(1)).first()
-            if stop is not None:
-                found = Cursor(stop.k, stop.id)
-                frontier = found if frontier is None else max(frontier, found)
+    rows.sort(key=position, reverse=True)
     if frontier is not None:
-        rows = [r for r in rows if Cursor(getattr(r, key.key), r.id) > frontier]
-
+        # Past the newest walk end, some walk was not read: those rows wait
+        # for the next page, or a later page would skip or repeat some.
+        rows = [row for row in rows if position(row) >= frontier]
     page = Page(rows=rows[:limit])
     if len(rows) > limit:
-        last = rows[limit - 1]
-        page.next = Cursor(getattr(last, key.key), last.id)
+        page.next = position(rows[limit - 1])
     elif frontier is not None:
         page.next = page.searched_to = frontier
     return page

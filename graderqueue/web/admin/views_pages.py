@@ -5,20 +5,17 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from flask import Response, flash, g, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 
 from ... import dashboard, events, wakeup
 from ...models import Server, utcnow
 from ..answers import runtime
 from .blueprint import bp
-from .cache import TTLCache
+from .cache import state
 from .charts import Series, line_chart
 from .forms import FilterForm, event_filter
 from .keyset import Cursor
 from .queries import events_page, server_names
-
-# Task statistics read every job of the window: remember answers for a while.
-_stats_cache = TTLCache(max_entries=64)
 
 
 @bp.get("/", endpoint="dashboard")
@@ -30,7 +27,7 @@ def dashboard_page() -> str:
         live = dashboard.live_counts(session)
         by_type = dashboard.counts_by_type(session)
         servers = dashboard.servers(session, rt.settings, now)
-        activity = dashboard.activity(session, window, now)
+        activity = dashboard.activity(session, window, now, state().buckets)
     starts = [b.start for b in activity.buckets]
     tick = window.tick
 
@@ -133,15 +130,16 @@ def statistics() -> str:
     # Answers for long windows are kept longer: they cost more and change less.
     ttl = min(600.0, max(5.0, window.seconds / 200))
 
-    def compute() -> tuple[list[dashboard.TaskStat], bool, float]:
+    def compute() -> tuple[dashboard.TaskStats, float]:
         began = time.perf_counter()
         end = utcnow()
-        start = end - timedelta(seconds=window.seconds)
         with runtime().db.reading() as session:
-            rows, truncated = dashboard.task_statistics(session, group, start, end)
-        return rows, truncated, time.perf_counter() - began
+            stats = dashboard.task_statistics(
+                session, group, end - timedelta(seconds=window.seconds), end
+            )
+        return stats, time.perf_counter() - began
 
-    (rows, truncated, took), computed_at = _stats_cache.get(
+    (stats, took), computed_at = state().task_stats.get(
         (group, window.key), ttl, compute, refresh="refresh" in request.args
     )
     return render_template(
@@ -149,9 +147,7 @@ def statistics() -> str:
         window=window,
         group=group,
         groups=dashboard.GROUPS,
-        rows=rows,
-        truncated=truncated,
+        stats=stats,
         took=took,
         computed_at=computed_at,
-        admin=g.admin,
     )
