@@ -59,6 +59,10 @@ class Settings:
     default_tags: tuple[str, ...] = ()
     lang_extensions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EXTENSIONS))
 
+    # Seconds the web app keeps platforms, their keys, tags and server types in
+    # memory (graderqueue/directory.py); 0 reads them for every request.
+    registry_cache_sec: float = 2.0
+
     # Security.
     token_max_bytes: int = 1024 * 1024
     max_request_bytes: int = 16 * 1024 * 1024

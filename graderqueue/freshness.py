@@ -8,8 +8,9 @@ A platform marked ``require_fresh`` must send either the standard claims
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +18,10 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .errors import TokenError
-from .models import Platform, SeenTokenId, utcnow
+
+if TYPE_CHECKING:
+    from .directory import PlatformInfo
+from .models import SeenTokenId, utcnow
 
 CLOCK_SKEW_SEC = 60
 
@@ -31,12 +35,20 @@ def _number(payload: dict[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def check(
-    session: Session, platform: Platform, payload: dict[str, Any], settings: Settings
-) -> None:
-    """Refuse stale or replayed tokens from platforms that asked for freshness.
+@dataclass(frozen=True)
+class Replay:
+    """A ``jti`` to record in the request's transaction (refused if seen before)."""
 
-    ``exp``/``nbf`` are honoured from any platform that sends them.
+    platform_id: int
+    jti: str
+    horizon: float  # unix time after which the jti may be forgotten
+
+
+def check(platform: PlatformInfo, payload: dict[str, Any], settings: Settings) -> Replay | None:
+    """Refuse stale tokens from platforms that asked for freshness; no database access.
+
+    ``exp``/``nbf`` are honoured from any platform that sends them. Returns the
+    jti to record with :func:`remember`, when there is one.
     """
     now = time.time()
     exp = _number(payload, "exp")
@@ -46,7 +58,7 @@ def check(
     if nbf is not None and now < nbf - CLOCK_SKEW_SEC:
         raise TokenError("Invalid token: not valid yet.")
     if not platform.require_fresh:
-        return
+        return None
 
     iat = _number(payload, "iat")
     jti = payload.get("jti")
@@ -56,8 +68,7 @@ def check(
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             raise TokenError("Invalid token: a fresh token needs a `jti`.")
         horizon = exp if exp is not None else iat + settings.token_max_age_sec  # type: ignore[operator]
-        _remember(session, platform.id, jti, horizon)
-        return
+        return Replay(platform.id, jti, horizon)
 
     date = payload.get("date")
     if not isinstance(date, str):
@@ -69,17 +80,17 @@ def check(
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if abs((today - sent).days) > 1:
         raise TokenError("Invalid token: `date` is not within a day.")
+    return None
 
 
-def _remember(session: Session, platform_id: int, jti: str, horizon: float) -> None:
-    expires = datetime.fromtimestamp(horizon + CLOCK_SKEW_SEC, UTC).replace(tzinfo=None)
+def remember(session: Session, replay: Replay) -> None:
+    """Record a fresh token's jti; a jti seen before is a replay."""
+    expires = datetime.fromtimestamp(replay.horizon + CLOCK_SKEW_SEC, UTC).replace(tzinfo=None)
     session.execute(delete(SeenTokenId).where(SeenTokenId.expires_at < utcnow()))
     try:
         with session.begin_nested():
-            session.add(SeenTokenId(platform_id=platform_id, jti=jti, expires_at=expires))
+            session.add(
+                SeenTokenId(platform_id=replay.platform_id, jti=replay.jti, expires_at=expires)
+            )
     except IntegrityError as exc:
         raise TokenError("Invalid token: replayed (this jti was already used).") from exc
-
-
-def max_age() -> timedelta:
-    return timedelta(days=1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import events, stats
@@ -64,8 +64,16 @@ def dedup_key_for(request: dict[str, Any]) -> str:
 
 def _set_types(session: Session, job_id: int, type_ids: list[int], status: str, priority: int):
     session.execute(delete(JobType).where(JobType.job_id == job_id))
-    session.add_all(
-        JobType(job_id=job_id, type_id=t, status=status, priority=priority) for t in type_ids
+    _add_types(session, job_id, type_ids, status, priority)
+
+
+def _add_types(session: Session, job_id: int, type_ids: list[int], status: str, priority: int):
+    session.execute(
+        insert(JobType),
+        [
+            {"job_id": job_id, "type_id": t, "status": status, "priority": priority}
+            for t in type_ids
+        ],
     )
 
 
@@ -89,48 +97,46 @@ def enqueue(
     Returns (job id, created). A job in ``error`` keeps its status when sent
     again; any other live job goes back to ``queued`` with its failures reset.
     """
-    query = select(Job).where(Job.dedup_key == new.jobusertaskid)
+    query = select(Job.id, Job.status).where(Job.dedup_key == new.jobusertaskid)
     if platform_id is None:
         query = query.where(Job.platform_id.is_(None), Job.received_via == received_via)
     else:
         query = query.where(Job.platform_id == platform_id)
-    existing = session.scalars(query.with_for_update()).first()
-    now = utcnow()
+    existing = session.execute(query.with_for_update()).first()
+    fields = {
+        "name": new.name,
+        "priority": new.priority,
+        "tags": new.tags,
+        "jobdata": new.jobdata,
+        "taskrevision": new.taskrevision,
+        "timeout_sec": new.timeout_sec,
+    }
     if existing is None:
-        job = Job(
-            platform_id=platform_id,
-            received_via=received_via,
-            name=new.name,
-            jobusertaskid=new.jobusertaskid,
-            dedup_key=new.jobusertaskid,
-            status=JobStatus.QUEUED,
-            priority=new.priority,
-            timeout_sec=new.timeout_sec,
-            received_time=now,
-            tags=new.tags,
-            taskrevision=new.taskrevision,
-            jobdata=new.jobdata,
-        )
-        session.add(job)
-        session.flush()
-        _set_types(session, job.id, new.type_ids, JobStatus.QUEUED, new.priority)
-        return job.id, True
+        # Core statements: this is the hottest write path, and the ORM's unit
+        # of work costs more than the SQL itself here.
+        job_id = session.execute(
+            insert(Job).values(
+                platform_id=platform_id,
+                received_via=received_via,
+                jobusertaskid=new.jobusertaskid,
+                dedup_key=new.jobusertaskid,
+                status=JobStatus.QUEUED,
+                received_time=utcnow(),
+                job_repeats=0,
+                nb_fails=0,
+                **fields,
+            )
+        ).inserted_primary_key[0]
+        _add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority)
+        return job_id, True
 
-    job = existing
-    job.name = new.name
-    job.priority = new.priority
-    job.tags = new.tags
-    job.jobdata = new.jobdata
-    job.taskrevision = new.taskrevision
-    job.timeout_sec = new.timeout_sec
-    job.job_repeats += 1
-    job.nb_fails = 0
-    if job.status != JobStatus.ERROR:
-        job.status = JobStatus.QUEUED
-        job.sent_to = None
-        job.lease_expires = None
-    _set_types(session, job.id, new.type_ids, job.status, new.priority)
-    return job.id, False
+    status = existing.status if existing.status == JobStatus.ERROR else JobStatus.QUEUED
+    values: dict[str, Any] = {**fields, "job_repeats": Job.job_repeats + 1, "nb_fails": 0}
+    if status == JobStatus.QUEUED:
+        values.update(status=JobStatus.QUEUED, sent_to=None, lease_expires=None)
+    session.execute(update(Job).where(Job.id == existing.id).values(**values))
+    _set_types(session, existing.id, new.type_ids, status, new.priority)
+    return existing.id, False
 
 
 def held_count(session: Session, server_id: int, now: datetime | None = None) -> int:

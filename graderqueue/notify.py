@@ -24,12 +24,14 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 
+from .cache import TTLCache
 from .db import Database
 from .models import Listener, utcnow
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SEC = 30.0
+PEERS_TTL_SEC = 1.0
 LISTENER_STALE_SEC = 120.0
 ALL_TYPES = 0
 
@@ -47,6 +49,10 @@ class Hub:
         self._pid = 0
         self._start_lock = threading.Lock()
         self._stopped = False
+        # Listeners come and go with worker processes; a list a moment old
+        # spares a query per queued job. A process that starts listening is
+        # missed for at most PEERS_TTL_SEC, its waiters then recheck anyway.
+        self._peers = TTLCache(ttl=PEERS_TTL_SEC)
 
     # -- waiting side -------------------------------------------------------
 
@@ -87,14 +93,8 @@ class Hub:
         ids = sorted(set(type_ids)) or [ALL_TYPES]
         self._bump(ids)
         message = ("job " + ",".join(str(i) for i in ids)).encode()
-        fresh = utcnow() - timedelta(seconds=LISTENER_STALE_SEC)
         try:
-            with self.db.reading() as session:
-                peers = session.execute(
-                    select(Listener.id, Listener.host, Listener.port).where(
-                        Listener.heartbeat > fresh
-                    )
-                ).all()
+            peers = self._peers.get("peers", self._load_peers)
         except Exception:  # a hint is not worth failing the request for
             log.warning("could not read the listeners table", exc_info=True)
             return
@@ -106,6 +106,17 @@ class Hub:
                     sock.sendto(message, (peer.host, peer.port))
                 except OSError:
                     continue
+
+    def _load_peers(self) -> list:  # type: ignore[type-arg]
+        fresh = utcnow() - timedelta(seconds=LISTENER_STALE_SEC)
+        with self.db.reading() as session:
+            return list(
+                session.execute(
+                    select(Listener.id, Listener.host, Listener.port).where(
+                        Listener.heartbeat > fresh
+                    )
+                ).all()
+            )
 
     # -- listener -----------------------------------------------------------
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
+from .directory import Directory
 from .errors import BadRequest
-from .models import ServerType, Tag, TypeTag
 
 
 def parse_tags(raw: object) -> list[str]:
@@ -30,7 +27,7 @@ def parse_tags(raw: object) -> list[str]:
 
 
 def resolve(
-    session: Session,
+    directory: Directory,
     tag_names: Sequence[str],
     *,
     forced_tag_id: int | None = None,
@@ -38,34 +35,25 @@ def resolve(
 ) -> tuple[str, list[int]]:
     """Returns the job's tag string (as stored) and the server types that can run it."""
     names = list(tag_names)
+    known = directory.tags()
+    if any(name not in known for name in names):
+        known = directory.tags(reload=True)  # a tag added a moment ago
     tag_ids: list[int] = []
     for name in names:
-        tag_id = session.scalar(select(Tag.id).where(Tag.name == name))
-        if tag_id is None:
+        if name not in known:
             raise BadRequest(f"Tag `{name}` unrecognized.")
-        tag_ids.append(tag_id)
+        tag_ids.append(known[name])
     if forced_tag_id is not None and forced_tag_id not in tag_ids:
-        forced = session.get(Tag, forced_tag_id)
-        if forced is not None:
-            tag_ids.append(forced.id)
-            names.append(forced.name)
+        forced_name = directory.tag_names().get(forced_tag_id)
+        if forced_name is not None:
+            tag_ids.append(forced_tag_id)
+            names.append(forced_name)
     if not tag_ids and default_tags:
-        return resolve(session, default_tags)
+        return resolve(directory, default_tags)
 
-    if tag_ids:
-        type_ids = list(
-            session.scalars(
-                select(TypeTag.type_id)
-                .where(TypeTag.tag_id.in_(tag_ids))
-                .group_by(TypeTag.type_id)
-                .having(func.count(TypeTag.tag_id) == len(tag_ids))
-                .order_by(TypeTag.type_id)
-            )
-        )
-        if not type_ids:
+    type_ids = directory.types_handling(tag_ids)
+    if not type_ids:
+        if tag_ids:
             raise BadRequest(f"No server type can execute jobs with tags {','.join(names)}.")
-    else:
-        type_ids = list(session.scalars(select(ServerType.id).order_by(ServerType.id)))
-        if not type_ids:
-            raise BadRequest("No server type is defined: this job could never run.")
+        raise BadRequest("No server type is defined: this job could never run.")
     return ",".join(names), type_ids

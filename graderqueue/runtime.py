@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from . import tokens
 from .config import Settings
 from .db import Database
+from .directory import Directory
 from .keys import QueueKeys
 from .notify import Hub
 from .wakeup import Waker
@@ -20,12 +21,14 @@ class Runtime:
     keys: QueueKeys
     hub: Hub = field(init=False)
     waker: Waker = field(init=False)
+    directory: Directory = field(init=False)
     # Set by the delivery worker when it runs inside this process.
     delivery_kick: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.db, self.settings.notify_host)
         self.waker = Waker(self.db, self.settings)
+        self.directory = Directory(self.db, self.settings.registry_cache_sec)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:

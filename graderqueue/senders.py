@@ -1,14 +1,18 @@
 """Who sent an ``/api.php`` request: a platform's token, or one of the other ways in.
 
-Returns the request's fields and a :class:`Sender`; every failure is a
-:class:`PlatformAuthError` or :class:`TokenError` (errorcode 2), raised before
-anything is stored.
+:func:`identify` returns the request's fields and a :class:`Sender`; every
+failure is a :class:`PlatformAuthError` or :class:`TokenError` (errorcode 2),
+raised before anything is stored. The expensive parts (RSA, password hashes)
+run outside any database transaction, so they never hold a lock; lookups use
+a short read-only transaction.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,11 +21,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import passwords, tokens
+from . import freshness, passwords, tokens
 from .config import Settings
+from .directory import Directory, PlatformInfo
 from .errors import PlatformAuthError, TokenError
-from .keys import QueueKeys, parse_public_key
-from .models import InterfaceToken, Platform, PlatformKey, RemoteUser, utcnow
+from .keys import QueueKeys
+from .models import InterfaceToken, Platform, RemoteUser, utcnow
 
 INTERFACE = "interface"
 
@@ -30,109 +35,123 @@ INTERFACE = "interface"
 class Sender:
     platform_id: int | None
     name: str
-    via: str  # "platform", "interface", "remote:<user>", "debug"
+    via: str  # "platform", "interface", "remote:<user>"
     restrict_paths: str = ""
     force_tag_id: int | None = None
+    # A fresh token's jti, to record in the request's own transaction.
+    replay: freshness.Replay | None = None
 
     @property
     def is_interface(self) -> bool:
         return self.via == INTERFACE
 
+    def record(self, session: Session) -> None:
+        """Record what must be recorded with the request (a fresh token's jti)."""
+        if self.replay is not None:
+            freshness.remember(session, self.replay)
 
-def _platform_sender(platform: Platform) -> Sender:
+
+def _platform_sender(platform: PlatformInfo, replay: freshness.Replay | None = None) -> Sender:
     return Sender(
         platform_id=platform.id,
         name=platform.name,
         via="platform",
-        restrict_paths=platform.restrict_paths or "",
+        restrict_paths=platform.restrict_paths,
         force_tag_id=platform.force_tag_id,
+        replay=replay,
     )
 
 
 def open_platform_token(
-    session: Session,
+    directory: Directory,
     keys: QueueKeys,
     settings: Settings,
     raw_token: str,
     platform_name: str,
-) -> tuple[dict[str, Any], Platform]:
+) -> tuple[dict[str, Any], Sender]:
     """Decrypt and verify a platform's request token."""
     tokens.check_size(raw_token, settings.token_max_bytes)
-    platform = session.scalars(select(Platform).where(Platform.name == platform_name)).first()
+    platform = directory.platform(platform_name)
     if platform is None:
-        raise PlatformAuthError(f"Unknown platform `{platform_name[:100]}`.")
+        platform = directory.platform(platform_name, reload=True)
+        if platform is None:
+            raise PlatformAuthError(f"Unknown platform `{platform_name[:100]}`.")
     queue_key = keys.for_kid(tokens.compact_header(raw_token, 5).get("kid"))
     inner = tokens.decrypt(raw_token, queue_key.private, settings.token_max_bytes)
     kid = tokens.signer_kid(inner)
     if kid is not None and kid != platform.name:
         raise TokenError("Invalid token: the signature's kid does not match sPlatform.")
-    pems = session.scalars(
-        select(PlatformKey.public_key).where(
-            PlatformKey.platform_id == platform.id, PlatformKey.active.is_(True)
-        )
-    ).all()
-    payload = tokens.verify(inner, [parse_public_key(pem) for pem in pems])
-    from . import freshness  # platforms may demand fresh, unreplayed tokens
-
-    freshness.check(session, platform, payload, settings)
-    return payload, platform
+    try:
+        payload = tokens.verify(inner, platform.keys)
+    except TokenError:
+        # Maybe a key added a moment ago: look again before refusing.
+        platform = directory.platform(platform_name, reload=True)
+        if platform is None:
+            raise
+        payload = tokens.verify(inner, platform.keys)
+    replay = freshness.check(platform, payload, settings)
+    return payload, _platform_sender(platform, replay)
 
 
 def identify(
-    session: Session,
+    directory: Directory,
     keys: QueueKeys,
     settings: Settings,
     form: Mapping[str, str],
 ) -> tuple[dict[str, Any], Sender]:
     """The request fields and their sender, from whichever credentials the form has."""
+    db = directory.db
     if form.get("sToken") and form.get("sPlatform"):
-        payload, platform = open_platform_token(
-            session, keys, settings, form["sToken"], form["sPlatform"]
-        )
-        return payload, _platform_sender(platform)
+        return open_platform_token(directory, keys, settings, form["sToken"], form["sPlatform"])
 
     if form.get("rRequest") is not None:
-        user = session.scalars(
-            select(RemoteUser).where(RemoteUser.username == form.get("rUsername", ""))
-        ).first()
-        if user is None or not passwords.verify(user.password_hash, form.get("rPassword", "")):
+        username = form.get("rUsername", "")
+        with db.reading() as session:
+            stored = session.scalar(
+                select(RemoteUser.password_hash).where(RemoteUser.username == username)
+            )
+        if not passwords.verify(stored, form.get("rPassword", "")):
             raise PlatformAuthError("Username/password invalid.")
         try:
             request = json.loads(form["rRequest"])
-        except (ValueError, RecursionError) as exc:
+        except ValueError as exc:
             raise PlatformAuthError("rRequest is not JSON.") from exc
         if not isinstance(request, dict):
             raise PlatformAuthError("rRequest is not a JSON object.")
-        return request, Sender(platform_id=None, name=user.username, via=f"remote:{user.username}")
+        return request, Sender(platform_id=None, name=username, via=f"remote:{username}")
 
     if form.get("token"):
-        record = session.get(InterfaceToken, _token_hash(form["token"]))
-        if record is None or record.expires_at < utcnow():
+        with db.reading() as session:
+            record = session.get(InterfaceToken, _token_hash(form["token"]))
+            expired = record is None or record.expires_at < utcnow()
+        if expired:
             raise PlatformAuthError(
                 "Invalid token, please refresh the interface to get a new one.", errorcode=3
             )
         return dict(form), Sender(platform_id=None, name=INTERFACE, via=INTERFACE)
 
-    if settings.debug_password and form.get("debugPassword"):
-        if hmac.compare_digest(form["debugPassword"], settings.debug_password):
-            platform = session.get(Platform, 1)
-            if platform is None:
-                raise PlatformAuthError("Debug requests act as platform 1, which does not exist.")
-            return dict(form), _platform_sender(platform)
+    password = form.get("debugPassword")
+    if (
+        settings.debug_password
+        and password
+        and hmac.compare_digest(password.encode(), settings.debug_password.encode())
+    ):
+        with db.reading() as session:
+            name = session.scalar(select(Platform.name).where(Platform.id == 1))
+        platform = directory.platform(name) if name is not None else None
+        if platform is None:
+            raise PlatformAuthError("Debug requests act as platform 1, which does not exist.")
+        return dict(form), _platform_sender(platform)
 
     raise PlatformAuthError()
 
 
 def _token_hash(token: str) -> str:
-    import hashlib
-
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def issue_interface_token(session: Session, lifetime: timedelta = timedelta(hours=1)) -> str:
     """A short-lived token for the admin interface's own API forms."""
-    import secrets
-
     token = secrets.token_urlsafe(24)
     session.add(InterfaceToken(token_hash=_token_hash(token), expires_at=utcnow() + lifetime))
     return token

@@ -8,6 +8,7 @@ waits for them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import socket
@@ -22,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from . import events
+from .cache import TTLCache
 from .config import Settings
 from .db import Database
 from .models import Job, JobStatus, JobType, Server, utcnow
@@ -79,6 +81,7 @@ class Candidate:
     max_concurrent_jobs: int
     held: int
     last_poll_time: object
+    wakeup_fails: int
 
 
 def _record(session: Session, server_id: int, ok: bool) -> None:
@@ -98,7 +101,7 @@ def _record(session: Session, server_id: int, ok: bool) -> None:
         events.log_event(session, events.WAKEUP_FAILED, server_id=server_id)
 
 
-def _candidates(session: Session, type_ids: list[int], only_healthy: bool) -> list[Candidate]:
+def _candidates(session: Session, type_ids: list[int]) -> list[Candidate]:
     held = (
         select(Job.sent_to, func.count().label("held"))
         .where(Job.status == JobStatus.SENT)
@@ -113,12 +116,11 @@ def _candidates(session: Session, type_ids: list[int], only_healthy: bool) -> li
             Server.max_concurrent_jobs,
             func.coalesce(held.c.held, 0).label("held"),
             Server.last_poll_time,
+            Server.wakeup_fails,
         )
         .outerjoin(held, held.c.sent_to == Server.id)
         .where(Server.type_id.in_(type_ids), Server.wakeup_url != "")
     )
-    if only_healthy:
-        query = query.where(Server.wakeup_fails == 0)
     return [Candidate(*row) for row in session.execute(query).all()]
 
 
@@ -135,33 +137,52 @@ def _order(candidates: list[Candidate], strategy: str) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (-c.held, -last_poll(c).timestamp()))
 
 
-def wake_for_types(db: Database, settings: Settings, type_ids: Iterable[int]) -> int:
+def wake_for_types(
+    db: Database,
+    settings: Settings,
+    type_ids: Iterable[int],
+    candidates: list[Candidate] | None = None,
+) -> int:
     """Wake as many idle servers of these types as there are waiting jobs.
 
-    Returns how many servers were woken (not counting those already polling).
+    Servers that polled in the last ``wakeup_recent_sec`` are already
+    listening and count as woken. Returns how many servers were woken.
+    ``candidates`` may come from a cache a second old: it only orders and
+    filters whom to try.
     """
     types = sorted(set(type_ids))
     if not types:
         return 0
-    with db.transaction() as session:
-        waiting = session.scalar(
-            select(func.count(func.distinct(JobType.job_id))).where(
-                JobType.type_id.in_(types), JobType.status == JobStatus.QUEUED
-            )
-        )
-        candidates = _order(_candidates(session, types, True), settings.wakeup_strategy)
-    needed = min(waiting or 0, MAX_WAKE_PER_BURST)
-    if needed == 0:
-        return 0
+    if candidates is None:
+        with db.reading() as session:
+            candidates = _candidates(session, types)
     recent = utcnow() - timedelta(seconds=settings.wakeup_recent_sec)
+
+    def listening(c: Candidate) -> bool:
+        return c.last_poll_time is not None and c.last_poll_time >= recent  # type: ignore[operator]
+
+    if all(listening(c) for c in candidates):
+        return 0  # nobody to wake: every server is polling already (or there is none)
+    with db.reading() as session:
+        # Count waiting jobs only as far as there are servers to wake: the
+        # cost stays bounded however deep the queue is.
+        limit = min(len(candidates), MAX_WAKE_PER_BURST)
+        needed = len(
+            session.execute(
+                select(JobType.job_id)
+                .where(JobType.type_id.in_(types), JobType.status == JobStatus.QUEUED)
+                .limit(limit)
+            ).all()
+        )
     woken = 0
     results: list[tuple[int, bool]] = []
-    for cand in candidates:
+    healthy = _order([c for c in candidates if c.wakeup_fails == 0], settings.wakeup_strategy)
+    for cand in healthy:
         if needed <= 0:
             break
         if cand.max_concurrent_jobs and cand.held >= cand.max_concurrent_jobs:
             continue
-        if cand.last_poll_time is not None and cand.last_poll_time >= recent:
+        if listening(cand):
             needed -= 1  # already listening: it will take one
             continue
         ok = send_wakeup(cand.wakeup_url, cand.wakeup_secret, settings.wakeup_timeout_sec)
@@ -171,11 +192,9 @@ def wake_for_types(db: Database, settings: Settings, type_ids: Iterable[int]) ->
             needed -= 1
     if needed > 0 and woken == 0:
         # Second pass: any matching server, idle longest first, until one answers.
-        with db.transaction() as session:
-            others = _order(_candidates(session, types, False), "last")
         tried = {server_id for server_id, _ in results}
-        for cand in others:
-            if cand.id in tried:
+        for cand in _order(candidates, "last"):
+            if cand.id in tried or listening(cand):
                 continue
             ok = send_wakeup(cand.wakeup_url, cand.wakeup_secret, settings.wakeup_timeout_sec)
             results.append((cand.id, ok))
@@ -191,7 +210,7 @@ def wake_for_types(db: Database, settings: Settings, type_ids: Iterable[int]) ->
 
 def wake_server(db: Database, settings: Settings, server_id: int) -> bool:
     """Wake one server (interface button, ``wakeup`` API request)."""
-    with db.transaction() as session:
+    with db.reading() as session:
         server = session.get(Server, server_id)
         if server is None:
             return False
@@ -204,7 +223,7 @@ def wake_server(db: Database, settings: Settings, server_id: int) -> bool:
 
 def retry_failed(db: Database, settings: Settings) -> tuple[int, int]:
     """Cron: try again every server whose wake-ups failed. Returns (tried, woken)."""
-    with db.transaction() as session:
+    with db.reading() as session:
         rows = session.execute(
             select(Server.id, Server.wakeup_url, Server.wakeup_secret).where(
                 Server.wakeup_fails > 0
@@ -226,6 +245,9 @@ class Waker:
         self.db = db
         self.settings = settings
         self._queue: queue.Queue[list[int]] = queue.Queue()
+        # Who could be woken changes slowly; a second-old list is good enough
+        # and spares a query per queued job.
+        self._candidates = TTLCache(ttl=1.0)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -235,6 +257,10 @@ class Waker:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="gq-wakeup", daemon=True)
                 self._thread.start()
+
+    def _load(self, types: tuple[int, ...]) -> list[Candidate]:
+        with self.db.reading() as session:
+            return _candidates(session, list(types))
 
     def _run(self) -> None:
         while True:
@@ -252,6 +278,8 @@ class Waker:
                 except queue.Empty:
                     break
             try:
-                wake_for_types(self.db, self.settings, types)
+                key = tuple(sorted(types))
+                candidates = self._candidates.get(key, functools.partial(self._load, key))
+                wake_for_types(self.db, self.settings, types, candidates)
             except Exception:
                 log.warning("wake-up of servers failed", exc_info=True)

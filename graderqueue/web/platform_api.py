@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import IntegrityError
 
 from .. import jobs, routing, senders, submissions, wakeup
-from ..errors import BadRequest, UnknownJob
+from ..errors import BadRequest
 from .answers import answer, form_fields, runtime
 
 bp = Blueprint("platform_api", __name__)
@@ -28,33 +30,35 @@ def _upload() -> submissions.Upload | None:
 def api() -> Response:
     rt = runtime()
     form = form_fields()
-    for attempt in range(2):
-        try:
-            with rt.db.transaction() as session:
-                fields, sender = senders.identify(session, rt.keys, rt.settings, form)
-                kind = fields.get("request")
-                if kind in ("sendjob", "sendsolution"):
-                    return _send(session, fields, sender)
-                if kind == "getjob":
-                    return _getjob(session, fields, sender)
-                if kind == "test":
-                    if sender.platform_id is not None:
-                        return answer(0, f"Connected as platform id {sender.platform_id}")
-                    return answer(0, f"Connected as user {sender.name}")
-                if kind == "wakeup" and sender.is_interface:
-                    server_id = _digits(fields.get("serverid"), "Invalid serverid.")
-                    break
-                if kind in (None, ""):
-                    raise BadRequest("No request made.")
-                raise BadRequest(f"Unknown request `{str(kind)[:50]}`.")
-        except IntegrityError:
-            # Two identical requests raced to create the same job: the second
-            # attempt finds the first's row and updates it, as dedup says.
-            if attempt:
-                raise
-    if wakeup.wake_server(rt.db, rt.settings, server_id):
-        return answer(0, "Server wake-up successful.")
-    return answer(1, "Server wake-up failed.")
+    # Crypto and password checks happen here, outside any transaction.
+    fields, sender = senders.identify(rt.directory, rt.keys, rt.settings, form)
+    kind = fields.get("request")
+    if kind in ("sendjob", "sendsolution"):
+        sub = submissions.parse(
+            fields, rt.settings, restrict_paths=sender.restrict_paths, upload=_upload()
+        )
+        return _send(sub, sender)
+    if kind == "getjob":
+        return _getjob(fields, sender)
+    if kind == "test":
+        _record(sender)
+        if sender.platform_id is not None:
+            return answer(0, f"Connected as platform id {sender.platform_id}")
+        return answer(0, f"Connected as user {sender.name}")
+    if kind == "wakeup" and sender.is_interface:
+        server_id = _digits(fields.get("serverid"), "Invalid serverid.")
+        if wakeup.wake_server(rt.db, rt.settings, server_id):
+            return answer(0, "Server wake-up successful.")
+        return answer(1, "Server wake-up failed.")
+    if kind in (None, ""):
+        raise BadRequest("No request made.")
+    raise BadRequest(f"Unknown request `{str(kind)[:50]}`.")
+
+
+def _record(sender: senders.Sender) -> None:
+    if sender.replay is not None:
+        with runtime().db.transaction() as session:
+            sender.record(session)
 
 
 def _digits(value: object, message: str) -> int:
@@ -64,45 +68,49 @@ def _digits(value: object, message: str) -> int:
     return int(text)
 
 
-def _send(session, fields: dict, sender: senders.Sender) -> Response:  # type: ignore[no-untyped-def]
+def _send(sub: submissions.Submission, sender: senders.Sender) -> Response:
     rt = runtime()
-    sub = submissions.parse(
-        fields, rt.settings, restrict_paths=sender.restrict_paths, upload=_upload()
-    )
-    tags, type_ids = routing.resolve(
-        session,
-        sub.tag_names,
-        forced_tag_id=sender.force_tag_id,
-        default_tags=rt.settings.default_tags,
-    )
-    import json
-
-    job_id, _created = jobs.enqueue(
-        session,
-        jobs.NewJob(
-            name=sub.name,
-            jobdata=json.dumps(sub.job),
-            priority=sub.priority,
-            tags=tags,
-            type_ids=type_ids,
-            jobusertaskid=sub.jobusertaskid,
-            taskrevision=sub.taskrevision,
-            timeout_sec=sub.timeout_sec,
-        ),
-        platform_id=sender.platform_id,
-        received_via=sender.via,
-    )
-    session.commit()
-    rt.jobs_available(type_ids)
+    new = None
+    for attempt in range(2):
+        try:
+            with rt.db.transaction() as session:
+                sender.record(session)
+                tags, type_ids = routing.resolve(
+                    rt.directory,
+                    sub.tag_names,
+                    forced_tag_id=sender.force_tag_id,
+                    default_tags=rt.settings.default_tags,
+                )
+                new = jobs.NewJob(
+                    name=sub.name,
+                    jobdata=json.dumps(sub.job),
+                    priority=sub.priority,
+                    tags=tags,
+                    type_ids=type_ids,
+                    jobusertaskid=sub.jobusertaskid,
+                    taskrevision=sub.taskrevision,
+                    timeout_sec=sub.timeout_sec,
+                )
+                job_id, _created = jobs.enqueue(
+                    session, new, platform_id=sender.platform_id, received_via=sender.via
+                )
+            break
+        except IntegrityError:
+            # Two identical requests raced to create the same job: the second
+            # attempt finds the first's row and updates it, as dedup says.
+            if attempt:
+                raise
+    assert new is not None
+    rt.jobs_available(new.type_ids)
     return answer(0, f"Queued as job ID #{job_id}.", jobid=job_id)
 
 
-def _getjob(session, fields: dict, sender: senders.Sender) -> Response:  # type: ignore[no-untyped-def]
+def _getjob(fields: dict, sender: senders.Sender) -> Response:
     if fields.get("jobid") in (None, ""):
         raise BadRequest("No jobid given.")
     job_id = _digits(fields.get("jobid"), "Invalid jobid.")
-    job = jobs.get_for_platform(session, job_id, sender.platform_id, sender.via)
-    if job is None:
-        raise UnknownJob()
-    origin, row = jobs.job_row(session, job)
+    _record(sender)
+    with runtime().db.reading() as session:
+        job = jobs.get_for_platform(session, job_id, sender.platform_id, sender.via)
+        origin, row = jobs.job_row(session, job)
     return answer(0, "Success", origin=origin, data=row)

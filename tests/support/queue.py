@@ -72,7 +72,13 @@ class _Response:
 class QueueSetup:
     def __init__(self, instance: Path, database_url: str = "", **overrides: Any) -> None:
         self.instance = instance
-        self.overrides = {"instance_path": str(instance), "database_url": database_url, **overrides}
+        # Tests change the registry and use it at once: no cache unless asked.
+        self.overrides = {
+            "instance_path": str(instance),
+            "database_url": database_url,
+            "registry_cache_sec": 0,
+            **overrides,
+        }
         self.settings: Settings = load_settings(self.overrides, environ={})
         self.db = Database(self.settings)
         migrate.upgrade(self.db)
