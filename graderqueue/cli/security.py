@@ -96,7 +96,8 @@ def keys_rotate(ctx: Context, new_name: str | None, bits: str) -> None:
 def keys_list(ctx: Context) -> None:
     """Every key pair the queue decrypts with; the active one signs results."""
     queue_keys = _queue_keys(ctx)
-    for name in queue_keys.names():
+    others = [name for name in queue_keys.names() if name != queue_keys.active_name]
+    for name in [queue_keys.active_name, *others]:
         key = queue_keys.for_kid(name)
         mark = "active" if name == queue_keys.active_name else "decrypt only"
         click.echo(f"{name}\t{keys.fingerprint(key.public_pem)[:16]}\t{mark}")
