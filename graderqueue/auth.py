@@ -60,12 +60,21 @@ def client_ip(caller: Caller, trusted_proxies: Sequence[str]) -> str:
     """The grading server's address: the proxy's word for it, only from a trusted proxy."""
     if from_trusted_proxy(caller, trusted_proxies):
         real = caller.headers.get("X-Real-IP", "").strip()
-        if real:
+        if real and _is_ip(real):
             return real
-        forwarded = caller.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
+        forwarded = caller.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        if forwarded and _is_ip(forwarded):
+            return forwarded
     return caller.remote_addr
+
+
+def _is_ip(text: str) -> bool:
+    """Only an address becomes a server's name and wake-up URL, whatever a proxy sends."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def normalize_serial(serial: str) -> str:

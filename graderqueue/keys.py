@@ -111,7 +111,7 @@ class QueueKeys:
         The original ignored ``kid`` and always used its one key; falling back
         to the active key keeps such platforms working.
         """
-        if kid and kid in self._keys:
+        if isinstance(kid, str) and kid in self._keys:
             return self._keys[kid]
         return self.active
 
