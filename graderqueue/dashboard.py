@@ -237,6 +237,7 @@ def server_summary(views: list[ServerView]) -> dict[str, int]:
 class Bucket:
     start: datetime
     seconds: float  # elapsed part of the bucket (the last one is still running)
+    length: float  # the bucket's full length
     done: int = 0
     sampled: int = 0
     fails: float = 0.0
@@ -254,7 +255,9 @@ class Bucket:
 
     @property
     def per_minute(self) -> float:
-        return self.done * 60.0 / self.seconds if self.seconds > 0 else 0.0
+        # Over the whole bar, so the running bar fills up instead of jumping
+        # to a high rate after its first job.
+        return self.done * 60.0 / self.length
 
     @property
     def wait_avg(self) -> float:
@@ -276,11 +279,11 @@ class Bucket:
 
     @property
     def cpu_per_minute(self) -> float:
-        return self.cpu_ms * self.scale / 1000.0 * 60.0 / self.seconds if self.seconds else 0.0
+        return self.cpu_ms * self.scale / 1000.0 * 60.0 / self.length
 
     @property
     def real_per_minute(self) -> float:
-        return self.real_ms * self.scale / 1000.0 * 60.0 / self.seconds if self.seconds else 0.0
+        return self.real_ms * self.scale / 1000.0 * 60.0 / self.length
 
     @property
     def failures(self) -> float:
@@ -417,7 +420,9 @@ def activity(
     for lo, hi in itertools.pairwise(bounds):
         settled = hi <= now - BUCKET_SETTLE
         cached = cache.get(tick, lo) if cache is not None and settled else None
-        bucket = cached or Bucket(start=lo, seconds=(min(hi, now) - lo).total_seconds())
+        bucket = cached or Bucket(
+            start=lo, seconds=(min(hi, now) - lo).total_seconds(), length=float(tick)
+        )
         result.buckets.append(bucket)
         if cached is None:
             todo.append(bucket)

@@ -25,21 +25,22 @@ class Series:
     kind: str = "line"  # or "bar"
 
 
-def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2 or 5 times a power of ten that is >= value (axis top)."""
+def nice_ceiling(value: float, steps: int = 4) -> float:
+    """An axis top of ``steps`` round steps (1, 2, 2.5 or 5 times a power of ten) >= value."""
     if value <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
-        if step * power >= value - 1e-12:
-            return step * power
-    return 10 * power
+    raw = value / steps
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if factor * power * steps >= value * (1 - 1e-9):
+            return factor * power * steps
+    return 10 * power * steps
 
 
 def _label(value: float) -> str:
     if value >= 1000:
         return f"{value / 1000:g}k"
-    return f"{value:g}" if value >= 1 or value == 0 else f"{value:.2g}"
+    return f"{round(value, 6):g}"
 
 
 def _time_label(moment: datetime, tick_seconds: int) -> str:
@@ -70,7 +71,7 @@ def line_chart(
 
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
         f'<text class="chart-title" x="{LEFT}" y="16">{escape(title)}</text>',
     ]
