@@ -112,7 +112,10 @@ class PlatformClient:
         return response.json()
 
     def sendjob(self, jobdata: dict[str, Any] | str, **fields: Any) -> int:
-        """Queue a job; ``fields``: jobname, priority, tags, jobusertaskid, taskrevision, timeout."""
+        """Queue a job and return its id.
+
+        ``fields``: jobname, priority, tags, jobusertaskid, taskrevision, timeout.
+        """
         if not isinstance(jobdata, str):
             jobdata = json.dumps(jobdata)
         return int(self.call({"request": "sendjob", "jobdata": jobdata, **fields})["jobid"])

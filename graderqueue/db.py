@@ -79,6 +79,7 @@ class Database:
         self.engine = engine or make_engine(settings)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._local = threading.local()
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
@@ -110,7 +111,11 @@ class Database:
         # instead, and only processes compete for the file lock.
         serialize = self._write_lock is not None and factory is self._sessions
         if serialize:
+            if getattr(self._local, "writing", False):
+                # It would wait forever for the lock this thread holds.
+                raise RuntimeError("a write transaction was opened inside another one")
             self._write_lock.acquire()
+            self._local.writing = True
         session = factory()
         try:
             yield session
@@ -126,6 +131,7 @@ class Database:
         finally:
             session.close()
             if serialize:
+                self._local.writing = False
                 self._write_lock.release()
 
     def dispose(self) -> None:

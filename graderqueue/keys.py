@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwk
 
-from .errors import QueueError
+from .errors import QueueError, TokenError
 
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -105,15 +105,21 @@ class QueueKeys:
     def active(self) -> QueueKey:
         return self._keys[self.active_name]
 
-    def for_kid(self, kid: str | None) -> QueueKey:
-        """The key a token names; the active key when it names none we know.
+    def for_kid(self, kid: object) -> QueueKey:
+        """The key a token's ``kid`` names; the active key when it names none.
 
-        The original ignored ``kid`` and always used its one key; falling back
-        to the active key keeps such platforms working.
+        A ``kid`` naming a key the queue does not hold is refused: the token
+        was made for another queue, or with an old key name.
         """
+        if kid is None:
+            return self.active
         if isinstance(kid, str) and kid in self._keys:
             return self._keys[kid]
-        return self.active
+        shown = str(kid)[:64]
+        raise TokenError(
+            f"Invalid token: encrypted to key `{shown}`, but the queue's key is "
+            f"`{self.active_name}`."
+        )
 
     def names(self) -> list[str]:
         return sorted(self._keys)

@@ -93,6 +93,12 @@ def decrypt(token: str, private_key: jwk.JWK, max_bytes: int) -> str:
         outer.deserialize(token, key=private_key)
         plaintext = outer.payload
     except (JWException, ValueError, TypeError) as exc:
+        # jwcrypto folds every failure into one exception; its text tells a
+        # payload that inflates past the limit from a wrong key.
+        if "exceeds maximum" in str(exc):
+            raise TokenError(
+                f"Invalid token: it decompresses to more than the limit of {max_bytes} bytes."
+            ) from exc
         raise TokenError("Invalid token: cannot decrypt it with the queue's key.") from exc
     if len(plaintext) > max_bytes:
         raise TokenError(f"Invalid token: larger than the limit of {max_bytes} bytes.")

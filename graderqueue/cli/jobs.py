@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
@@ -47,10 +48,8 @@ def job_show(ctx: Context, job_id: int) -> None:
         origin, row = jobs_mod.job_row(session, found)
     for key in ("jobdata", "resultdata"):
         if isinstance(row.get(key), str):
-            try:
+            with contextlib.suppress(ValueError):  # shown as stored if not JSON
                 row[key] = json.loads(row[key])
-            except ValueError:
-                pass
     click.echo(json.dumps({"origin": origin, **row}, indent=2))
 
 

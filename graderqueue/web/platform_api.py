@@ -106,7 +106,7 @@ def _send(sub: submissions.Submission, sender: senders.Sender) -> Response:
 
 
 def _getjob(fields: dict, sender: senders.Sender) -> Response:
-    if fields.get("jobid") in (None, ""):
+    if "jobid" not in fields:
         raise BadRequest("No jobid given.")
     job_id = _digits(fields.get("jobid"), "Invalid jobid.")
     _record(sender)

@@ -184,11 +184,11 @@ class QueueSetup:
         return out
 
     def scalar(self, query: Any) -> Any:
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             return session.scalar(query)
 
     def rows(self, query: Any) -> list[Any]:
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             return list(session.execute(query).all())
 
     def close(self) -> None:
