@@ -47,7 +47,7 @@ EPOCH = datetime(1970, 1, 1)
 
 # About this many rows are read to compute a window's averages, shared
 # evenly between its bars (so the running bar alone costs little).
-SAMPLE_ROWS = 20_000
+SAMPLE_ROWS = 10_000
 # Time slices sampled per chart bar. Jobs finished close in time were also
 # received close in time, so their rows share database pages: a slice costs
 # a few page reads, where as many scattered rows would cost one each.
@@ -457,9 +457,10 @@ def _sample(session: Session, buckets: list[Bucket], per_bucket: int, tick: int)
         )
         query = (
             select(
-                Job.received_time,
-                Job.grading_start_time,
-                Job.grading_end_time,
+                # Durations computed by the database: numbers are much cheaper
+                # for the drivers to hand over than timestamps.
+                SecondsBetween(Job.received_time, Job.grading_start_time),
+                SecondsBetween(Job.grading_start_time, Job.grading_end_time),
                 Job.nb_fails,
                 Result.cpu_time_ms,
                 Result.real_time_ms,
@@ -468,14 +469,14 @@ def _sample(session: Session, buckets: list[Bucket], per_bucket: int, tick: int)
             .outerjoin(Result, Result.job_id == Job.id)
             .where(_in_slices(Job.grading_end_time, slices))
         )
-        for received, started, ended, fails, cpu, real, success in session.execute(query):
+        for wait, grading, fails, cpu, real, success in session.execute(query):
             bucket.sampled += 1
             bucket.fails += fails or 0
-            if started is not None:
-                wait = max(0.0, (started - received).total_seconds())
+            if wait is not None:
+                wait = max(0.0, float(wait))
                 bucket.wait_sum += wait
                 bucket.wait_max = max(bucket.wait_max, wait)
-                bucket.grading_sum += max(0.0, (ended - started).total_seconds())
+                bucket.grading_sum += max(0.0, float(grading))
             bucket.cpu_ms += cpu or 0
             bucket.real_ms += real or 0
             bucket.success += 1 if success else 0

@@ -97,6 +97,8 @@ def load_user() -> Response | None:
     ends its sessions at once.
     """
     g.admin = None
+    if request.endpoint == "admin.static":
+        return None  # the stylesheet and script are public: no need to ask the database
     user_id = session.get("uid")
     if user_id is not None:
         with runtime().db.reading() as db_session:

@@ -5,6 +5,7 @@ All times in the database are naive UTC and are shown as UTC, labelled so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from flask import Flask
@@ -62,6 +63,12 @@ def percent(value: float | None) -> str:
     return MISSING if value is None else f"{value * 100:.1f} %"
 
 
+def page_args(args: Mapping[str, str]) -> dict[str, str]:
+    """The filters of a list page, to carry into its paging links (never url_for's own
+    ``_external``/``_anchor``... options, nor the old cursor)."""
+    return {k: v for k, v in args.items() if not k.startswith("_") and k != "before"}
+
+
 def install(app: Flask) -> None:
     app.jinja_env.filters.update(
         when=when, ago=ago, seconds=seconds, number=number, percent=percent
@@ -73,4 +80,5 @@ def install(app: Flask) -> None:
         WINDOWS=WINDOWS,
         line_chart=line_chart,
         utcnow=utcnow,
+        page_args=page_args,
     )
