@@ -239,6 +239,8 @@ TRACE_MARKERS = ("Traceback", 'File "', "Internal error", "sqlalchemy", "jwcrypt
 
 def check_answer(fq: FuzzQueue, response: Any, before: dict[str, list[tuple]]) -> dict[str, Any]:
     body = response.get_data(as_text=True)
+    # The next case compares with the state now, whatever this one's verdict.
+    after = fq.baseline = fq.snapshot()
     if fq.errors.records:
         record = fq.errors.records[0]
         fq.errors.records.clear()
@@ -256,12 +258,10 @@ def check_answer(fq: FuzzQueue, response: Any, before: dict[str, list[tuple]]) -
     for secret in fq.secrets:
         assert secret not in body, "a secret is in the answer"
     ft.outcome(f"{answer['errorcode']} {re.sub(r'[#`].*', '', answer['errormsg'])[:60]}")
-    after = fq.snapshot()
     refused = answer["errorcode"] in (2, 3) and answer["errormsg"] not in CHANGING_REFUSALS
     if refused:
         changed = [t for t in after if after[t] != before.get(t)]
         assert not changed, f"refused ({answer['errormsg']}) but changed {changed}"
-    fq.baseline = after
     return answer
 
 
@@ -324,7 +324,11 @@ def _payload(parts: tuple[dict[str, Any], Any, dict[str, Any], str]) -> dict[str
     return payload
 
 
-freshness_claims = st.fixed_dictionaries(
+def _near_now(offset: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
+    return offset.map(lambda seconds: int(time.time()) + seconds)
+
+
+random_claims = st.fixed_dictionaries(
     {},
     optional={
         "iat": st.one_of(st.integers(-(2**40), 2**40), st.floats(), ft.json_scalars),
@@ -336,6 +340,24 @@ freshness_claims = st.fixed_dictionaries(
         ),
     },
 )
+# Claims a fresh platform accepts, mostly: the request gets past freshness.
+good_claims = st.one_of(
+    st.fixed_dictionaries(
+        {"iat": _near_now(st.integers(-600, 60)), "jti": st.uuids().map(str)},
+        optional={
+            "exp": _near_now(st.integers(-120, 3600)),
+            "nbf": _near_now(st.integers(-600, 120)),
+        },
+    ),
+    st.fixed_dictionaries(
+        {
+            "date": st.integers(-2, 2).map(
+                lambda d: time.strftime("%d-%m-%Y", time.gmtime(time.time() + d * 86400))
+            )
+        }
+    ),
+)
+freshness_claims = st.one_of(random_claims, good_claims, good_claims)
 uploads = st.one_of(
     st.none(),
     st.tuples(
@@ -389,8 +411,16 @@ def run_api_case(fq: FuzzQueue, case: ApiCase) -> None:
         if case.sPlatform is not None and mode % 5 == 0:
             form["sPlatform"] = case.sPlatform
     elif mode < 68:  # a platform that demands fresh tokens, random claims
-        token = fq.seal(fq.fresh, {**case.payload, **case.claims})
+        payload = dict(case.payload)
+        if mode % 4 == 1:  # reads, which store nothing but the jti
+            payload["request"] = "getjob" if mode % 8 == 1 else "test"
+            payload.setdefault("jobid", str(mode))
+        token = fq.seal(fq.fresh, {**payload, **case.claims})
         form = {"sToken": token, "sPlatform": fq.fresh.name}
+        if mode % 3 == 0:  # sent twice: the replay is refused, or refused as the first was
+            before = _before(fq)
+            first = check_answer(fq, fq.client.post("/api.php", data=dict(form)), before)
+            ft.outcome(f"replay after {first['errorcode']}")
     elif mode < 80:  # the debug password: plaintext fields
         form = {**_form_values(case.payload), "debugPassword": DEBUG_PASSWORD}
         if mode % 4 == 0:
