@@ -92,12 +92,20 @@ class Settings:
     smtp_password: str = ""
     smtp_starttls: bool = False
     mail_from: str = "graderqueue@localhost"
+    # A server counts as "not waking up" in the hourly alert from this many
+    # failed wake-ups in a row (a poll resets the count).
+    warn_wakeup_fails: int = 3
 
     # Result delivery to platforms.
     delivery_enabled: bool = True
     delivery_timeout_sec: float = 10.0
     delivery_backoff_max_sec: int = 3600
     delivery_give_up_after_sec: int = 14 * 86400
+    # First retry delay; it doubles per failed attempt up to delivery_backoff_max_sec.
+    delivery_backoff_base_sec: float = 10.0
+    # An idle delivery worker looks at the outbox at least this often: it sees
+    # rows queued by other nodes or by `graderqueue job redeliver` without a kick.
+    delivery_poll_sec: float = 5.0
 
     # Admin web interface.
     admin_enabled: bool = True

@@ -19,6 +19,7 @@ SERVER_REGISTERED = "server_registered"
 SERVER_REMOVED = "server_removed"
 DELIVERY_FAILED = "delivery_failed"
 DELIVERY_GIVEN_UP = "delivery_given_up"
+REDELIVERY = "redelivery_requested"
 ALERT_SENT = "alert_sent"
 
 MESSAGE_MAX = 2000

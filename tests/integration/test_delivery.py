@@ -1,0 +1,338 @@
+"""Results reach the platform's return URL exactly once: real HTTP, real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from jwcrypto import jwk
+from sqlalchemy import select, update
+
+from graderqueue import delivery, events, tokens
+from graderqueue.config import replace
+from graderqueue.errors import BadRequest, UnknownJob
+from graderqueue.keys import QueueKeys
+from graderqueue.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Event,
+    Job,
+    Platform,
+    utcnow,
+)
+from tests.support.platform_endpoint import PlatformEndpoint
+from tests.support.processes import free_port
+from tests.support.queue import ROOT, PlatformIdentity, QueueSetup
+
+FAST_RETRIES = {"delivery_backoff_base_sec": 0.05, "delivery_backoff_max_sec": 1}
+
+
+@dataclass
+class Lane:
+    """A platform with a return URL served by a real endpoint, and a grading server."""
+
+    queue: QueueSetup
+    platform: PlatformIdentity
+    endpoint: PlatformEndpoint
+    server_token: str
+
+    def finish_job(self, name: str, jobdata: Any = None, client: Any = None) -> int:
+        """Queue a job, have the grading server take it and report its result."""
+        client = client or self.queue.client_for(self.platform)
+        jobid = client.sendjob({"taskPath": f"/tasks/{name}"}, jobname=name, tags="c")
+        polled = self.queue.post("/poll.php", server_token=self.server_token, nbtasks="0")
+        assert polled["jobid"] == jobid, polled
+        result = {"errorcode": 0, "errormsg": "ok", "jobdata": jobdata or {"graded": name}}
+        saved = self.queue.post(
+            "/sendresults.php",
+            server_token=self.server_token,
+            jobid=str(jobid),
+            resultdata=json.dumps(result),
+        )
+        assert saved == {"errorcode": 0, "errormsg": "Saved resultdata."}, saved
+        return jobid
+
+    def worker(self, **changes: Any) -> delivery.Worker:
+        settings = replace(self.queue.settings, **changes)
+        return delivery.Worker(self.queue.db, settings, queue_keys(self.queue))
+
+
+def queue_keys(queue: QueueSetup) -> QueueKeys:
+    return QueueKeys(queue.settings.resolved_key_dir, queue.settings.key_name)
+
+
+def make_lane(queue: QueueSetup, name: str = "plat-ret", **endpoint_options: Any) -> Lane:
+    port = free_port()
+    platform = queue.platform(name, return_url=f"http://127.0.0.1:{port}/results")
+    endpoint = PlatformEndpoint(
+        platform.private_pem, queue_keys(queue).active.public_pem, port=port, **endpoint_options
+    )
+    return Lane(queue, platform, endpoint, queue.server_token("t-c"))
+
+
+def wait_until(condition, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Wait for a state (a bound against hangs, never an assertion on time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)
+
+
+def delivery_of(queue: QueueSetup, job_id: int) -> Delivery:
+    with queue.db.reading() as session:
+        row = session.scalars(select(Delivery).where(Delivery.job_id == job_id)).one()
+        session.expunge(row)
+        return row
+
+
+def attempts_of(queue: QueueSetup, job_id: int) -> list[DeliveryAttempt]:
+    with queue.db.reading() as session:
+        rows = list(
+            session.scalars(
+                select(DeliveryAttempt)
+                .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+                .where(Delivery.job_id == job_id)
+                .order_by(DeliveryAttempt.id)
+            )
+        )
+        session.expunge_all()
+        return rows
+
+
+# -- the token and the retries --------------------------------------------------------------
+
+
+@pytest.mark.queue_settings(**FAST_RETRIES)
+def test_result_arrives_exactly_once_after_failures(queue):
+    lane = make_lane(queue, fail_times=3)
+    with lane.endpoint:
+        jobdata = {"executions": [{"testsReports": []}], "score": 100}
+        jobid = lane.finish_job("sum-of-two", jobdata)
+        (payload,) = lane.endpoint.wait_accepted(1)
+        row = wait_until(
+            lambda: (r := delivery_of(queue, jobid)).state == DeliveryState.DELIVERED and r,
+            what="the delivery recorded as delivered",
+        )
+
+    assert payload["sTaskName"] == "sum-of-two"
+    assert payload["sResultData"] == jobdata
+    assert re.fullmatch(r"\d{2}-\d{2}-\d{4}", payload["date"])
+    assert payload["_kid"] == lane.platform.name  # JWE kid: the platform's name
+    assert row.attempts == 4
+    assert row.last_error == ""
+    assert row.delivered_at is not None
+    assert row.locked_by is None
+    tries = attempts_of(queue, jobid)
+    assert [(a.ok, a.http_status) for a in tries] == [(False, 500)] * 3 + [(True, 200)]
+    assert "HTTP 500" in tries[0].error
+
+    # The signature inside is the queue's, kid = the queue's key name.
+    token = lane.endpoint.arrivals[-1].token
+    private = jwk.JWK.from_pem(lane.platform.private_pem.encode())
+    inner = tokens.decrypt(token, private, tokens.DEFAULT_MAX_BYTES)
+    assert tokens.compact_header(inner, 3) == {"alg": "RS512", "kid": queue.settings.key_name}
+    outer = tokens.compact_header(token, 5)
+    assert (outer["alg"], outer["enc"], outer["zip"]) == ("RSA-OAEP-256", "A256CBC-HS512", "DEF")
+
+    # Delivered is final: another pass posts nothing.
+    with lane.endpoint:
+        assert lane.worker().run_pass() == Counter()
+    assert len(lane.endpoint.arrivals) == 4
+    assert len(lane.endpoint.accepted) == 1
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_refusal_is_retried_then_given_up_after_the_horizon(queue):
+    lane = make_lane(queue, fail_times=1000, fail_mode="refuse")
+    jobid = lane.finish_job("never-taken")
+    worker = lane.worker(delivery_give_up_after_sec=3600)
+    with lane.endpoint:
+        assert worker.run_pass() == Counter({DeliveryState.PENDING: 1})
+        row = delivery_of(queue, jobid)
+        assert row.state == DeliveryState.PENDING
+        assert row.next_attempt_at > row.last_attempt_at  # waits out a backoff
+        assert "try again later" in row.last_error
+
+        # The horizon has passed since the result was stored: one more try, then give up.
+        with queue.db.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.job_id == jobid)
+                .values(created_at=utcnow() - timedelta(hours=2), next_attempt_at=utcnow())
+            )
+        assert worker.run_pass() == Counter({DeliveryState.GIVEN_UP: 1})
+        with queue.db.transaction() as session:
+            session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        assert worker.run_pass() == Counter()
+    assert len(lane.endpoint.arrivals) == 2
+    assert delivery_of(queue, jobid).attempts == 2
+    kinds = [
+        e.kind
+        for e in queue.rows(select(Event.kind).where(Event.job_id == jobid).order_by(Event.id))
+    ]
+    assert kinds == [events.DELIVERY_FAILED, events.DELIVERY_GIVEN_UP]
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_platform_down_then_back(queue):
+    lane = make_lane(queue)
+    ids = [lane.finish_job(f"job-{i}") for i in range(3)]
+    worker = lane.worker(delivery_backoff_base_sec=3600, delivery_backoff_max_sec=3600)
+    counts = worker.run_pass()  # the endpoint is not started: connection refused
+    assert counts == Counter({DeliveryState.PENDING: 3})
+    assert all("ConnectionError" in delivery_of(queue, i).last_error for i in ids)
+
+    # Back up. The first success brings the platform's other rows forward,
+    # instead of leaving them to their hour-long backoff.
+    with lane.endpoint, queue.db.transaction() as session:
+        session.execute(
+            update(Delivery).where(Delivery.job_id == ids[0]).values(next_attempt_at=utcnow())
+        )
+    with lane.endpoint:
+        assert worker.run_pass()[DeliveryState.DELIVERED] == 1
+        assert worker.run_pass()[DeliveryState.DELIVERED] == 2
+    assert lane.endpoint.accepted_names() == ["job-0", "job-1", "job-2"]
+
+
+# -- several workers --------------------------------------------------------------------------
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_two_worker_processes_never_deliver_twice(queue):
+    lane = make_lane(queue, delay=0.005)
+    names = [f"job-{i:02d}" for i in range(40)]
+    client = queue.client_for(lane.platform)
+    for name in names:
+        lane.finish_job(name, client=client)
+    command = [sys.executable, "-m", "graderqueue", "deliver", "--once"]
+    env = {**_environ(), **{k: v for k, v in queue.env.items() if v is not None}}
+    env["PYTHONPATH"] = str(ROOT)
+    with lane.endpoint:
+        procs = [
+            subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert lane.endpoint.accepted_names() == names
+    assert len(lane.endpoint.arrivals) == 40
+    tried = [int(re.search(r"deliveries tried: (\d+)", out).group(1)) for out in outputs]
+    assert sum(tried) == 40
+    states = queue.rows(select(Delivery.state, Delivery.attempts))
+    assert Counter(states) == Counter({(DeliveryState.DELIVERED, 1): 40})
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_two_worker_threads_never_deliver_twice(queue):
+    lane = make_lane(queue, delay=0.005)
+    names = [f"job-{i:02d}" for i in range(30)]
+    client = queue.client_for(lane.platform)
+    for name in names:
+        lane.finish_job(name, client=client)
+    workers = [lane.worker(), lane.worker()]
+    totals: list[Counter[str]] = []
+    with lane.endpoint:
+        threads = [
+            threading.Thread(target=lambda w=w: totals.append(w.run_pass())) for w in workers
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert lane.endpoint.accepted_names() == names
+    assert sum(t[DeliveryState.DELIVERED] for t in totals) == 30
+
+
+def _environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRADERQUEUE_")}
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_a_claim_lost_to_a_redelivery_is_not_overwritten(queue):
+    lane = make_lane(queue)
+    jobid = lane.finish_job("raced")
+    (due,) = delivery.claim_due(queue.db, "worker-a/1", lease_sec=60)
+    assert delivery_of(queue, jobid).locked_by == "worker-a/1"
+    # Nobody else may take it while the lease runs.
+    assert delivery.claim_due(queue.db, "worker-b/1", lease_sec=60) == []
+
+    with queue.db.transaction() as session:
+        delivery.redeliver_job(session, jobid)
+    ok = delivery.Outcome(ok=True, http_status=200)
+    assert delivery.record(queue.db, due, "worker-a/1", ok, queue.settings) is None
+    row = delivery_of(queue, jobid)
+    assert (row.state, row.attempts, row.locked_by) == (DeliveryState.PENDING, 0, None)
+    # The post happened, so it is in the attempts, but the row is due again.
+    assert [a.ok for a in attempts_of(queue, jobid)] == [True]
+
+
+# -- redelivery on demand ----------------------------------------------------------------------
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_redeliver_by_id_and_by_filter(queue):
+    lane = make_lane(queue)
+    ids = [lane.finish_job(f"job-{i}") for i in range(4)]
+    with lane.endpoint:
+        assert lane.worker().run_pass()[DeliveryState.DELIVERED] == 4
+
+    with queue.db.transaction() as session:
+        delivery.redeliver_job(session, ids[1])
+    with lane.endpoint:
+        assert lane.worker().run_pass() == Counter({DeliveryState.DELIVERED: 1})
+    assert Counter(lane.endpoint.accepted_names())["job-1"] == 2
+
+    # Jobs done on three days; one of them has no outbox row (done before
+    # the platform had a return URL): a filter covers the last two days.
+    now = utcnow()
+    with queue.db.transaction() as session:
+        for job_id, days in zip(ids[:3], (3, 2, 1), strict=True):
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(grading_end_time=now - timedelta(days=days))
+            )
+        session.execute(
+            update(Job).where(Job.id == ids[3]).values(grading_end_time=now - timedelta(days=5))
+        )
+        session.query(Delivery).filter(Delivery.job_id == ids[2]).delete()
+        platform = session.get(Platform, lane.platform.id)
+        count = delivery.redeliver_matching(
+            session, platform, since=now - timedelta(days=2, hours=12), until=now
+        )
+    assert count == 2
+    assert delivery_of(queue, ids[2]).state == DeliveryState.PENDING
+    with lane.endpoint:
+        assert lane.worker().run_pass() == Counter({DeliveryState.DELIVERED: 2})
+    assert Counter(lane.endpoint.accepted_names()) == Counter(
+        {"job-0": 1, "job-1": 3, "job-2": 2, "job-3": 1}
+    )
+
+    with queue.db.transaction() as session, pytest.raises(UnknownJob):
+        delivery.redeliver_job(session, 999999)
+    queued = queue.client_for(lane.platform).sendjob({"taskPath": "/t"}, tags="c")
+    with queue.db.transaction() as session, pytest.raises(BadRequest, match="not done"):
+        delivery.redeliver_job(session, queued)
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter(queue):
+    settings = replace(queue.settings, delivery_backoff_base_sec=10, delivery_backoff_max_sec=300)
+    low = [delivery.backoff_sec(n, settings, rand=0.0) for n in range(1, 8)]
+    high = [delivery.backoff_sec(n, settings, rand=1.0) for n in range(1, 8)]
+    assert high == [10, 20, 40, 80, 160, 300, 300]
+    assert low == [h / 2 for h in high]
