@@ -29,7 +29,9 @@ import secrets
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -425,20 +427,28 @@ class Worker:
             state = record(self.db, due, holder, self.attempt(due), self.settings)
             counts[state or "lost"] += 1
 
-    def run_forever(self) -> None:
-        """Deliver as rows fall due, until :meth:`stop`; survives database outages."""
+    def run_forever(self, alive: Callable[[], bool] = lambda: True) -> None:
+        """Deliver as rows fall due, until :meth:`stop` or ``alive()`` turns false.
+
+        Survives database outages: a failed pass is tried again after the
+        bounded wait.
+        """
+        while not self.stopping.is_set() and alive():
+            self.step()
+
+    def step(self) -> None:
+        """One pass over what is due, then sleep until a kick or the next due row."""
         max_wait = max(self.settings.delivery_poll_sec, 0.05)
-        while not self.stopping.is_set():
-            self.wake.clear()  # a kick during the pass makes the wait below return at once
-            try:
-                counts = self.run_pass()
-                wait = next_due_in(self.db, max_wait)
-                if wait == 0 and not counts:
-                    wait = BUSY_WAIT_SEC
-            except Exception:
-                log.warning("delivery pass failed; trying again shortly", exc_info=True)
-                wait = max_wait
-            self.wake.wait(wait)
+        self.wake.clear()  # a kick during the pass makes the wait below return at once
+        try:
+            counts = self.run_pass()
+            wait = next_due_in(self.db, max_wait)
+            if wait == 0 and not counts:
+                wait = BUSY_WAIT_SEC
+        except Exception:
+            log.warning("delivery pass failed; trying again shortly", exc_info=True)
+            wait = max_wait
+        self.wake.wait(wait)
 
 
 class InProcessDelivery:
@@ -463,10 +473,16 @@ class InProcessDelivery:
             if self._pid == os.getpid() and self.thread is not None and self.thread.is_alive():
                 return
             if self._pid != os.getpid():
-                atexit.register(self.stop)
+                atexit.register(_stop_at_exit, weakref.ref(self))
             self.worker = Worker(self.db, self.settings, self.keys)
+            # The thread lives as long as its app: it holds the runner only
+            # weakly, so an app that is dropped (tests build many) stops it.
+            ref = weakref.ref(self)
             self.thread = threading.Thread(
-                target=self.worker.run_forever, name="gq-delivery", daemon=True
+                target=self.worker.run_forever,
+                args=(lambda: ref() is not None,),
+                name="gq-delivery",
+                daemon=True,
             )
             self._pid = os.getpid()
             self.thread.start()
@@ -483,6 +499,13 @@ class InProcessDelivery:
             return
         worker.stop()
         thread.join(self.settings.delivery_timeout_sec * 2 + 2 if timeout is None else timeout)
+
+
+def _stop_at_exit(ref: weakref.ref[InProcessDelivery]) -> None:
+    # A web worker exiting (gunicorn's SIGTERM): let the post under way be recorded.
+    runner = ref()
+    if runner is not None:
+        runner.stop()
 
 
 def start_in_app(app: Any, rt: Any) -> InProcessDelivery | None:

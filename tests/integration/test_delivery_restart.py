@@ -60,7 +60,7 @@ def test_restart_while_the_platform_is_down_still_delivers_once(queue, smtp):
     assert "results not delivered" in out
     (mail,) = smtp.wait_for(1)
     assert mail.recipients == ["admin@example.org"]
-    assert mail.subject == f"[graderqueue] {JOBS} results not delivered"
+    assert mail.subject == f"[graderqueue] results not delivered ({JOBS})"
     assert "ConnectionError" in mail.body
 
     # Back up; stop the app as soon as results start to arrive.

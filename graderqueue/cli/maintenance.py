@@ -1,0 +1,104 @@
+"""``cron``, ``deliver`` and ``job redeliver``: maintenance and result delivery."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import datetime
+from types import FrameType
+
+import click
+
+from .. import delivery, maintenance, registry
+from ..keys import QueueKeys
+from . import Context, fail_clearly, pass_ctx
+from .jobs import job
+
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+
+
+@click.command()
+@click.option("--hourly", is_flag=True, help="Also purge old rows and send the hourly alerts.")
+@pass_ctx
+def cron(ctx: Context, hourly: bool) -> None:
+    """Periodic maintenance: run every minute, and with --hourly once an hour.
+
+    Safe to run on several nodes at once. Exits with status 1 if a step
+    failed (the other steps still ran).
+    """
+    with fail_clearly():
+        report = maintenance.run(ctx.db, ctx.settings, hourly=hourly)
+    for line in report.lines():
+        click.echo(line)
+    for problem in report.problems:
+        click.echo(f"error: {problem}", err=True)
+    if report.problems:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Try every delivery due now once, then exit.")
+@pass_ctx
+def deliver(ctx: Context, once: bool) -> None:
+    """Post results to the platforms' return URLs (for a systemd service).
+
+    The web app does this too unless delivery_enabled is false; any number of
+    workers may run at once. SIGTERM finishes the post under way and exits;
+    a second SIGTERM exits at once.
+    """
+    with fail_clearly():
+        keys = QueueKeys(ctx.settings.resolved_key_dir, ctx.settings.key_name)
+        worker = delivery.Worker(ctx.db, ctx.settings, keys)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if worker.stopping.is_set():
+            raise SystemExit(128 + signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with fail_clearly():
+        if once:
+            counts = worker.run_pass()
+            summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            click.echo(f"deliveries tried: {sum(counts.values())} ({summary or 'none due'})")
+        else:
+            worker.run_forever()
+
+
+@click.command("redeliver")
+@click.argument("job_id", type=int, required=False)
+@click.option("--platform", "platform_name", help="Every done job of this platform ...")
+@click.option("--since", type=click.DateTime(TIME_FORMATS), help="... done at or after (UTC).")
+@click.option("--until", type=click.DateTime(TIME_FORMATS), help="... done before (UTC).")
+@pass_ctx
+def redeliver(
+    ctx: Context,
+    job_id: int | None,
+    platform_name: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> None:
+    """Send results to their platform again: one job, or a platform's jobs by time.
+
+    Times are UTC, like every time the queue stores.
+    The delivery workers pick them up within delivery_poll_sec seconds.
+    """
+    if (job_id is None) == (platform_name is None):
+        raise click.UsageError("Give either a JOB_ID or --platform NAME.")
+    if job_id is not None and (since or until):
+        raise click.UsageError("--since and --until go with --platform.")
+    with ctx.transaction() as session:
+        if job_id is not None:
+            delivery.redeliver_job(session, job_id)
+            count = 1
+        else:
+            platform = registry.platform_by_name(session, platform_name or "")
+            count = delivery.redeliver_matching(session, platform, since, until)
+    click.echo(f"{count} result(s) queued for delivery.")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(cron)
+    cli.add_command(deliver)
+    job.add_command(redeliver)

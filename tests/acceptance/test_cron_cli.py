@@ -1,0 +1,160 @@
+"""``graderqueue cron``, ``deliver`` and ``job redeliver`` as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from graderqueue.models import Delivery, DeliveryState, Job, JobType, utcnow
+from tests.integration.test_delivery import make_lane
+from tests.support.processes import run_cli
+from tests.support.queue import ROOT
+from tests.support.smtp_sink import SMTPSink
+
+
+@pytest.fixture
+def smtp():  # type: ignore[no-untyped-def]
+    with SMTPSink() as sink:
+        yield sink
+
+
+def cli_env(queue, **settings: str) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
+    env = dict(queue.env)
+    env.update({f"GRADERQUEUE_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def mail_env(queue, smtp) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
+    return cli_env(
+        queue,
+        admin_emails="admin@example.org",
+        smtp_host="127.0.0.1",
+        smtp_port=str(smtp.port),
+        warn_nb="2",
+        warn_seconds="60",
+    )
+
+
+def age_jobs(queue, *ids: int, **values) -> None:  # type: ignore[no-untyped-def]
+    with queue.db.transaction() as session:
+        session.execute(update(Job).where(Job.id.in_(ids)).values(**values))
+        if "status" in values:
+            session.execute(
+                update(JobType).where(JobType.job_id.in_(ids)).values(status=values["status"])
+            )
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_cron_reports_what_it_did(sqlite_queue, smtp):
+    queue = sqlite_queue
+    client = queue.client_for(queue.platform("plat"))
+    ids = [client.sendjob({"n": i}, tags="c") for i in range(3)]
+    age_jobs(queue, *ids, received_time=utcnow() - timedelta(days=9))
+    age_jobs(queue, ids[0], nb_fails=2)
+    env = mail_env(queue, smtp)
+
+    out = run_cli(["cron"], env=env).stdout
+    assert "jobs put in error: 1" in out
+    assert "alerts e-mailed: jobs stuck" in out
+    assert "hourly part: not asked" in out
+    assert smtp.wait_for(1)[0].subject == "[graderqueue] jobs stuck or in error (3)"
+
+    out = run_cli(["cron", "--hourly"], env=env).stdout
+    assert "jobs put in error: 0" in out
+    assert "hourly part: done" in out
+    assert "deleted jobs: 1" in out  # the error job, older than keep_old_days
+    assert "alerts e-mailed: none" in out
+    assert queue.rows(select(Job.id).order_by(Job.id)) == [(ids[1],), (ids[2],)]
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_cron_fails_loudly_when_mail_cannot_go_out(sqlite_queue, smtp):
+    queue = sqlite_queue
+    client = queue.client_for(queue.platform("plat"))
+    ids = [client.sendjob({"n": i}, tags="c") for i in range(2)]
+    age_jobs(queue, *ids, received_time=utcnow() - timedelta(hours=1), nb_fails=2)
+    port = smtp.port
+    smtp.stop()
+    result = run_cli(["cron"], env=mail_env(queue, smtp), check=False)
+    assert result.returncode == 1
+    assert f"error: stuck jobs alert: Cannot send e-mail through 127.0.0.1:{port}" in result.stderr
+    assert "jobs put in error: 2" in result.stdout  # the other steps still ran
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_two_crons_at_once_on_two_nodes(queue, smtp):
+    lane = make_lane(queue)
+    old = utcnow() - timedelta(days=9)
+    done = [lane.finish_job(f"done-{i}") for i in range(3)]
+    age_jobs(queue, *done, grading_end_time=old, received_time=old)
+    with queue.db.transaction() as session:
+        session.execute(update(Delivery).values(state=DeliveryState.DELIVERED))
+    client = queue.client_for(lane.platform)
+    stuck = [client.sendjob({"n": i}, tags="c") for i in range(3)]
+    age_jobs(queue, *stuck, received_time=utcnow() - timedelta(hours=1), nb_fails=3)
+
+    env = {k: v for k, v in mail_env(queue, smtp).items() if v is not None}
+    command = [sys.executable, "-m", "graderqueue", "cron", "--hourly"]
+    procs = [
+        subprocess.Popen(
+            command,
+            env={**_base_env(), **env, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    stdout = "".join(out for out, _ in outputs)
+    put_in_error = sum(
+        int(line.split(": ")[1]) for line in stdout.splitlines() if "in error:" in line
+    )
+    assert put_in_error == 3
+    assert sorted(queue.rows(select(Job.id, Job.status))) == [(j, "error") for j in stuck]
+    assert Counter(m.subject for m in smtp.messages) == {
+        "[graderqueue] jobs stuck or in error (3)": 1
+    }
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRADERQUEUE_")}
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_deliver_once_and_redeliver(sqlite_queue):
+    queue = sqlite_queue
+    lane = make_lane(queue)
+    ids = [lane.finish_job(f"job-{i}") for i in range(3)]
+    env = cli_env(queue)
+    with lane.endpoint:
+        out = run_cli(["deliver", "--once"], env=env).stdout
+        assert out == "deliveries tried: 3 (3 delivered)\n"
+        assert run_cli(["deliver", "--once"], env=env).stdout == "deliveries tried: 0 (none due)\n"
+
+        out = run_cli(["job", "redeliver", str(ids[0])], env=env).stdout
+        assert out == "1 result(s) queued for delivery.\n"
+        age_jobs(queue, ids[1], grading_end_time=utcnow() - timedelta(days=3))
+        since = (utcnow() - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+        out = run_cli(
+            ["job", "redeliver", "--platform", lane.platform.name, "--since", since], env=env
+        ).stdout
+        assert out == "2 result(s) queued for delivery.\n"  # jobs 0 and 2, not 1
+        assert run_cli(["deliver", "--once"], env=env).stdout.startswith("deliveries tried: 2")
+    assert Counter(lane.endpoint.accepted_names()) == {"job-0": 2, "job-1": 1, "job-2": 2}
+
+    refused = run_cli(["job", "redeliver", "424242"], env=env, check=False)
+    assert (refused.returncode, refused.stderr.strip()) == (1, "Error: No job #424242.")
+    usage = run_cli(["job", "redeliver"], env=env, check=False)
+    assert usage.returncode == 2
+    assert "Give either a JOB_ID or --platform NAME." in usage.stderr
+    unknown = run_cli(["job", "redeliver", "--platform", "nope"], env=env, check=False)
+    assert "Platform 'nope' does not exist." in unknown.stderr
