@@ -158,3 +158,34 @@ def test_deliver_once_and_redeliver(sqlite_queue):
     assert "Give either a JOB_ID or --platform NAME." in usage.stderr
     unknown = run_cli(["job", "redeliver", "--platform", "nope"], env=env, check=False)
     assert "Platform 'nope' does not exist." in unknown.stderr
+
+
+def example_commands() -> list[list[str]]:
+    """The graderqueue command lines of examples/crontab and examples/systemd/."""
+    lines = (ROOT / "examples" / "crontab").read_text().splitlines()
+    for unit in sorted((ROOT / "examples" / "systemd").glob("*.service")):
+        lines += [
+            line.removeprefix("ExecStart=")
+            for line in unit.read_text().splitlines()
+            if line.startswith("ExecStart=")
+        ]
+    commands = []
+    for line in lines:
+        words = line.split(">")[0].split()
+        if words and not line.startswith("#") and words[-1] != "graderqueue.wsgi:app":
+            at = next((i for i, w in enumerate(words) if w.endswith("/bin/graderqueue")), None)
+            if at is not None:
+                commands.append(words[at + 1 :])
+    return commands
+
+
+def test_the_example_crontab_and_units_run_real_commands(sqlite_queue):
+    commands = example_commands()
+    assert sorted(map(tuple, commands)) == sorted(
+        [("cron",), ("cron", "--hourly")] * 2 + [("deliver",)]
+    )
+    env = cli_env(sqlite_queue)
+    for command in commands:
+        if command == ["deliver"]:  # runs for ever: check that it exists and would parse
+            command = [*command, "--help"]
+        run_cli(command, env=env)
