@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -189,3 +190,30 @@ def test_the_example_crontab_and_units_run_real_commands(sqlite_queue):
         if command == ["deliver"]:  # runs for ever: check that it exists and would parse
             command = [*command, "--help"]
         run_cli(command, env=env)
+
+
+@pytest.mark.queue_settings(delivery_enabled=False, delivery_poll_sec=0.2)
+def test_deliver_service_delivers_as_results_come_and_stops_on_sigterm(sqlite_queue):
+    queue = sqlite_queue
+    lane = make_lane(queue)
+    env = {**_base_env(), **{k: v for k, v in cli_env(queue).items() if v is not None}}
+    service = subprocess.Popen(
+        [sys.executable, "-m", "graderqueue", "deliver"],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with lane.endpoint:
+            # No kick reaches another process: the service finds them in the outbox.
+            lane.finish_job("first")
+            lane.endpoint.wait_accepted(1)
+            lane.finish_job("second")
+            lane.endpoint.wait_accepted(2)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=60)
+    assert service.returncode == 0, err
+    assert lane.endpoint.accepted_names() == ["first", "second"]
