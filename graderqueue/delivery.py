@@ -318,9 +318,11 @@ def record(db: Database, due: Due, holder: str, outcome: Outcome, settings: Sett
             )
         if won.rowcount != 1:
             return None
-        if outcome.ok:
+        if outcome.ok and due.attempts > 0:
             # The platform answers again: its rows waiting out a backoff go now
-            # instead of up to delivery_backoff_max_sec later.
+            # instead of up to delivery_backoff_max_sec later. (Only after a
+            # retry succeeds: a first-try success rarely follows an outage,
+            # and this spares an UPDATE per delivery.)
             session.execute(
                 update(Delivery)
                 .where(

@@ -199,7 +199,7 @@ def test_platform_down_then_back(queue):
 
     # Back up. The first success brings the platform's other rows forward,
     # instead of leaving them to their hour-long backoff.
-    with lane.endpoint, queue.db.transaction() as session:
+    with queue.db.transaction() as session:
         session.execute(
             update(Delivery).where(Delivery.job_id == ids[0]).values(next_attempt_at=utcnow())
         )
