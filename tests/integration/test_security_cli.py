@@ -120,7 +120,7 @@ def test_a_whole_key_rotation(tmp_path: Path) -> None:
         )
         answer = api(third, platform, stale)
         assert answer["errorcode"] == 2
-        assert "cannot decrypt" in answer["errormsg"]
+        assert "encrypted to key `graderqueue`, but the queue's key is `gq-2`" in answer["errormsg"]
     finally:
         third.close()
 
