@@ -290,6 +290,8 @@ def parse_result(raw: str | None) -> dict[str, Any]:
         result = json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"Cannot decode resultdata: {exc.args[0]}") from exc
+    except RecursionError as exc:
+        raise BadRequest("Cannot decode resultdata: nested too deeply.") from exc
     if not isinstance(result, dict):
         raise BadRequest("Cannot decode resultdata: not a JSON object.")
     return result
@@ -301,7 +303,7 @@ def result_errorcode(result: dict[str, Any]) -> int | None:
         return None
     if isinstance(code, int):
         return code
-    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+    if isinstance(code, str) and code.strip().lstrip("-").isdigit() and len(code.strip()) <= 12:
         return int(code)
     return None
 

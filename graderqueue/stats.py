@@ -6,6 +6,7 @@ taskgrader output yields zeros.
 
 from __future__ import annotations
 
+import math
 import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,19 +26,31 @@ class TaskStats:
         return asdict(self)
 
 
+# Times are kept in BIGINT columns; anything beyond is nonsense from a broken grader.
+INT_MAX = 2**63 - 1
+
+
 def _int(value: Any) -> int:
+    """A non-negative integer from whatever a grader wrote; 0 when it is none."""
     if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    if isinstance(value, str):
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        number = int(value) if math.isfinite(value) else 0
+    elif isinstance(value, str) and len(value) <= 40:
         try:
-            return int(float(value.strip()))
+            parsed = float(value.strip())
         except ValueError:
             return 0
-    return 0
+        number = int(parsed) if math.isfinite(parsed) else 0
+    else:
+        return 0
+    return min(max(number, 0), INT_MAX)
+
+
+def _add(total: int, value: Any) -> int:
+    return min(total + _int(value), INT_MAX)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -69,8 +82,8 @@ def extract(jobdata: Any, result: Any) -> TaskStats:
                     success = False
             for part in ("execution", "checker", "sanitizer"):
                 rep = _dict(report.get(part))
-                cpu += _int(rep.get("timeTakenMs"))
-                real += _int(rep.get("realTimeTakenMs"))
+                cpu = _add(cpu, rep.get("timeTakenMs"))
+                real = _add(real, rep.get("realTimeTakenMs"))
             if isinstance(report.get("execution"), dict):
                 max_real = max(max_real, _int(report["execution"].get("timeTakenMs")))
     return TaskStats(

@@ -61,6 +61,8 @@ def _int(request: dict[str, Any], key: str, default: int, minimum: int) -> int:
         text = value.strip()
         if not text.lstrip("-").isdigit():
             raise BadRequest(f"Invalid {key}: not an integer.")
+        if len(text) > 12:  # int() of thousands of digits is slow, then refused anyway
+            raise BadRequest(f"Invalid {key}: too large.")
         value = int(text)
     if not isinstance(value, int):
         raise BadRequest(f"Invalid {key}: not an integer.")
@@ -78,6 +80,8 @@ def _job_object(raw: Any) -> dict[str, Any]:
         data = json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"Error while decoding job JSON: {exc.args[0]}") from exc
+    except RecursionError as exc:
+        raise BadRequest("Error while decoding job JSON: nested too deeply.") from exc
     if not isinstance(data, dict):
         raise BadRequest("Error while decoding job JSON: not a JSON object.")
     return data

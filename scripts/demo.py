@@ -146,7 +146,7 @@ def main() -> int:
 
     start(
         [str(BIN / "gunicorn"), "-c", "examples/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--no-control-socket", "graderqueue.wsgi:app"],
+         "--workers", "1", "--threads", "32", "--no-control-socket", "graderqueue.wsgi:app"],
         "gunicorn.log",
     )  # fmt: skip
     try:

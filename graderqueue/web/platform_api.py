@@ -109,8 +109,10 @@ def _getjob(fields: dict, sender: senders.Sender) -> Response:
     if "jobid" not in fields:
         raise BadRequest("No jobid given.")
     job_id = _digits(fields.get("jobid"), "Invalid jobid.")
-    _record(sender)
-    with runtime().db.reading() as session:
+    db = runtime().db
+    # A fresh token's jti is recorded only if the request succeeds.
+    with db.transaction() if sender.replay else db.reading() as session:
+        sender.record(session)
         job = jobs.get_for_platform(session, job_id, sender.platform_id, sender.via)
         origin, row = jobs.job_row(session, job)
     return answer(0, "Success", origin=origin, data=row)

@@ -86,14 +86,12 @@ def quiet(fq) -> None:  # type: ignore[no-untyped-def]
     assert fq.errors.records == [], [r.getMessage() for r in fq.errors.records]
 
 
-@known("graderqueue/submissions.py:_job_object")
 def test_deeply_nested_jobdata_over_http(fq) -> None:  # type: ignore[no-untyped-def]
     answer = debug_send(fq, jobdata="[" * 5000)
     assert answer["errorcode"] == 2, answer
     quiet(fq)
 
 
-@known("graderqueue/submissions.py:_int")
 def test_a_5000_digit_priority_over_http(fq) -> None:  # type: ignore[no-untyped-def]
     answer = debug_send(fq, jobdata="{}", priority="9" * 5000)
     assert answer["errorcode"] == 2, answer
@@ -107,7 +105,6 @@ def held_job(fq) -> int:  # type: ignore[no-untyped-def]
     return polled["jobid"]
 
 
-@known("graderqueue/jobs.py:parse_result")
 def test_deeply_nested_resultdata_over_http(fq) -> None:  # type: ignore[no-untyped-def]
     jobid = held_job(fq)
     form = {"jobid": str(jobid), "resultdata": "[" * 5000}
@@ -116,7 +113,6 @@ def test_deeply_nested_resultdata_over_http(fq) -> None:  # type: ignore[no-unty
     quiet(fq)
 
 
-@known("graderqueue/stats.py:_int")
 def test_an_infinite_time_in_a_result_over_http(fq) -> None:  # type: ignore[no-untyped-def]
     """A result the grading server cannot get stored: it is lost after its retries."""
     jobid = held_job(fq)
@@ -127,7 +123,6 @@ def test_an_infinite_time_in_a_result_over_http(fq) -> None:  # type: ignore[no-
     quiet(fq)
 
 
-@known("graderqueue/jobs.py:complete")
 def test_a_huge_time_in_a_result_over_http(fq) -> None:  # type: ignore[no-untyped-def]
     jobid = held_job(fq)
     report = {"execution": {"timeTakenMs": 2**80}}
@@ -138,7 +133,6 @@ def test_a_huge_time_in_a_result_over_http(fq) -> None:  # type: ignore[no-untyp
     quiet(fq)
 
 
-@known("graderqueue/jobs.py:result_errorcode")
 def test_an_errorcode_of_5000_digits_over_http(fq) -> None:  # type: ignore[no-untyped-def]
     jobid = held_job(fq)
     form = {"jobid": str(jobid), "resultdata": json.dumps({"errorcode": "9" * 5000})}

@@ -96,25 +96,21 @@ def known(where: str, exception: str | None = None) -> pytest.MarkDecorator:
     )
 
 
-@known("graderqueue/submissions.py:_job_object")
 def test_deeply_nested_jobdata_is_a_bad_request() -> None:
     with pytest.raises(BadRequest):
         submissions.parse({"request": "sendjob", "jobdata": DEEP}, SETTINGS)
 
 
-@known("graderqueue/submissions.py:_int")
 def test_an_integer_of_5000_digits_is_a_bad_request() -> None:
     with pytest.raises(BadRequest):
         submissions.parse({"request": "sendjob", "jobdata": "{}", "priority": "1" * 5000}, SETTINGS)
 
 
-@known("graderqueue/jobs.py:parse_result")
 def test_deeply_nested_resultdata_is_a_bad_request() -> None:
     with pytest.raises(BadRequest):
         jobs.parse_result(DEEP)
 
 
-@known("graderqueue/jobs.py:result_errorcode")
 def test_an_errorcode_of_5000_digits_is_not_an_error() -> None:
     jobs.result_errorcode({"errorcode": "9" * 5000})
 
@@ -124,14 +120,12 @@ def taskgrader_result(time_ms: object) -> dict:
     return {"errorcode": 0, "jobdata": {"executions": [{"testsReports": [report]}]}}
 
 
-@known("graderqueue/stats.py:_int", "OverflowError")
 @pytest.mark.parametrize("value", ["1e999", "-1e999"])
 def test_an_infinite_time_gives_statistics_not_an_error(value: str) -> None:
     result = json.loads(json.dumps(taskgrader_result("X")).replace('"X"', value))
     stats.extract({}, result)
 
 
-@known("scripts/fuzz_tokens.py:check_results")
 def test_statistics_fit_in_bigint() -> None:
     figures = stats.extract({}, taskgrader_result(2**80)).as_dict()
     assert all(-(2**63) <= figures[k] < 2**63 for k in ("cpu_time_ms", "max_real_time_ms"))
@@ -142,6 +136,5 @@ def test_a_nan_time_as_text_gives_statistics_not_an_error() -> None:
     stats.extract({}, taskgrader_result("nan"))
 
 
-@known("graderqueue/stats.py:_int", "ValueError")
 def test_a_nan_number_gives_statistics_not_an_error() -> None:
     stats.extract({}, taskgrader_result(float("nan")))
