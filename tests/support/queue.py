@@ -195,6 +195,9 @@ class QueueSetup:
         for server in self._gunicorns:
             server.stop()
         if self._app is not None:
+            delivery = self._app.extensions.get("graderqueue.delivery")
+            if delivery is not None:  # its thread must not outlive the database
+                delivery.stop(timeout=5)
             self._app.extensions["graderqueue"].hub.close()
             self._app.extensions["graderqueue"].db.dispose()
         self.db.dispose()
