@@ -1,0 +1,1 @@
+"""The benchmark suite: ``scripts/bench/run [name ...]`` (see docs/PERFORMANCE.md)."""
