@@ -68,6 +68,13 @@ class Window:
     def buckets(self) -> int:
         return self.seconds // self.tick
 
+    @property
+    def tick_label(self) -> str:
+        hours, minutes = divmod(self.tick // 60, 60)
+        if hours:
+            return f"{hours} hour{'s' if hours > 1 else ''}"
+        return f"{minutes} minute{'s' if minutes > 1 else ''}"
+
 
 # The original panel's statistics intervals, with ticks giving 15-48 bars.
 WINDOWS: tuple[Window, ...] = (

@@ -21,7 +21,7 @@ LEFT, RIGHT, TOP, BOTTOM = 48, 12, 28, 26
 @dataclass(frozen=True)
 class Series:
     name: str
-    values: Sequence[float]
+    values: Sequence[float | None]  # None: no data for that bar
     kind: str = "line"  # or "bar"
 
 
@@ -60,7 +60,7 @@ def line_chart(
     """An SVG chart of one value per bucket for each series; bars first, lines on top."""
     count = max(len(starts), 1)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top = nice_ceiling(max((v for s in series for v in s.values), default=0.0))
+    top = nice_ceiling(max((v for s in series for v in s.values if v is not None), default=0.0))
     slot = plot_w / count
 
     def x(i: float) -> float:
@@ -100,26 +100,31 @@ def line_chart(
         )
         legend_x -= 8 + 6.5 * len(s.name)
     for index, s in enumerate(series):
-        points = []
-        for i, value in enumerate(s.values):
+        lines: list[str] = []  # drawn first, under the dots
+        dots: list[str] = []
+        points: list[str] = []
+        for i, value in enumerate([*s.values, None]):
+            if value is None:
+                # No data for this bar (nothing finished): a gap, not a fall to zero.
+                if len(points) > 1:
+                    lines.append(f'<polyline class="line s{index}" points="{" ".join(points)}"/>')
+                points = []
+                continue
             tip = f"{starts[i]:%Y-%m-%d %H:%M} UTC: {value:,.2f}{unit} {s.name}" if starts else ""
             if s.kind == "bar":
                 bar_w = max(1.0, slot * 0.7)
-                out.append(
+                dots.append(
                     f'<rect class="bar s{index}" x="{x(i) - bar_w / 2:.1f}" y="{y(value):.1f}" '
                     f'width="{bar_w:.1f}" height="{TOP + plot_h - y(value):.1f}">'
                     f"<title>{escape(tip)}</title></rect>"
                 )
             else:
                 points.append(f"{x(i):.1f},{y(value):.1f}")
-                out.append(
+                dots.append(
                     f'<circle class="dot s{index}" cx="{x(i):.1f}" cy="{y(value):.1f}" r="2.5">'
                     f"<title>{escape(tip)}</title></circle>"
                 )
-        if points:
-            out.insert(
-                -len(s.values), f'<polyline class="line s{index}" points="{" ".join(points)}"/>'
-            )
+        out.extend(lines + dots)
     out.append(
         f'<line class="baseline" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
         f'y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>'

@@ -35,15 +35,20 @@ def dashboard_page() -> str:
         return line_chart(title, starts, series, tick_seconds=tick, unit=unit)
 
     b = activity.buckets
+
+    def average(name: str) -> list[float | None]:
+        """Per-bar averages; None where no job finished (no data, not zero)."""
+        return [getattr(x, name) if x.sampled else None for x in b]
+
     charts = [
         chart("Jobs done per minute", Series("done", [x.per_minute for x in b], "bar")),
         chart(
             "Wait before grading (s)",
-            Series("average", [x.wait_avg for x in b]),
-            Series("longest", [x.wait_max for x in b]),
+            Series("average", average("wait_avg")),
+            Series("longest", average("wait_max")),
             unit=" s",
         ),
-        chart("Grading time (s)", Series("average", [x.grading_avg for x in b]), unit=" s"),
+        chart("Grading time (s)", Series("average", average("grading_avg")), unit=" s"),
         chart(
             "Jobs at once",
             Series("being graded", [x.busy_servers for x in b]),
