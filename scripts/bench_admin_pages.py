@@ -16,7 +16,7 @@ of a warm one.
                                                         # time kept fills again
 
 The fill is plain executemany of one INSERT in batches on a raw driver
-connection: about 90 s per million jobs on SQLite, four minutes on MariaDB.
+connection: about 100 s per million jobs on SQLite, 150 s on MariaDB.
 """
 
 from __future__ import annotations
