@@ -69,6 +69,7 @@ ERROR_MAX = 1000
 # Floor of an idle worker's wait when due rows exist that it could not claim
 # (another worker holds them right now): never spin on the database.
 BUSY_WAIT_SEC = 0.1
+FAILURE_LOG_SEC = 60.0
 
 
 @dataclass(frozen=True)
@@ -379,6 +380,8 @@ class Worker:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self._claims = itertools.count(1)
+        self._failing_since: float | None = None
+        self._last_failure_log = 0.0
         # A post may take a connect and a read timeout; the lease covers a
         # whole batch of them, so a live worker never loses its claim.
         self.post_budget = 2 * settings.delivery_timeout_sec + 1
@@ -447,10 +450,23 @@ class Worker:
             wait = next_due_in(self.db, max_wait)
             if wait == 0 and not counts:
                 wait = BUSY_WAIT_SEC
+            if self._failing_since is not None:
+                log.info("delivery works again")
+                self._failing_since = None
         except Exception:
-            log.warning("delivery pass failed; trying again shortly", exc_info=True)
+            self._log_failure()
             wait = max_wait
         self.wake.wait(wait)
+
+    def _log_failure(self) -> None:
+        # A database outage fails every pass of every process: say so when it
+        # starts and then once a minute, not every few seconds.
+        now = time.monotonic()
+        if self._failing_since is None or now - self._last_failure_log >= FAILURE_LOG_SEC:
+            if self._failing_since is None:
+                self._failing_since = now
+            self._last_failure_log = now
+            log.warning("delivery pass failed; trying again shortly", exc_info=True)
 
 
 class InProcessDelivery:

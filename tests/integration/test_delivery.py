@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from graderqueue import delivery, events, tokens
 from graderqueue.config import replace
+from graderqueue.db import Database
 from graderqueue.errors import BadRequest, UnknownJob
 from graderqueue.keys import QueueKeys
 from graderqueue.models import (
@@ -336,3 +337,23 @@ def test_backoff_doubles_up_to_the_cap_with_jitter(queue):
     high = [delivery.backoff_sec(n, settings, rand=1.0) for n in range(1, 8)]
     assert high == [10, 20, 40, 80, 160, 300, 300]
     assert low == [h / 2 for h in high]
+
+
+def test_a_database_outage_is_logged_when_it_starts_not_every_pass(sqlite_queue, tmp_path, caplog):
+    # A database without the schema fails every pass, like one that is down.
+    settings = replace(
+        sqlite_queue.settings,
+        database_url=f"sqlite:///{tmp_path / 'empty.db'}",
+        delivery_poll_sec=0.01,
+    )
+    db = Database(settings)
+    worker = delivery.Worker(db, settings, queue_keys(sqlite_queue))
+    try:
+        with caplog.at_level("INFO", logger="graderqueue.delivery"):
+            for _ in range(3):
+                worker.step()
+    finally:
+        db.dispose()
+    failures = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(failures) == 1
+    assert "no such table" in failures[0].exc_text
