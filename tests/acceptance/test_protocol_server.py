@@ -413,10 +413,6 @@ class _ReturnURL(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.xfail(
-    reason="result delivery to return_url is not implemented yet (no delivery worker)",
-    run=False,
-)
 def test_the_result_is_delivered_to_the_return_url(served: ServedQueue, lane):
     received: list[dict] = []
     arrived = threading.Event()
