@@ -117,6 +117,26 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int], with_children: bool = True) -> float:
+    """User + system CPU of these processes (and of their waited-for children)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            # fields[11:15] = utime stime cutime cstime (proc(5) fields 14-17)
+            ticks = fields[11:15] if with_children else fields[11:13]
+            total += sum(int(x) for x in ticks) / _TICK
+    return total
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def children_of(pid: int) -> list[int]:
     out: list[int] = []
     with contextlib.suppress(OSError):
@@ -151,9 +171,19 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | No
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+@dataclass
+class Redis:
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[int]:
-    """A throwaway redis-server on 127.0.0.1 without persistence; yields its port."""
+def redis_server(workdir: Path) -> Iterator[Redis]:
+    """A throwaway redis-server on 127.0.0.1 without persistence."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
     log = open(workdir / f"redis-{port}.log", "wb")  # noqa: SIM115
@@ -165,7 +195,7 @@ def redis_server(workdir: Path) -> Iterator[int]:
     )  # fmt: skip
     try:
         wait_port(port, 20, proc)
-        yield port
+        yield Redis(port, proc.pid)
     finally:
         stop_process(proc)
         log.close()
@@ -337,30 +367,48 @@ class FormPoster:
             self.conn.close()
 
 
-def _sender(url: str, platform: str, tokens: list[str], warm: int, start: Any, out: Any) -> None:
-    """Client process: send ``warm`` tokens, then on the start signal the rest, timed."""
-    poster = FormPoster(url)
-    for token in tokens[:warm]:
-        poster.post("/api.php", {"sToken": token, "sPlatform": platform})
+def _sender(
+    url: str, platform: str, tokens: list[str], warm: int, conns: int, start: Any, out: Any
+) -> None:
+    """Client process: ``conns`` keep-alive connections send ``warm`` tokens each,
+    then, on the start signal, the rest, timed."""
+    import threading
+
+    timings: list[tuple[float, float, Any]] = []
+    errors = [0]
+    lock = threading.Lock()
+    posters = [FormPoster(url) for _ in range(conns)]
+    mine = [tokens[i::conns] for i in range(conns)]
+    for poster, part in zip(posters, mine, strict=True):
+        for token in part[:warm]:
+            poster.post("/api.php", {"sToken": token, "sPlatform": platform})
+
+    def send(poster: FormPoster, part: list[str]) -> None:
+        for token in part[warm:]:
+            t0 = time.time()
+            answer = poster.post("/api.php", {"sToken": token, "sPlatform": platform})
+            t1 = time.time()
+            with lock:
+                errors[0] += answer.get("errorcode") != 0
+                timings.append((t0, t1, answer.get("jobid")))
+        poster.close()
+
+    threads = [threading.Thread(target=send, args=pair) for pair in zip(posters, mine, strict=True)]
     out.put("ready")
     start.wait(300)
-    timings = []
-    errors = 0
-    for token in tokens[warm:]:
-        t0 = time.time()
-        answer = poster.post("/api.php", {"sToken": token, "sPlatform": platform})
-        t1 = time.time()
-        if answer.get("errorcode") != 0:
-            errors += 1
-        timings.append((t0, t1, answer.get("jobid")))
-    poster.close()
-    out.put((timings, errors))
+    cpu0 = own_cpu()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put((timings, errors[0], own_cpu() - cpu0))
 
 
 @dataclass
 class SendRun:
     timings: list[tuple[float, float, Any]]
     errors: int
+    client_cpu: float = 0.0  # CPU seconds the client processes spent sending
 
     @property
     def began(self) -> float:
@@ -381,19 +429,26 @@ class SendRun:
 class Senders:
     """Client processes holding pre-made tokens; :meth:`go` releases them all at once.
 
-    Each client first sends ``warm`` of its tokens untimed (first requests
+    Each client process has ``conns`` connections, each with its share of the
+    tokens. Each connection first sends ``warm`` of its tokens untimed (first requests
     pay for lazy imports and caches), then waits for :meth:`go`.
     """
 
     def __init__(
-        self, url: str, platform: str, tokens: list[str], clients: int, warm: int = 0
+        self,
+        url: str,
+        platform: str,
+        tokens: list[str],
+        clients: int,
+        warm: int = 0,
+        conns: int = 1,
     ) -> None:
         self.start = MP.Event()
         self.out = MP.Queue()
         self.procs = [
             MP.Process(
                 target=_sender,
-                args=(url, platform, tokens[i::clients], warm, self.start, self.out),
+                args=(url, platform, tokens[i::clients], warm, conns, self.start, self.out),
                 daemon=True,
             )
             for i in range(clients)
@@ -410,13 +465,15 @@ class Senders:
     def wait(self, timeout: float = 300) -> SendRun:
         timings: list[tuple[float, float, Any]] = []
         errors = 0
+        cpu = 0.0
         for _ in self.procs:
-            part, errs = self.out.get(timeout=timeout)
+            part, errs, spent = self.out.get(timeout=timeout)
             timings += part
             errors += errs
+            cpu += spent
         for proc in self.procs:
             proc.join(10)
-        return SendRun(timings, errors)
+        return SendRun(timings, errors, cpu)
 
     def run(self, timeout: float = 300) -> SendRun:
         self.go()

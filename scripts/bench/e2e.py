@@ -37,14 +37,18 @@ from .common import (
     MP,
     ROOT,
     FormPoster,
+    Redis,
     Senders,
     StartStamps,
     Unavailable,
+    children_of,
+    cpu_seconds,
     database,
     graderserver_config,
     make_queue,
     make_tokens,
     note,
+    own_cpu,
     pct,
     print_table,
     ratio,
@@ -174,16 +178,20 @@ def ours(args, backend: str, workdir: Path, url: str, stamps: StartStamps):  # t
                 jobs = args.e2e_jobs
                 tokens = make_tokens(spec, [sendjob_request(f"{tag}-{i}") for i in range(jobs)])
                 senders = Senders(node.url, bench.platform.name, tokens, args.e2e_clients)
+                pids = [*children_of(node.pid), *(p.pid for p in servers), receiver.proc.pid]
+                cpu0 = cpu_seconds(pids) + own_cpu()
                 senders.go()
                 got = receiver.collect(jobs, 300)
                 sent = senders.wait()
+                cpu = cpu_seconds(pids) + own_cpu() - cpu0 + sent.client_cpu
                 stamps.drain()
                 uids = {uid for uid, _ in got}
                 last = max(t for _, t in got)
                 rate = jobs / (last - sent.began)
                 note(f"  {backend}, {count} graderserver(s): {rate:.0f} jobs/s delivered")
-                rows.append([f"graderqueue ({backend}), {count} graderserver(s)", jobs, rate,
-                             len(uids) == jobs and sent.errors == 0])  # fmt: skip
+                complete = len(uids) == jobs and sent.errors == 0
+                name = f"graderqueue ({backend}), {count} graderserver(s)"
+                rows.append([name, jobs, rate, cpu * 1000 / jobs, complete])
             finally:
                 for proc in servers:
                     proc.kill()
@@ -260,7 +268,8 @@ def start_rq(redis_url: str, command: list[str], workdir: Path) -> Procs:
     return procs
 
 
-def celery_run(args, redis_url: str, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
+def celery_run(args, redis: Redis, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
+    redis_url = redis.url
     os.environ["BENCH_REDIS_URL"] = redis_url
     from . import peer_tasks
 
@@ -280,25 +289,29 @@ def celery_run(args, redis_url: str, stamps: StartStamps, workdir: Path):  # typ
             latencies.append((stamps.next(30) - sent) * 1000)
             result.get(timeout=30)
         stamps.drain()
+        pids = [*(p.pid for p in workers), redis.pid]
+        cpu0 = cpu_seconds(pids) + own_cpu()
         began = time.time()
         results = [peer_tasks.grade.delay({"uid": f"t{i}"}) for i in range(args.e2e_jobs)]
         for result in results:
             result.get(timeout=300)
         rate = args.e2e_jobs / (time.time() - began)
+        cpu = cpu_seconds(pids) + own_cpu() - cpu0
         stamps.drain()
-        return rate, latencies
+        return rate, latencies, cpu * 1000 / args.e2e_jobs
     finally:
         for proc in workers:
             stop_process(proc)
 
 
-def rq_run(args, redis_url: str, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
-    from redis import Redis
+def rq_run(args, redis: Redis, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
+    from redis import Redis as Client
     from rq import Queue
 
     from .peer_tasks import rq_grade
 
-    connection = Redis.from_url(redis_url)
+    redis_url = redis.url
+    connection = Client.from_url(redis_url)
     queue = Queue("bench", connection=connection)
     workers = start_rq(redis_url, stamps.command, workdir)
 
@@ -324,13 +337,16 @@ def rq_run(args, redis_url: str, stamps: StartStamps, workdir: Path):  # type: i
         wait_finished(10 + args.e2e_dispatch_jobs)
         stamps.drain()
         done = queue.finished_job_registry.count
+        pids = [*(p.pid for p in workers), redis.pid]
+        cpu0 = cpu_seconds(pids) + own_cpu()
         began = time.time()
         for i in range(args.e2e_jobs):
             queue.enqueue(rq_grade, {"uid": f"t{i}"}, result_ttl=3600)
         wait_finished(done + args.e2e_jobs)
         rate = args.e2e_jobs / (time.time() - began)
+        cpu = cpu_seconds(pids) + own_cpu() - cpu0
         stamps.drain()
-        return rate, latencies
+        return rate, latencies, cpu * 1000 / args.e2e_jobs
     finally:
         for proc in workers:
             stop_process(proc)
@@ -345,11 +361,10 @@ def run(args: argparse.Namespace) -> list[list]:
     rows: list[list] = []
     dispatch: dict[str, list[float]] = {}
     try:
-        with redis_server(workdir) as port:
-            redis_url = f"redis://127.0.0.1:{port}/0"
-            celery_rate, dispatch["Celery"] = celery_run(args, redis_url, stamps, workdir)
+        with redis_server(workdir) as redis:
+            celery_rate, dispatch["Celery"], celery_cpu = celery_run(args, redis, stamps, workdir)
             note(f"  Celery, {PEER_WORKERS} solo workers: {celery_rate:.0f} jobs/s")
-            rq_rate, dispatch["python-rq"] = rq_run(args, redis_url, stamps, workdir)
+            rq_rate, dispatch["python-rq"], rq_cpu = rq_run(args, redis, stamps, workdir)
             note(f"  python-rq, {PEER_WORKERS} SimpleWorkers: {rq_rate:.0f} jobs/s")
         for backend in args.backends:
             sub = workdir / backend
@@ -365,17 +380,26 @@ def run(args: argparse.Namespace) -> list[list]:
         stamps.close()
         shutil.rmtree(workdir, ignore_errors=True)
     table = []
-    for name, jobs, rate, ok in rows:
+    for name, jobs, rate, cpu, ok in rows:
         verdict = "PASS" if rate >= celery_rate else "MISS"
-        table.append([name, jobs, rate, ratio(rate, celery_rate), ratio(rate, rq_rate),
+        table.append([name, jobs, rate, ratio(rate, celery_rate), ratio(rate, rq_rate), cpu,
                       verdict, "yes" if ok else "NO"])  # fmt: skip
     table.append([f"Celery + Redis, {PEER_WORKERS} solo workers", args.e2e_jobs, celery_rate,
-                  "1.00", ratio(celery_rate, rq_rate), "-", "-"])  # fmt: skip
+                  "1.00", ratio(celery_rate, rq_rate), celery_cpu, "-", "-"])  # fmt: skip
     table.append([f"python-rq, {PEER_WORKERS} SimpleWorkers", args.e2e_jobs, rq_rate,
-                  ratio(rq_rate, celery_rate), "1.00", "-", "-"])  # fmt: skip
+                  ratio(rq_rate, celery_rate), "1.00", rq_cpu, "-", "-"])  # fmt: skip
     print_table(
         "End to end: no-op jobs/s, sendjob -> result at the return URL (target >= 1.0x Celery)",
-        ["system", "jobs", "jobs/s", "vs Celery", "vs rq", "target", "all delivered once"],
+        [
+            "system",
+            "jobs",
+            "jobs/s",
+            "vs Celery",
+            "vs rq",
+            "CPU ms/job, all processes",
+            "target",
+            "all delivered once",
+        ],
         table,
     )
     celery50 = pct(dispatch["Celery"], 50)

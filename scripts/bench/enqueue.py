@@ -21,6 +21,8 @@ from .common import (
     ROOT,
     Senders,
     Unavailable,
+    children_of,
+    cpu_seconds,
     database,
     make_queue,
     make_tokens,
@@ -54,9 +56,16 @@ def ceiling_server(bench, workdir: Path, workers: int, threads: int) -> Gunicorn
     return server.start()
 
 
-def measure(url: str, bench, tokens: list[str], clients: int, warm: int):  # type: ignore[no-untyped-def]
-    senders = Senders(url, bench.platform.name, tokens, clients, warm=warm)
-    return senders.run()
+def measure(server: Gunicorn, bench, tokens: list[str], args):  # type: ignore[no-untyped-def]
+    """Send the tokens; also returns the web workers' CPU ms per request."""
+    senders = Senders(
+        server.url, bench.platform.name, tokens, args.enqueue_clients,
+        warm=args.enqueue_warm, conns=args.enqueue_conns,
+    )  # fmt: skip
+    workers = children_of(server.pid)  # type: ignore[arg-type]
+    before = cpu_seconds(workers)
+    got = senders.run()
+    return got, (cpu_seconds(workers) - before) * 1000 / len(got.timings)
 
 
 def run(args: argparse.Namespace) -> list[list]:
@@ -77,8 +86,9 @@ def run(args: argparse.Namespace) -> list[list]:
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(
         "Enqueue: sendjob/s with RSA-2048 tokens (target >= 0.6 of the ceiling)",
-        ["backend", "workers x threads", "clients", "sendjob/s", "ceiling req/s", "ratio",
-         "target", "sendjob p50 ms", "p99 ms", "ceiling p50 ms", "errors"],
+        ["backend", "workers x threads", "clients x conns", "sendjob/s", "ceiling req/s", "ratio",
+         "target", "sendjob p50 ms", "p99 ms", "ceiling p50 ms", "server CPU ms/sendjob",
+         "ceiling CPU ms/req", "errors"],
         rows,
     )  # fmt: skip
     return rows
@@ -86,30 +96,33 @@ def run(args: argparse.Namespace) -> list[list]:
 
 def one_shape(args, bench, workdir: Path, backend: str, workers: int, threads: int) -> list:  # type: ignore[no-untyped-def]
     tag = f"{backend}-{workers}x{threads}"
-    per_client = args.enqueue_requests // args.enqueue_clients + args.enqueue_warm
-    total = per_client * args.enqueue_clients
+    conns = args.enqueue_clients * args.enqueue_conns
+    total = (args.enqueue_requests // conns + args.enqueue_warm) * conns
     tokens = make_tokens(bench.token_spec(), [sendjob_request(f"{tag}-{i}") for i in range(total)])
 
     ceiling = ceiling_server(bench, workdir, workers, threads)
     try:
-        top = measure(ceiling.url, bench, tokens, args.enqueue_clients, args.enqueue_warm)
+        top, top_cpu = measure(ceiling, bench, tokens, args)
     finally:
         ceiling.stop()
     server = bench.setup.gunicorn(workers, threads)
     try:
-        got = measure(server.url, bench, tokens, args.enqueue_clients, args.enqueue_warm)
+        got, got_cpu = measure(server, bench, tokens, args)
     finally:
         server.stop()
     value = got.rate / top.rate
     note(f"  {tag}: {got.rate:.0f} sendjob/s vs ceiling {top.rate:.0f} req/s ({value:.2f})")
     return [
-        backend, f"{workers} x {threads}", args.enqueue_clients, got.rate, top.rate,
+        backend, f"{workers} x {threads}", f"{args.enqueue_clients} x {args.enqueue_conns}",
+        got.rate, top.rate,
         ratio(got.rate, top.rate), "PASS" if value >= TARGET else "MISS",
-        got.latency_ms(50), got.latency_ms(99), top.latency_ms(50), got.errors + top.errors,
+        got.latency_ms(50), got.latency_ms(99), top.latency_ms(50), got_cpu, top_cpu,
+        got.errors + top.errors,
     ]  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enqueue-requests", type=int, default=2000, help="timed sendjobs per run")
     parser.add_argument("--enqueue-clients", type=int, default=4, help="client processes")
-    parser.add_argument("--enqueue-warm", type=int, default=25, help="untimed requests per client")
+    parser.add_argument("--enqueue-conns", type=int, default=4, help="connections per client")
+    parser.add_argument("--enqueue-warm", type=int, default=10, help="untimed requests per conn")

@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> list[list]:
         setup.close()
 
         stamps = StartStamps(workdir)
-        with redis_server(workdir) as port:
-            url = f"redis://127.0.0.1:{port}/0"
+        with redis_server(workdir) as redis:
+            url = redis.url
             celery = start_celery(url, ["cat"], workdir)
             import os
 
