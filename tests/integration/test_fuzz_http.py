@@ -139,3 +139,24 @@ def test_an_errorcode_of_5000_digits_over_http(fq) -> None:  # type: ignore[no-u
     answer = fq.post("/sendresults.php", form, fuzz_http.CERT_HEADERS).get_json()
     assert answer["errorcode"] == 2, answer
     quiet(fq)
+
+
+ODD_DIGITS = ["\u00b9", "\u2460"]  # '¹', '①': isdigit() is True, int() fails
+
+
+@known("graderqueue/web/server_api.py:sendresults")
+@pytest.mark.parametrize("jobid", ODD_DIGITS)
+def test_odd_unicode_digits_as_a_result_jobid(fq, jobid: str) -> None:  # type: ignore[no-untyped-def]
+    form = {"jobid": jobid, "resultdata": '{"errorcode": 0}'}
+    answer = fq.post("/sendresults.php", form, fuzz_http.CERT_HEADERS).get_json()
+    assert answer["errorcode"] == 2, answer
+    quiet(fq)
+
+
+@known("graderqueue/web/platform_api.py:_digits")
+@pytest.mark.parametrize("jobid", ODD_DIGITS)
+def test_odd_unicode_digits_as_a_getjob_jobid(fq, jobid: str) -> None:  # type: ignore[no-untyped-def]
+    form = {"request": "getjob", "jobid": jobid, "debugPassword": fuzz_http.DEBUG_PASSWORD}
+    answer = fq.post("/api.php", form).get_json()
+    assert answer == {"errorcode": 2, "errormsg": "Invalid jobid."}, answer
+    quiet(fq)

@@ -138,3 +138,19 @@ def test_a_nan_time_as_text_gives_statistics_not_an_error() -> None:
 
 def test_a_nan_number_gives_statistics_not_an_error() -> None:
     stats.extract({}, taskgrader_result(float("nan")))
+
+
+ODD_DIGITS = ["\u00b9", "\u2460", "-\u00b2"]  # '¹', '①': isdigit() is True, int() fails
+
+
+@known("graderqueue/submissions.py:_int")
+@pytest.mark.parametrize("text", ODD_DIGITS)
+def test_odd_unicode_digits_in_an_integer_field_are_a_bad_request(text: str) -> None:
+    with pytest.raises(BadRequest):
+        submissions.parse({"request": "sendjob", "jobdata": "{}", "priority": text}, SETTINGS)
+
+
+@known("graderqueue/jobs.py:result_errorcode")
+@pytest.mark.parametrize("text", ODD_DIGITS)
+def test_odd_unicode_digits_as_a_result_errorcode_are_no_errorcode(text: str) -> None:
+    assert jobs.result_errorcode({"errorcode": text}) is None
