@@ -114,7 +114,7 @@ def identify(
             raise PlatformAuthError("Username/password invalid.")
         try:
             request = json.loads(form["rRequest"])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise PlatformAuthError("rRequest is not JSON.") from exc
         if not isinstance(request, dict):
             raise PlatformAuthError("rRequest is not a JSON object.")

@@ -221,6 +221,12 @@ def test_remote_users_are_stored_with_argon2(sqlite_queue: QueueSetup) -> None:
         answer = remote(sqlite_queue, user, given, {"request": "test"})
         assert answer == {"errorcode": 2, "errormsg": "Username/password invalid."}, (user, given)
 
+    # Bad JSON, however deeply nested, is a clear refusal (not an internal error).
+    for bad in ("{", "[" * 5000, "[]"):
+        answer = sqlite_queue.post("/api.php", rRequest=bad, rUsername="alice", rPassword=password)
+        assert answer["errorcode"] == 2, answer
+        assert answer["errormsg"].startswith("rRequest is not"), answer
+
     # A remote user queues jobs like a platform (without one).
     queued = remote(
         sqlite_queue,
