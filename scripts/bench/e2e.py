@@ -269,22 +269,19 @@ def start_rq(redis_url: str, command: list[str], workdir: Path) -> Procs:
 
 
 def celery_run(args, redis: Redis, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
-    redis_url = redis.url
-    os.environ["BENCH_REDIS_URL"] = redis_url
-    from . import peer_tasks
+    from .peer_tasks import client
 
-    peer_tasks.app.conf.broker_url = redis_url
-    peer_tasks.app.conf.result_backend = redis_url
-    workers = start_celery(redis_url, stamps.command, workdir)
+    sender = client(redis.url)
+    workers = start_celery(redis.url, stamps.command, workdir)
     try:
-        for r in [peer_tasks.grade.delay({"warm": i}) for i in range(10)]:
+        for r in [sender.send_task("grade", args=[{"warm": i}]) for i in range(10)]:
             r.get(timeout=120)
         stamps.drain()
         latencies = []
         rng = random.Random(5)
         for i in range(args.e2e_dispatch_jobs):
             time.sleep(0.03 * (0.5 + rng.random()))
-            result = peer_tasks.grade.delay({"uid": f"c{i}"})
+            result = sender.send_task("grade", args=[{"uid": f"c{i}"}])
             sent = time.time()
             latencies.append((stamps.next(30) - sent) * 1000)
             result.get(timeout=30)
@@ -292,7 +289,7 @@ def celery_run(args, redis: Redis, stamps: StartStamps, workdir: Path):  # type:
         pids = [*(p.pid for p in workers), redis.pid]
         cpu0 = cpu_seconds(pids) + own_cpu()
         began = time.time()
-        results = [peer_tasks.grade.delay({"uid": f"t{i}"}) for i in range(args.e2e_jobs)]
+        results = [sender.send_task("grade", args=[{"uid": f"t{i}"}]) for i in range(args.e2e_jobs)]
         for result in results:
             result.get(timeout=300)
         rate = args.e2e_jobs / (time.time() - began)

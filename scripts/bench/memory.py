@@ -33,6 +33,7 @@ from .common import (
 )
 from .e2e import start_celery
 from .enqueue import ceiling_server
+from .peer_tasks import client
 
 
 def run(args: argparse.Namespace) -> list[list]:
@@ -82,14 +83,8 @@ def run(args: argparse.Namespace) -> list[list]:
         with redis_server(workdir) as redis:
             url = redis.url
             celery = start_celery(url, ["cat"], workdir)
-            import os
-
-            os.environ["BENCH_REDIS_URL"] = url
-            from . import peer_tasks
-
-            peer_tasks.app.conf.broker_url = url
-            peer_tasks.app.conf.result_backend = url
-            for result in [peer_tasks.grade.delay({"m": i}) for i in range(20)]:
+            sender = client(url)
+            for result in [sender.send_task("grade", args=[{"m": i}]) for i in range(20)]:
                 result.get(timeout=120)
             celery_rss = max(peak_rss_mib(p.pid) for p in celery)
             for proc in celery:

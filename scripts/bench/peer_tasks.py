@@ -27,6 +27,20 @@ app.conf.update(
 )
 
 
+def client(redis_url: str) -> Celery:
+    """A fresh Celery app for the sending side, bound to this Redis.
+
+    A new instance per benchmark run: an app keeps its result backend's
+    connection, which would still point at the previous run's redis-server.
+    Send with ``client(url).send_task("grade", args=[job])``.
+    """
+    sender = Celery("bench-client", broker=redis_url, backend=redis_url)
+    sender.conf.update(app.conf)
+    sender.conf.broker_url = redis_url
+    sender.conf.result_backend = redis_url
+    return sender
+
+
 def run_program(job: dict) -> dict:
     proc = subprocess.run(
         COMMAND,
