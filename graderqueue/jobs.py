@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from . import events, stats
 from .errors import BadRequest, NotAssigned
 from .models import Delivery, Job, JobStatus, JobType, Platform, Result, utcnow
+from .numbers import parse_int
 
 # The job's fields, as the original's queue table named them (getjob).
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -303,8 +304,8 @@ def result_errorcode(result: dict[str, Any]) -> int | None:
         return None
     if isinstance(code, int):
         return code
-    if isinstance(code, str) and code.strip().lstrip("-").isdigit() and len(code.strip()) <= 12:
-        return int(code)
+    if isinstance(code, str):
+        return parse_int(code, signed=True, max_digits=12)
     return None
 
 

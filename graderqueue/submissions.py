@@ -14,6 +14,7 @@ from typing import Any
 from .config import Settings
 from .errors import BadRequest
 from .jobs import NAME_MAX, dedup_key_for
+from .numbers import parse_int, spells_int
 from .routing import parse_tags
 
 INT_MAX = 2**31 - 1
@@ -59,11 +60,12 @@ def _int(request: dict[str, Any], key: str, default: int, minimum: int) -> int:
         raise BadRequest(f"Invalid {key}.")
     if isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit():
+        if not spells_int(text, signed=True):
             raise BadRequest(f"Invalid {key}: not an integer.")
-        if len(text) > 12:  # int() of thousands of digits is slow, then refused anyway
+        # int() of thousands of digits is slow, then refused anyway
+        value = parse_int(text, signed=True, max_digits=12)
+        if value is None:
             raise BadRequest(f"Invalid {key}: too large.")
-        value = int(text)
     if not isinstance(value, int):
         raise BadRequest(f"Invalid {key}: not an integer.")
     if value > INT_MAX:

@@ -79,15 +79,7 @@ class KnownIssue:
 # Failures found earlier were fixed at their source (deep JSON nesting, huge
 # integers, non-finite and oversized times, a refused fresh getjob using up its
 # jti); anything new found by a run is listed here until fixed.
-_ISDIGIT = "str.isdigit() accepts digits int() cannot read ('¹', '①')"
-KNOWN_ISSUES: list[KnownIssue] = [
-    KnownIssue("ValueError", "graderqueue/web/server_api.py:sendresults", f"jobid: {_ISDIGIT}"),
-    KnownIssue(
-        "ValueError", "graderqueue/web/platform_api.py:_digits", f"jobid/serverid: {_ISDIGIT}"
-    ),
-    KnownIssue("ValueError", "graderqueue/submissions.py:_int", f"integer fields: {_ISDIGIT}"),
-    KnownIssue("ValueError", "graderqueue/jobs.py:result_errorcode", f"errorcode: {_ISDIGIT}"),
-]
+KNOWN_ISSUES: list[KnownIssue] = []
 
 
 def failure_site(exc: BaseException) -> str:

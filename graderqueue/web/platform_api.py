@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import jobs, routing, senders, submissions, wakeup
 from ..errors import BadRequest
+from ..numbers import parse_int
 from .answers import answer, form_fields, runtime
 
 bp = Blueprint("platform_api", __name__)
@@ -63,9 +64,10 @@ def _record(sender: senders.Sender) -> None:
 
 def _digits(value: object, message: str) -> int:
     text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not text.isdigit() or len(text) > 18:
+    number = parse_int(text) if text == text.strip() else None
+    if number is None:
         raise BadRequest(message)
-    return int(text)
+    return number
 
 
 def _send(sub: submissions.Submission, sender: senders.Sender) -> Response:

@@ -65,16 +65,7 @@ def test_the_checks_catch_a_secret_in_an_answer(fq) -> None:  # type: ignore[no-
         fuzz_http.check_answer(fq, answer, fq.snapshot())
 
 
-# -- what the fuzzers found, over HTTP (strict xfails: see KNOWN_ISSUES) ---------
-
-
-def known(where: str) -> pytest.MarkDecorator:
-    issue = next(i for i in fuzz_tokens.KNOWN_ISSUES if i.where == where)
-    return pytest.mark.xfail(
-        strict=True,
-        reason=f"known issue in {where}: {issue.what}; an internal error (errorcode 1) "
-        "instead of errorcode 2. Once fixed, remove this marker and the KNOWN_ISSUES entry.",
-    )
+# -- what the fuzzers found over HTTP, now fixed: regression tests ----------------
 
 
 def debug_send(fq, **fields: str) -> dict:  # type: ignore[no-untyped-def]
@@ -144,7 +135,6 @@ def test_an_errorcode_of_5000_digits_over_http(fq) -> None:  # type: ignore[no-u
 ODD_DIGITS = ["\u00b9", "\u2460"]  # '¹', '①': isdigit() is True, int() fails
 
 
-@known("graderqueue/web/server_api.py:sendresults")
 @pytest.mark.parametrize("jobid", ODD_DIGITS)
 def test_odd_unicode_digits_as_a_result_jobid(fq, jobid: str) -> None:  # type: ignore[no-untyped-def]
     form = {"jobid": jobid, "resultdata": '{"errorcode": 0}'}
@@ -153,7 +143,6 @@ def test_odd_unicode_digits_as_a_result_jobid(fq, jobid: str) -> None:  # type: 
     quiet(fq)
 
 
-@known("graderqueue/web/platform_api.py:_digits")
 @pytest.mark.parametrize("jobid", ODD_DIGITS)
 def test_odd_unicode_digits_as_a_getjob_jobid(fq, jobid: str) -> None:  # type: ignore[no-untyped-def]
     form = {"request": "getjob", "jobid": jobid, "debugPassword": fuzz_http.DEBUG_PASSWORD}

@@ -4,9 +4,9 @@ The script runs 10,000 cases per target; here each target gets 200, with a
 fixed seed so the suite is repeatable (GRADERQUEUE_FUZZ_SEED=random explores,
 or pick another number). A failure is shrunk by hypothesis to a small input.
 
-Failures found in modules owned elsewhere are listed in the script's
-KNOWN_ISSUES and pinned below by strict xfail tests: when one is fixed its
-test starts passing, fails as XPASS, and the entry and the marker go.
+Every failure a run found was fixed at its source; the tests below pin each
+one. A failure that cannot be fixed at once goes into the script's
+KNOWN_ISSUES with a strict xfail test here, so its fix shows as XPASS.
 """
 
 from __future__ import annotations
@@ -79,21 +79,10 @@ def test_tampered_tokens_never_open_to_something_else() -> None:
             fuzz_tokens.check_decrypt(("mutated", mutation))
 
 
-# -- bugs the fuzzers found outside the security modules (see KNOWN_ISSUES) ------
+# -- bugs the fuzzers found outside the security modules, now fixed -----------
 
 SETTINGS = Settings()
 DEEP = "[" * 5000
-
-
-def known(where: str, exception: str | None = None) -> pytest.MarkDecorator:
-    issue = next(
-        i for i in fuzz_tokens.KNOWN_ISSUES if i.where == where and exception in (None, i.exception)
-    )
-    return pytest.mark.xfail(
-        strict=True,
-        reason=f"known issue in {where}: {issue.what}; once fixed, remove this marker "
-        "and the KNOWN_ISSUES entry in scripts/fuzz_tokens.py",
-    )
 
 
 def test_deeply_nested_jobdata_is_a_bad_request() -> None:
@@ -143,14 +132,12 @@ def test_a_nan_number_gives_statistics_not_an_error() -> None:
 ODD_DIGITS = ["\u00b9", "\u2460", "-\u00b2"]  # '¹', '①': isdigit() is True, int() fails
 
 
-@known("graderqueue/submissions.py:_int")
 @pytest.mark.parametrize("text", ODD_DIGITS)
 def test_odd_unicode_digits_in_an_integer_field_are_a_bad_request(text: str) -> None:
     with pytest.raises(BadRequest):
         submissions.parse({"request": "sendjob", "jobdata": "{}", "priority": text}, SETTINGS)
 
 
-@known("graderqueue/jobs.py:result_errorcode")
 @pytest.mark.parametrize("text", ODD_DIGITS)
 def test_odd_unicode_digits_as_a_result_errorcode_are_no_errorcode(text: str) -> None:
     assert jobs.result_errorcode({"errorcode": text}) is None

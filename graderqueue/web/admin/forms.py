@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from ...numbers import parse_int
 from .queries import NO_PLATFORM, EventFilter, JobFilter
 
 TIME_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
@@ -28,8 +29,9 @@ class FilterForm:
         raw = self.text(name)
         if not raw:
             return None
-        if raw.lstrip("#").isdigit() and len(raw) <= 18:
-            return int(raw.lstrip("#"))
+        number = parse_int(raw.removeprefix("#"))
+        if number is not None:
+            return number
         self.problems.append(f"{name}: {raw!r} is not a number, ignored.")
         return None
 

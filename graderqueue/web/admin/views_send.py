@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ... import admin_actions, submissions
 from ...errors import BadRequest, QueueError
+from ...numbers import parse_int
 from ..answers import runtime
 from .blueprint import bp
 from .security import CSRF_FIELD
@@ -35,9 +36,10 @@ def _upload() -> submissions.Upload | None:
 
 def _copies() -> int:
     raw = (request.form.get("copies") or "1").strip()
-    if not raw.isdigit():
+    copies = parse_int(raw, max_digits=6)
+    if copies is None:
         raise BadRequest("Copies must be a number.")
-    return int(raw)
+    return copies
 
 
 @bp.route("/send", methods=["GET", "POST"])
