@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session
 from .. import auth, jobs
 from ..errors import BadRequest, InvalidResult, NoJob, NotAssigned, TooManyJobs
 from ..models import utcnow
+from ..numbers import parse_int
 from .answers import answer, form_fields, runtime
+from .connection import client_gone
 
 bp = Blueprint("server_api", __name__)
 
@@ -73,6 +75,8 @@ def poll() -> Response:
             raise NoJob()
         rt.hub.wait(type_id, seen, min(remaining, settings.poll_recheck_sec))
         seen = rt.hub.generation(type_id)
+        if client_gone(request.environ):
+            raise NoJob()  # nobody will read it; leave the job for a live poller
         with rt.db.transaction() as session:
             job = claim(session)
     return answer(
@@ -105,10 +109,10 @@ def sendresults() -> Response:
         if raw_id is None or raw_id == "":
             raise BadRequest("No job ID sent.")
         result = jobs.parse_result(form.get("resultdata"))
-        raw_id = raw_id.strip()
-        if not raw_id.isdigit() or len(raw_id) > 18:
+        job_id = parse_int(raw_id)
+        if job_id is None:
             raise NotAssigned()
-        done = jobs.complete(session, server.id, int(raw_id), result)
+        done = jobs.complete(session, server.id, job_id, result)
     if not done.accepted:
         rt.jobs_available(done.type_ids)
         raise InvalidResult()

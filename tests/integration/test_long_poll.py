@@ -7,18 +7,19 @@ the job if the hint from the other process arrived.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
-from graderqueue.models import Listener
+from graderqueue.models import Job, JobStatus, Listener
 
 
 def _wait_for_listener(queue, count: int = 1) -> None:
-    from sqlalchemy import func, select
-
     deadline = time.monotonic() + 20
     while queue.scalar(select(func.count()).select_from(Listener)) < count:
         assert time.monotonic() < deadline, "the poll never started waiting"
@@ -67,3 +68,32 @@ def test_a_job_for_another_type_does_not_end_the_wait(sqlite_queue):
     platform.sendjob({"needs": "gpu"}, tags="gpu")
     poller.join(timeout=60)
     assert answers == [{"errorcode": 1, "errormsg": "No job available."}]
+
+
+@pytest.mark.queue_settings(poll_wait_sec=30, poll_recheck_sec=120)
+def test_a_poller_that_hung_up_is_not_given_the_job(sqlite_queue):
+    queue = sqlite_queue
+    node = queue.gunicorn(workers=1, threads=4)
+    token = queue.server_token("t-c")
+    platform = queue.client_for(queue.platform("p2"), url=node.url)
+
+    # A poll that starts waiting, then its client goes away.
+    address = urlsplit(node.url)
+    body = urlencode({"server_token": token}).encode()
+    head = (
+        f"POST /poll.php HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=10) as dead:
+        dead.sendall(head + body)
+        _wait_for_listener(queue)
+        time.sleep(0.3)  # let its first look at the (empty) queue finish
+    jobid = platform.sendjob({"hello": "world"}, tags="c")
+    time.sleep(0.5)  # the hint reaches the abandoned poll first
+
+    job = select(Job.status, Job.nb_fails).where(Job.id == jobid)
+    assert [tuple(r) for r in queue.rows(job)] == [(JobStatus.QUEUED, 0)]
+    live = requests.post(f"{node.url}/poll.php", data={"server_token": token}, timeout=60).json()
+    assert live["errorcode"] == 0 and live["jobid"] == jobid, live
+    assert [tuple(r) for r in queue.rows(job)] == [(JobStatus.SENT, 0)]
