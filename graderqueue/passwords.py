@@ -10,7 +10,6 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 _hasher = PasswordHasher()
 
 
-
 @functools.cache
 def _dummy() -> str:
     """Verifying against this when a user is unknown costs the same time as a

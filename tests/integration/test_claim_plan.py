@@ -59,12 +59,14 @@ def test_claim_uses_the_claim_index_without_sorting(queue):
     with queue.db.engine.connect() as conn:
         if queue.db.dialect == "sqlite":
             plan = " | ".join(
-                row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _sql(queue, queued_q))
+                row[-1]
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _sql(queue, queued_q))
             )
             assert "ix_job_types_claim" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
             expired = " | ".join(
-                row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _sql(queue, expired_q))
+                row[-1]
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _sql(queue, expired_q))
             )
             assert "ix_jobs_status_lease" in expired, expired
         else:

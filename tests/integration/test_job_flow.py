@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from graderqueue.models import Event, Job, JobStatus, Result
 from sqlalchemy import func, select
+
+from graderqueue.models import Event, Job, JobStatus, Result
 
 TASKGRADER_RESULT = {
     "errorcode": 0,

@@ -18,14 +18,19 @@ def report(score="100", cpu=10, real=15):
 
 
 def test_figures_of_taskgrader_output():
-    result = {"errorcode": 0, "jobdata": {"executions": [{"testsReports": [report(), report(cpu=40)]}]}}
+    result = {
+        "errorcode": 0,
+        "jobdata": {"executions": [{"testsReports": [report(), report(cpu=40)]}]},
+    }
     stats = extract(JOB, result)
     assert stats.cpu_time_ms == (10 + 1 + 3) + (40 + 1 + 3)
     assert stats.real_time_ms == (15 + 2 + 4) * 2
     assert stats.max_real_time_ms == 40
     assert stats.is_success
     assert (stats.task_path, stats.task_name, stats.language) == (
-        "$ROOT_PATH/tasks/sum/", "sum", "cpp"
+        "$ROOT_PATH/tasks/sum/",
+        "sum",
+        "cpp",
     )
 
 
@@ -36,8 +41,14 @@ def test_one_failed_checker_fails_the_job():
 
 @pytest.mark.parametrize(
     "result",
-    [None, [], "text", {"jobdata": "x"}, {"jobdata": {"executions": "x"}},
-     {"jobdata": {"executions": [{"testsReports": [None, 3, {"execution": "x"}]}]}}],
+    [
+        None,
+        [],
+        "text",
+        {"jobdata": "x"},
+        {"jobdata": {"executions": "x"}},
+        {"jobdata": {"executions": [{"testsReports": [None, 3, {"execution": "x"}]}]}},
+    ],
 )
 def test_anything_else_gives_zeros(result):
     stats = extract({"taskPath": 5}, result)
