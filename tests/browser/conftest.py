@@ -80,6 +80,17 @@ class AdminSite:
         self.screenshots.append(path)
         return path
 
+    @staticmethod
+    def submit(page, selector: str) -> None:  # type: ignore[no-untyped-def]
+        """Click what sends a form and wait until the page it leads to has loaded.
+
+        A click returns once the new page starts to arrive; a ``count()`` or
+        ``all_inner_texts()`` right after it does not wait and may see an
+        empty, half-parsed document.
+        """
+        with page.expect_navigation(wait_until="load"):
+            page.click(selector)
+
     def log_in(self, page, user: str = ADMIN, password: str = PASSWORD) -> None:  # type: ignore[no-untyped-def]
         page.goto(self.at("/admin/login"))
         page.fill("input[name=username]", user)

@@ -157,14 +157,14 @@ def test_filters_narrow_the_lists(page, site: AdminSite):
     page.goto(site.at("/admin/jobs/queued"))
     assert page.locator("#jobs tbody tr").count() == 7
     page.fill("form.filters input[name=name]", "beta")
-    page.click("form.filters button[type=submit]")
+    site.submit(page, "form.filters button[type=submit]")
     shown = page.locator("#jobs tbody td.name").all_inner_texts()
     assert sorted(shown) == sorted(n for j, n in names.items() if "beta" in n and j != graded)
     site.shot(page, "jobs-queued-filtered")
 
     page.goto(site.at("/admin/jobs/queued"))
     page.select_option("form.filters select[name=platform]", label="first")
-    page.click("form.filters button[type=submit]")
+    site.submit(page, "form.filters button[type=submit]")
     shown = page.locator("#jobs tbody td.name").all_inner_texts()
     assert shown and all(name.startswith("alpha") for name in shown)
 
@@ -176,19 +176,19 @@ def test_filters_narrow_the_lists(page, site: AdminSite):
     # An id goes straight to that job's page.
     page.goto(site.at("/admin/jobs/done"))
     page.fill("form.filters input[name=id]", str(graded))
-    page.click("form.filters button[type=submit]")
+    site.submit(page, "form.filters button[type=submit]")
     page.wait_for_url(re.compile(rf".*/admin/jobs/{graded}$"))
 
     # A date range before any job finished shows nothing; one around now shows the job.
     page.goto(site.at("/admin/jobs/done"))
     page.fill("form.filters input[name=until]", "2001-01-01T00:00:00")
-    page.click("form.filters button[type=submit]")
+    site.submit(page, "form.filters button[type=submit]")
     assert page.locator("#jobs").count() == 0
     assert "with these filters" in page.locator("p.empty").inner_text()
     page.goto(site.at("/admin/jobs/done"))
     page.fill("form.filters input[name=since]", "2001-01-01T00:00:00")
     page.select_option("form.filters select[name=server]", index=1)
-    page.click("form.filters button[type=submit]")
+    site.submit(page, "form.filters button[type=submit]")
     assert page.locator("#jobs tbody tr").count() == 1
     assert names[graded] in page.locator("#jobs").inner_text()
 
