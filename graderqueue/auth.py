@@ -164,9 +164,34 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    """The calling grading server: what the endpoints need of it."""
+
+    id: int
+    name: str
+    type_id: int
+    max_concurrent_jobs: int
+
+
+# Plain column lookups, not ORM objects: every poll and result authenticates,
+# and loading a Server into the session would make each later statement of
+# the request pay for an autoflush check.
+_SERVERS = Server.__table__
+_TOKENS = ServerToken.__table__
+_IDENTITY = select(
+    _SERVERS.c.id, _SERVERS.c.name, _SERVERS.c.type_id, _SERVERS.c.max_concurrent_jobs
+)
+
+
+def _identity(session: Session, *where: object) -> Authenticated | None:
+    row = session.execute(_IDENTITY.where(*where)).first()  # type: ignore[arg-type]
+    return Authenticated(*row) if row is not None else None
+
+
 def server_by_certificate(
     session: Session, caller: Caller, trusted_proxies: Sequence[str]
-) -> Server | None:
+) -> Authenticated | None:
     if not from_trusted_proxy(caller, trusted_proxies):
         return None
     if caller.headers.get(VERIFY_HEADER, "") != "SUCCESS":
@@ -175,27 +200,25 @@ def server_by_certificate(
         key = cert_key(caller.headers.get(SERIAL_HEADER, ""), caller.headers.get(ISSUER_HEADER, ""))
     except ValueError:
         return None
-    return session.scalars(select(Server).where(Server.ssl_key == key)).first()
+    return _identity(session, _SERVERS.c.ssl_key == key)
 
 
 def server_by_token(
     session: Session, caller: Caller, trusted_proxies: Sequence[str]
-) -> Server | None:
+) -> Authenticated | None:
     """A server token names a type; each new address registers a server of its own."""
     token = caller.server_token
     if not token or len(token) > TOKEN_MAX:
         return None
-    record = session.scalars(
-        select(ServerToken).where(ServerToken.token_hash == hash_token(token))
+    record = session.execute(
+        select(_TOKENS).where(_TOKENS.c.token_hash == hash_token(token))
     ).first()
     if record is None:
         return None
     ip = client_ip(caller, trusted_proxies)
-    server = session.scalars(
-        select(Server).where(Server.token_id == record.id, Server.ip == ip)
-    ).first()
-    if server is not None:
-        return server
+    known = _identity(session, _SERVERS.c.token_id == record.id, _SERVERS.c.ip == ip)
+    if known is not None:
+        return known
     host = f"[{ip}]" if ":" in ip else ip
     server = Server(
         name=f"{record.name}-{ip}",
@@ -212,19 +235,19 @@ def server_by_token(
             session.add(server)
     except IntegrityError:
         # Another request from the same address registered it a moment ago.
-        server = session.scalars(
-            select(Server).where(Server.token_id == record.id, Server.ip == ip)
-        ).first()
-        if server is None:
+        known = _identity(session, _SERVERS.c.token_id == record.id, _SERVERS.c.ip == ip)
+        if known is None:
             raise
-        return server
+        return known
     events.log_event(
         session, events.SERVER_REGISTERED, server_id=server.id, message=f"token {record.name}"
     )
-    return server
+    return Authenticated(server.id, server.name, server.type_id, server.max_concurrent_jobs)
 
 
-def authenticate_server(session: Session, caller: Caller, trusted_proxies: Sequence[str]) -> Server:
+def authenticate_server(
+    session: Session, caller: Caller, trusted_proxies: Sequence[str]
+) -> Authenticated:
     """The calling grading server, or :class:`AuthenticationError` (errorcode 3)."""
     server = server_by_certificate(session, caller, trusted_proxies)
     if server is None:

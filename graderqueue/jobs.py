@@ -19,8 +19,29 @@ from sqlalchemy.orm import Session
 
 from . import events, stats
 from .errors import BadRequest, NotAssigned
-from .models import Delivery, Job, JobStatus, JobType, Platform, Result, utcnow
+from .models import (
+    Delivery,
+    DeliveryState,
+    Job,
+    JobStatus,
+    JobType,
+    Platform,
+    Result,
+    Server,
+    utcnow,
+)
 from .numbers import parse_int
+
+# The hot paths (enqueue, claim, complete) run Core statements on the tables,
+# not ORM-enabled ones on the classes: the ORM's bookkeeping (autoflush,
+# evaluating a bulk UPDATE's WHERE against the session, the unit of work)
+# cost several times the SQL itself here. Nothing below keeps ORM objects of
+# these rows in the session, so there is nothing for the ORM to synchronize.
+JOBS = Job.__table__
+JOB_TYPES = JobType.__table__
+RESULTS = Result.__table__
+DELIVERIES = Delivery.__table__
+PLATFORMS = Platform.__table__
 
 # The job's fields, as the original's queue table named them (getjob).
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -47,7 +68,6 @@ class Claimed:
     name: str
     taskrevision: str
     jobdata: str
-    type_ids: list[int]
 
 
 @dataclass(frozen=True)
@@ -64,13 +84,16 @@ def dedup_key_for(request: dict[str, Any]) -> str:
 
 
 def _set_types(session: Session, job_id: int, type_ids: list[int], status: str, priority: int):
-    session.execute(delete(JobType).where(JobType.job_id == job_id))
+    session.execute(delete(JOB_TYPES).where(JOB_TYPES.c.job_id == job_id))
     _add_types(session, job_id, type_ids, status, priority)
+
+
+_INSERT_TYPES = insert(JOB_TYPES)
 
 
 def _add_types(session: Session, job_id: int, type_ids: list[int], status: str, priority: int):
     session.execute(
-        insert(JobType),
+        _INSERT_TYPES,
         [
             {"job_id": job_id, "type_id": t, "status": status, "priority": priority}
             for t in type_ids
@@ -79,11 +102,17 @@ def _add_types(session: Session, job_id: int, type_ids: list[int], status: str, 
 
 
 def _sync_types(session: Session, job_id: int, status: str) -> None:
-    session.execute(update(JobType).where(JobType.job_id == job_id).values(status=status))
+    session.execute(update(JOB_TYPES).where(JOB_TYPES.c.job_id == job_id).values(status=status))
 
 
 def type_ids_of(session: Session, job_id: int) -> list[int]:
-    return list(session.scalars(select(JobType.type_id).where(JobType.job_id == job_id)))
+    return list(session.scalars(select(JOB_TYPES.c.type_id).where(JOB_TYPES.c.job_id == job_id)))
+
+
+# One statement for every new job, values bound as parameters: building
+# insert().values(...) per call costs more than executing it (a new
+# statement, and a cache key over every value).
+_INSERT_JOB = insert(JOBS)
 
 
 def enqueue(
@@ -98,11 +127,12 @@ def enqueue(
     Returns (job id, created). A job in ``error`` keeps its status when sent
     again; any other live job goes back to ``queued`` with its failures reset.
     """
-    query = select(Job.id, Job.status).where(Job.dedup_key == new.jobusertaskid)
+    j = JOBS.c
+    query = select(j.id, j.status).where(j.dedup_key == new.jobusertaskid)
     if platform_id is None:
-        query = query.where(Job.platform_id.is_(None), Job.received_via == received_via)
+        query = query.where(j.platform_id.is_(None), j.received_via == received_via)
     else:
-        query = query.where(Job.platform_id == platform_id)
+        query = query.where(j.platform_id == platform_id)
     existing = session.execute(query.with_for_update()).first()
     fields = {
         "name": new.name,
@@ -113,29 +143,28 @@ def enqueue(
         "timeout_sec": new.timeout_sec,
     }
     if existing is None:
-        # Core statements: this is the hottest write path, and the ORM's unit
-        # of work costs more than the SQL itself here.
         job_id = session.execute(
-            insert(Job).values(
-                platform_id=platform_id,
-                received_via=received_via,
-                jobusertaskid=new.jobusertaskid,
-                dedup_key=new.jobusertaskid,
-                status=JobStatus.QUEUED,
-                received_time=utcnow(),
-                job_repeats=0,
-                nb_fails=0,
+            _INSERT_JOB,
+            {
+                "platform_id": platform_id,
+                "received_via": received_via,
+                "jobusertaskid": new.jobusertaskid,
+                "dedup_key": new.jobusertaskid,
+                "status": JobStatus.QUEUED,
+                "received_time": utcnow(),
+                "job_repeats": 0,
+                "nb_fails": 0,
                 **fields,
-            )
+            },
         ).inserted_primary_key[0]
         _add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority)
         return job_id, True
 
     status = existing.status if existing.status == JobStatus.ERROR else JobStatus.QUEUED
-    values: dict[str, Any] = {**fields, "job_repeats": Job.job_repeats + 1, "nb_fails": 0}
+    values: dict[str, Any] = {**fields, "job_repeats": j.job_repeats + 1, "nb_fails": 0}
     if status == JobStatus.QUEUED:
         values.update(status=JobStatus.QUEUED, sent_to=None, lease_expires=None)
-    session.execute(update(Job).where(Job.id == existing.id).values(**values))
+    session.execute(update(JOBS).where(j.id == existing.id).values(**values))
     _set_types(session, existing.id, new.type_ids, status, new.priority)
     return existing.id, False
 
@@ -145,8 +174,20 @@ def held_count(session: Session, server_id: int, now: datetime | None = None) ->
     now = now or utcnow()
     return session.scalar(
         select(func.count())
-        .select_from(Job)
-        .where(Job.sent_to == server_id, Job.status == JobStatus.SENT, Job.lease_expires > now)
+        .select_from(JOBS)
+        .where(
+            JOBS.c.sent_to == server_id,
+            JOBS.c.status == JobStatus.SENT,
+            JOBS.c.lease_expires > now,
+        )
+    )
+
+
+def record_poll(session: Session, server_id: int, now: datetime) -> None:
+    """A poll shows the server is alive and listening: its wake-up failures are forgotten."""
+    servers = Server.__table__
+    session.execute(
+        update(servers).where(servers.c.id == server_id).values(last_poll_time=now, wakeup_fails=0)
     )
 
 
@@ -154,8 +195,8 @@ def release_held(session: Session, server_id: int) -> list[int]:
     """``nbtasks=0``: the server holds nothing, so whatever we think it holds goes back."""
     ids = list(
         session.scalars(
-            select(Job.id)
-            .where(Job.sent_to == server_id, Job.status == JobStatus.SENT)
+            select(JOBS.c.id)
+            .where(JOBS.c.sent_to == server_id, JOBS.c.status == JobStatus.SENT)
             .with_for_update()
         )
     )
@@ -178,8 +219,8 @@ def _requeue(session: Session, job_id: int, *, count_failure: bool) -> None:
         "lease_expires": None,
     }
     if count_failure:
-        values["nb_fails"] = Job.nb_fails + 1
-    session.execute(update(Job).where(Job.id == job_id).values(**values))
+        values["nb_fails"] = JOBS.c.nb_fails + 1
+    session.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
     _sync_types(session, job_id, JobStatus.QUEUED)
 
 
@@ -189,28 +230,26 @@ def claim_queries(server_id: int, type_id: int, max_fails: int, now: datetime) -
     The first is served by ``ix_job_types_claim`` in index order: no sort, and
     the same cost with a thousand or a million jobs. The second reads only
     sent jobs whose lease ran out (``ix_jobs_status_lease``), which are few.
+    Both return (job id, priority, timeout, previous holder).
     """
+    j, t = JOBS.c, JOB_TYPES.c
     queued_q = (
-        select(JobType.job_id, JobType.priority)
-        .join(Job, Job.id == JobType.job_id)
-        .where(
-            JobType.type_id == type_id,
-            JobType.status == JobStatus.QUEUED,
-            Job.nb_fails < max_fails,
-        )
-        .order_by(JobType.priority.desc(), JobType.job_id)
+        select(t.job_id, t.priority, j.timeout_sec, j.sent_to)
+        .select_from(JOB_TYPES.join(JOBS, j.id == t.job_id))
+        .where(t.type_id == type_id, t.status == JobStatus.QUEUED, j.nb_fails < max_fails)
+        .order_by(t.priority.desc(), t.job_id)
         .limit(1)
     )
     expired_q = (
-        select(Job.id, Job.priority, Job.sent_to)
-        .join(JobType, (JobType.job_id == Job.id) & (JobType.type_id == type_id))
+        select(j.id, j.priority, j.timeout_sec, j.sent_to)
+        .select_from(JOBS.join(JOB_TYPES, (t.job_id == j.id) & (t.type_id == type_id)))
         .where(
-            Job.status == JobStatus.SENT,
-            Job.lease_expires <= now,
-            Job.sent_to != server_id,
-            Job.nb_fails < max_fails,
+            j.status == JobStatus.SENT,
+            j.lease_expires <= now,
+            j.sent_to != server_id,
+            j.nb_fails < max_fails,
         )
-        .order_by(Job.priority.desc(), Job.id)
+        .order_by(j.priority.desc(), j.id)
         .limit(1)
     )
     return queued_q, expired_q
@@ -228,42 +267,40 @@ def claim(
     so two servers can never both get it; on MariaDB ``SKIP LOCKED`` keeps
     concurrent claimers off each other's rows.
     """
+    j = JOBS.c
     now = utcnow()
     for _attempt in range(8):
         queued_q, expired_q = claim_queries(server_id, type_id, max_fails, now)
         if skip_locked:
             queued_q = queued_q.with_for_update(skip_locked=True)
             expired_q = expired_q.with_for_update(skip_locked=True)
-        queued = session.execute(queued_q).first()
-        expired = session.execute(expired_q).first()
-
         candidates = []
+        queued = session.execute(queued_q).first()
         if queued is not None:
-            candidates.append((-queued.priority, queued.job_id, False, None))
+            candidates.append((-queued[1], queued[0], False, queued[2], None))
+        expired = session.execute(expired_q).first()
         if expired is not None:
-            candidates.append((-expired.priority, expired.id, True, expired.sent_to))
+            candidates.append((-expired[1], expired[0], True, expired[2], expired[3]))
         if not candidates:
             return None
-        _, job_id, timed_out, previous = min(candidates)
+        _, job_id, timed_out, timeout_sec, previous = min(candidates)
 
         guard = (
-            (Job.status == JobStatus.SENT) & (Job.lease_expires <= now)
+            (j.status == JobStatus.SENT) & (j.lease_expires <= now)
             if timed_out
-            else (Job.status == JobStatus.QUEUED)
+            else (j.status == JobStatus.QUEUED)
         )
         values: dict[str, Any] = {
             "status": JobStatus.SENT,
             "sent_to": server_id,
             "grading_start_time": now,
+            "lease_expires": now + timedelta(seconds=timeout_sec),
         }
         if timed_out:
-            values["nb_fails"] = Job.nb_fails + 1
-        won = session.execute(update(Job).where(Job.id == job_id, guard).values(**values))
+            values["nb_fails"] = j.nb_fails + 1
+        won = session.execute(update(JOBS).where(j.id == job_id, guard).values(**values))
         if won.rowcount != 1:
             continue  # someone else got it between our read and our write
-        job = session.get(Job, job_id, populate_existing=True)
-        assert job is not None
-        job.lease_expires = now + timedelta(seconds=job.timeout_sec)
         _sync_types(session, job_id, JobStatus.SENT)
         if timed_out:
             events.log_event(
@@ -273,13 +310,10 @@ def claim(
                 server_id=previous,
                 message=f"lease ran out; job re-sent to server {server_id}",
             )
-        return Claimed(
-            id=job.id,
-            name=job.name,
-            taskrevision=job.taskrevision,
-            jobdata=job.jobdata,
-            type_ids=type_ids_of(session, job_id),
-        )
+        name, taskrevision, jobdata = session.execute(
+            select(j.name, j.taskrevision, j.jobdata).where(j.id == job_id)
+        ).one()
+        return Claimed(id=job_id, name=name, taskrevision=taskrevision, jobdata=jobdata)
     return None
 
 
@@ -316,44 +350,65 @@ def complete(session: Session, server_id: int, job_id: int, result: dict[str, An
     platform has a return URL, a delivery is owed (same transaction).
     Anything else: the job goes back to the queue with one more failure.
     """
-    job = session.scalars(
-        select(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.SENT, Job.sent_to == server_id)
+    j = JOBS.c
+    held = session.execute(
+        select(j.jobdata, j.platform_id)
+        .where(j.id == job_id, j.status == JobStatus.SENT, j.sent_to == server_id)
         .with_for_update()
     ).first()
-    if job is None:
+    if held is None:
         raise NotAssigned()
-    type_ids = type_ids_of(session, job.id)
+    type_ids = type_ids_of(session, job_id)
     code = result_errorcode(result)
     if code not in (0, 1):
-        _requeue(session, job.id, count_failure=True)
+        _requeue(session, job_id, count_failure=True)
         message = result.get("errormsg")
         events.log_event(
             session,
             events.BAD_RESULT,
-            job_id=job.id,
+            job_id=job_id,
             server_id=server_id,
             message=f"errorcode {code}: {message if isinstance(message, str) else ''}",
         )
-        return Completion(job_id=job.id, accepted=False, type_ids=type_ids)
+        return Completion(job_id=job_id, accepted=False, type_ids=type_ids)
 
     try:
-        jobdata = json.loads(job.jobdata)
+        jobdata = json.loads(held.jobdata)
     except ValueError:
         jobdata = {}
     figures = stats.extract(jobdata, result)
     now = utcnow()
-    job.status = JobStatus.DONE
-    job.dedup_key = None
-    job.grading_end_time = now
-    job.lease_expires = None
-    _sync_types(session, job.id, JobStatus.DONE)
-    session.add(Result(job_id=job.id, resultdata=json.dumps(result), **figures.as_dict()))
-    if job.platform_id is not None:
-        platform = session.get(Platform, job.platform_id)
-        if platform is not None and platform.return_url:
-            session.add(Delivery(job_id=job.id, platform_id=platform.id, next_attempt_at=now))
-    return Completion(job_id=job.id, accepted=True, type_ids=type_ids)
+    session.execute(
+        update(JOBS)
+        .where(j.id == job_id)
+        .values(status=JobStatus.DONE, dedup_key=None, grading_end_time=now, lease_expires=None)
+    )
+    _sync_types(session, job_id, JobStatus.DONE)
+    session.execute(
+        _INSERT_RESULT, {"job_id": job_id, "resultdata": json.dumps(result), **figures.as_dict()}
+    )
+    if held.platform_id is not None:
+        return_url = session.scalar(
+            select(PLATFORMS.c.return_url).where(PLATFORMS.c.id == held.platform_id)
+        )
+        if return_url:
+            session.execute(
+                _INSERT_DELIVERY,
+                {
+                    "job_id": job_id,
+                    "platform_id": held.platform_id,
+                    "state": DeliveryState.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "last_error": "",
+                },
+            )
+    return Completion(job_id=job_id, accepted=True, type_ids=type_ids)
+
+
+_INSERT_RESULT = insert(RESULTS)
+_INSERT_DELIVERY = insert(DELIVERIES)
 
 
 def _time(value: datetime | None) -> str | None:

@@ -61,8 +61,7 @@ def poll() -> Response:
         limit = server.max_concurrent_jobs
         if limit > 0 and jobs.held_count(session, server_id) >= limit:
             raise TooManyJobs()
-        server.last_poll_time = utcnow()
-        server.wakeup_fails = 0
+        jobs.record_poll(session, server_id, utcnow())
         released_types = sorted({t for j in released for t in jobs.type_ids_of(session, j)})
         job = claim(session)
     if released_types:
