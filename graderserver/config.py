@@ -38,7 +38,10 @@ class Config:
     # Must outlast the queue's long-poll (~20 s), or every idle poll fails.
     request_timeout: float = 60.0
     timeout: float = 600.0
-    max_output_bytes: int = 64 * 1024 * 1024
+    # The result must fit the queue's request limit (16 MiB by default) once
+    # form-encoded, which can nearly double JSON: a larger output would be
+    # refused after the job ran, and the job would wait out its lease.
+    max_output_bytes: int = 8 * 1024 * 1024
     prepare_command: tuple[str, ...] = ()
     prepare_timeout: float = 300.0
     root_path: str = ""

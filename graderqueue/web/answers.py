@@ -35,6 +35,26 @@ def form_fields() -> dict[str, str]:
     return request.form.to_dict(flat=True) if request.method == "POST" else {}
 
 
+def _discard_body(limit: int) -> None:
+    """Read and drop the rest of a refused body, up to ``limit`` bytes.
+
+    Closing a connection with unread bytes in it resets it, and a proxy still
+    sending the body then answers 502 instead of passing on our refusal
+    (nginx lets bodies a little over the app's limit through on purpose).
+    Past ``limit`` the client is left to its reset.
+    """
+    length = request.content_length
+    stream = request.environ.get("wsgi.input")
+    if stream is None or length is None or length > limit:
+        return
+    remaining = length
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 16))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
 def is_protocol_path(path: str) -> bool:
     return path.startswith(PROTOCOL_PREFIXES)
 
@@ -46,6 +66,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+        _discard_body(2 * (app.config.get("MAX_CONTENT_LENGTH") or 0))
         if is_protocol_path(request.path):
             return answer(2, "Request too large.")
         return exc

@@ -108,8 +108,6 @@ def _send(sub: submissions.Submission, sender: senders.Sender) -> Response:
 
 
 def _getjob(fields: dict, sender: senders.Sender) -> Response:
-    if "jobid" not in fields:
-        raise BadRequest("No jobid given.")
     job_id = _digits(fields.get("jobid"), "Invalid jobid.")
     db = runtime().db
     # A fresh token's jti is recorded only if the request succeeds.

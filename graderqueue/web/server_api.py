@@ -38,6 +38,10 @@ def test() -> Response:
 @bp.route("/poll.php", methods=["GET", "POST"])
 @bp.route("/poll", methods=["GET", "POST"])
 def poll() -> Response:
+    if request.method == "HEAD":
+        # The answer's body is never sent: a job claimed here would be held by
+        # a server that never heard of it, until its lease ran out.
+        raise NoJob()
     rt = runtime()
     settings = rt.settings
     form = form_fields()

@@ -189,6 +189,11 @@ def test_getjob_non_digit_jobid(platform: ForeignPlatform, jobid: str, job: dict
     assert platform.getjob(jobid) == {"errorcode": 2, "errormsg": "Invalid jobid."}
 
 
+def test_getjob_without_a_jobid(platform: ForeignPlatform, job: dict):
+    platform.queue_job(job, tags="c")
+    assert platform.request("getjob") == {"errorcode": 2, "errormsg": "Invalid jobid."}
+
+
 def test_getjob_jobid_as_digit_string_or_number(platform: ForeignPlatform, job: dict):
     jobid = platform.queue_job(job, tags="c")
     assert platform.getjob(str(jobid))["data"]["id"] == jobid

@@ -288,6 +288,36 @@ def test_the_platform_api_works_through_nginx_without_a_certificate(perimeter: P
     assert answer["errorcode"] == 2
 
 
+def test_a_head_request_to_poll_claims_nothing(perimeter: Perimeter) -> None:
+    # A HEAD answer has no body: a job claimed for it would be held by a
+    # server that never learnt of it until its lease ran out.
+    perimeter.client().sendjob(JOB, tags="c")
+    grader = perimeter.pki.client("grader-1")
+    before = perimeter.queue.snapshot()
+    response = requests.head(
+        perimeter.url("/poll.php"),
+        cert=grader.requests_cert,
+        verify=str(perimeter.pki.ca_crt),
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert perimeter.queue.snapshot() == before
+    drain(perimeter)
+
+
+def test_a_result_over_the_app_limit_gets_the_protocol_answer_through_nginx(
+    perimeter: Perimeter,
+) -> None:
+    # nginx's own limit sits above the app's, so the grading server reads a
+    # JSON errorcode 2, not an HTTP 413 it would take for a network fault.
+    grader = perimeter.pki.client("grader-1")
+    before = perimeter.queue.snapshot()
+    big = {"jobid": "1", "resultdata": "x" * (16 * 1024 * 1024 + 10)}
+    answer = perimeter.answer("/sendresults.php", big, cert=grader)
+    assert answer == {"errorcode": 2, "errormsg": "Request too large."}
+    assert perimeter.queue.snapshot() == before
+
+
 def test_the_curl_an_operator_would_use(perimeter: Perimeter) -> None:
     """docs/SECURITY.md's check, with curl: a certificate in, errorcode 0 out."""
     grader = perimeter.pki.client("grader-1")

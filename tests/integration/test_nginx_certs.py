@@ -386,7 +386,7 @@ def test_request_body_is_limited(nginx: NginxProcess, pki: PKI, upstream: EchoUp
         "POST /api.php HTTP/1.1",
         "Host: 127.0.0.1",
         "Content-Type: application/x-www-form-urlencoded",
-        f"Content-Length: {8 * 1024 * 1024 + 1}",
+        f"Content-Length: {17 * 1024 * 1024 + 1}",
     ]
     status, _ = raw_request(nginx, pki, None, head)
     assert status == 413

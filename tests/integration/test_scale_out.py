@@ -65,7 +65,7 @@ def nginx_conf(workdir: Path, port: int, upstreams: list[int]) -> Path:
         "    }\n"
         "    server {\n"
         f"        listen 127.0.0.1:{port};\n"
-        "        client_max_body_size 8m;\n"
+        "        client_max_body_size 17m;\n"
         "        proxy_set_header Host $host;\n"
         "        proxy_set_header X-Real-IP $remote_addr;\n"
         "        proxy_set_header X-Forwarded-For $remote_addr;\n"
