@@ -106,6 +106,10 @@ class Settings:
     # An idle delivery worker looks at the outbox at least this often: it sees
     # rows queued by other nodes or by `graderqueue job redeliver` without a kick.
     delivery_poll_sec: float = 5.0
+    # Posts one delivery worker has under way at once, to one platform or
+    # several (a pool thread with its own HTTP session each). One at a time,
+    # a platform that takes 50 ms to answer would cap delivery at 20/s.
+    delivery_concurrency: int = 8
 
     # Admin web interface.
     admin_enabled: bool = True
@@ -220,7 +224,13 @@ def load_settings(
 def _validate(settings: Settings) -> None:
     if settings.wakeup_strategy not in ("first", "last"):
         raise ConfigError("wakeup_strategy must be 'first' or 'last'")
-    for name in ("max_fails", "default_timeout_sec", "token_max_bytes", "max_request_bytes"):
+    for name in (
+        "max_fails",
+        "default_timeout_sec",
+        "token_max_bytes",
+        "max_request_bytes",
+        "delivery_concurrency",
+    ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     if settings.poll_wait_sec < 0:

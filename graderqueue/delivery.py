@@ -3,9 +3,10 @@
 ``jobs.complete()`` writes a ``Delivery`` row in the transaction that makes
 a job done, so a result is never done without a delivery being owed. This
 module works the outbox off: it claims due rows for a short lease, posts the
-result token (PROTOCOL.md "Result delivery") outside any transaction, and
-records the outcome. A row is retried with capped exponential backoff until
-the platform answers ``{"bSuccess": true}``, or given up after
+result tokens (PROTOCOL.md "Result delivery") outside any transaction, up to
+``delivery_concurrency`` at once, and records the outcomes, several per
+transaction. A row is retried with capped exponential backoff until the
+platform answers ``{"bSuccess": true}``, or given up after
 ``delivery_give_up_after_sec``.
 
 Several workers (threads of every web worker process, ``graderqueue
@@ -31,10 +32,11 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from sqlalchemy import and_, exists, func, insert, literal, or_, select, update
@@ -60,11 +62,16 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
-# Rows one worker claims at a time: small, so that a killed worker's rows
-# wait for at most one short lease before another worker takes them.
+# claim_due's default size. A Worker claims only as many rows as it has free
+# post slots (delivery_concurrency), so that each claimed row is posted at
+# once and its lease can stay short.
 BATCH = 10
-# Lease slack on top of the time the batch's posts may take.
+# Lease slack on top of the time the posts and their record may take.
 LEASE_SLACK_SEC = 30.0
+# While posts are under way, a worker records and claims at most this often:
+# results stored and posts ended in the meantime share one transaction. An
+# idle worker acts on a kick at once.
+GATHER_SEC = 0.05
 ERROR_MAX = 1000
 # Floor of an idle worker's wait when due rows exist that it could not claim
 # (another worker holds them right now): never spin on the database.
@@ -183,49 +190,72 @@ def claim_due(
     lease_sec: float,
     limit: int = BATCH,
     due_before: datetime | None = None,
+    precheck: bool = True,
 ) -> list[Due]:
-    """Claim up to ``limit`` due rows for ``holder`` (unique per claim) until the lease ends."""
-    now = utcnow()
-    due = _due(now, due_before or now)
+    """Claim up to ``limit`` due rows for ``holder`` (unique per claim) until the lease ends.
+
+    ``precheck=False`` skips the read that comes first: for a caller that
+    knows rows are due (a result was just stored, the last claim was full).
+    """
     # Most looks find nothing: ask a reader first, so an idle worker never
     # takes SQLite's write lock.
-    with db.reading() as session:
-        if session.scalar(select(Delivery.id).where(due).limit(1)) is None:
-            return []
+    if precheck and not any_due(db, due_before):
+        return []
     with db.transaction() as session:
-        query = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at, Delivery.id)
-        query = query.limit(limit)
-        if db.dialect != "sqlite":
-            # Two workers scanning at once take disjoint rows instead of waiting.
-            query = query.with_for_update(skip_locked=True)
-        ids = list(session.scalars(query))
-        if not ids:
-            return []
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids), due)
-            .values(locked_by=holder, locked_until=now + timedelta(seconds=lease_sec))
-            .execution_options(synchronize_session=False)
+        return _claim_rows(session, db.dialect, holder, lease_sec, limit, due_before)
+
+
+def any_due(db: Database, due_before: datetime | None = None) -> bool:
+    """Whether an unclaimed row is due (by ``due_before``, default now); only reads."""
+    now = utcnow()
+    with db.reading() as session:
+        found = session.scalar(select(Delivery.id).where(_due(now, due_before or now)).limit(1))
+    return found is not None
+
+
+def _claim_rows(
+    session: Session,
+    dialect: str,
+    holder: str,
+    lease_sec: float,
+    limit: int,
+    due_before: datetime | None,
+) -> list[Due]:
+    now = utcnow()
+    due = _due(now, due_before or now)
+    query = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at, Delivery.id)
+    query = query.limit(limit)
+    if dialect != "sqlite":
+        # Two workers scanning at once take disjoint rows instead of waiting.
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if not ids:
+        return []
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), due)
+        .values(locked_by=holder, locked_until=now + timedelta(seconds=lease_sec))
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.job_id,
+            Delivery.platform_id,
+            Delivery.attempts,
+            Delivery.created_at,
+            Platform.return_url,
+            Platform.name,
+            Job.name,
+            Result.resultdata,
         )
-        rows = session.execute(
-            select(
-                Delivery.id,
-                Delivery.job_id,
-                Delivery.platform_id,
-                Delivery.attempts,
-                Delivery.created_at,
-                Platform.return_url,
-                Platform.name,
-                Job.name,
-                Result.resultdata,
-            )
-            .join(Job, Job.id == Delivery.job_id)
-            .join(Platform, Platform.id == Delivery.platform_id)
-            .outerjoin(Result, Result.job_id == Delivery.job_id)
-            .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-        ).all()
-        keys = _newest_keys(session, {row[2] for row in rows})
+        .join(Job, Job.id == Delivery.job_id)
+        .join(Platform, Platform.id == Delivery.platform_id)
+        .outerjoin(Result, Result.job_id == Delivery.job_id)
+        .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+    ).all()
+    keys = _newest_keys(session, {row[2] for row in rows})
     return [
         Due(
             id=row[0],
@@ -262,12 +292,31 @@ def release(db: Database, holder: str, ids: list[int]) -> None:
     if not ids:
         return
     with db.transaction() as session:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
-            .values(locked_by=None, locked_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        _release_rows(session, holder, ids)
+
+
+def _release_rows(session: Session, holder: str, ids: list[int]) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
+        .values(locked_by=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+class Finished(NamedTuple):
+    """A post that is over, waiting to be recorded under the claim it was made with."""
+
+    due: Due
+    holder: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Recorded:
+    state: str | None  # None: the claim was lost meanwhile, nothing was overwritten
+    retry_at: datetime | None = None  # a failed row's next try
+    brought_forward: bool = False  # this success made the platform's other rows due now
 
 
 def record(db: Database, due: Due, holder: str, outcome: Outcome, settings: Settings) -> str | None:
@@ -277,24 +326,29 @@ def record(db: Database, due: Due, holder: str, outcome: Outcome, settings: Sett
     was under way, or the lease ran out: the row then belongs to someone
     else and this outcome must not overwrite it.
     """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "attempts": Delivery.attempts + 1,
-        "last_attempt_at": now,
-        "locked_by": None,
-        "locked_until": None,
-    }
-    if outcome.ok:
-        state = DeliveryState.DELIVERED
-        values.update(state=state, delivered_at=now, last_error="")
-    elif (now - due.created_at).total_seconds() >= settings.delivery_give_up_after_sec:
-        state = DeliveryState.GIVEN_UP
-        values.update(state=state, last_error=outcome.error)
-    else:
-        state = DeliveryState.PENDING
-        delay = backoff_sec(due.attempts + 1, settings)
-        values.update(next_attempt_at=now + timedelta(seconds=delay), last_error=outcome.error)
+    return record_many(db, [Finished(due, holder, outcome)], settings)[0]
+
+
+def record_many(db: Database, finished: Sequence[Finished], settings: Settings) -> list[str | None]:
+    """:func:`record` for several posts in one transaction; the states in the same order."""
+    if not finished:
+        return []
     with db.transaction() as session:
+        return [r.state for r in _record_rows(session, finished, settings)]
+
+
+def _record_rows(
+    session: Session, finished: Sequence[Finished], settings: Settings
+) -> list[Recorded]:
+    now = utcnow()
+    recorded: list[Recorded | None] = [None] * len(finished)
+    lost: list[int] = []
+    forward: dict[int, None] = {}  # platforms whose backed-off rows go now (ordered set)
+    # Rows in id order: two workers recording at once on MariaDB lock them in
+    # the same order, so they wait for each other instead of deadlocking.
+    for index in sorted(range(len(finished)), key=lambda i: finished[i].due.id):
+        due, holder, outcome = finished[index]
+        state, values, retry_at = _next_state(due, outcome, settings, now)
         won = session.execute(
             update(Delivery)
             .where(
@@ -305,35 +359,16 @@ def record(db: Database, due: Due, holder: str, outcome: Outcome, settings: Sett
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        still_there = won.rowcount == 1 or session.get(Delivery, due.id) is not None
-        if still_there:  # the job may have been deleted meanwhile
-            session.add(
-                DeliveryAttempt(
-                    delivery_id=due.id,
-                    time=now,
-                    ok=outcome.ok,
-                    http_status=outcome.http_status,
-                    error=outcome.error,
-                    duration_ms=outcome.duration_ms,
-                )
-            )
         if won.rowcount != 1:
-            return None
+            lost.append(due.id)
+            recorded[index] = Recorded(None)
+            continue
         if outcome.ok and due.attempts > 0:
             # The platform answers again: its rows waiting out a backoff go now
             # instead of up to delivery_backoff_max_sec later. (Only after a
             # retry succeeds: a first-try success rarely follows an outage,
             # and this spares an UPDATE per delivery.)
-            session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.state == DeliveryState.PENDING,
-                    Delivery.next_attempt_at > now,
-                    Delivery.platform_id == due.platform_id,
-                )
-                .values(next_attempt_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            forward[due.platform_id] = None
         elif state == DeliveryState.GIVEN_UP:
             events.log_event(
                 session,
@@ -341,17 +376,74 @@ def record(db: Database, due: Due, holder: str, outcome: Outcome, settings: Sett
                 job_id=due.job_id,
                 message=f"gave up after {due.attempts + 1} attempts: {outcome.error}",
             )
-        elif due.attempts == 0:
+        elif not outcome.ok and due.attempts == 0:
             # One event when a result starts failing, not one per retry: the
             # attempts table has every try.
             events.log_event(
                 session, events.DELIVERY_FAILED, job_id=due.job_id, message=outcome.error
             )
-    return state
+        recorded[index] = Recorded(state, retry_at, outcome.ok and due.attempts > 0)
+
+    # A lost row keeps its attempt (the post did happen) unless the job was
+    # deleted meanwhile, which took the row with it.
+    gone = set(lost)
+    if lost:
+        gone -= set(session.scalars(select(Delivery.id).where(Delivery.id.in_(lost))))
+    attempts = [
+        {
+            "delivery_id": due.id,
+            "time": now,
+            "ok": outcome.ok,
+            "http_status": outcome.http_status,
+            "error": outcome.error,
+            "duration_ms": outcome.duration_ms,
+        }
+        for due, _holder, outcome in finished
+        if due.id not in gone
+    ]
+    if attempts:
+        session.execute(insert(DeliveryAttempt), attempts)
+
+    if forward:
+        # Not the rows just recorded: one that failed in this batch was tried
+        # a moment ago, with the platform up; it waits out its own backoff.
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.state == DeliveryState.PENDING,
+                Delivery.next_attempt_at > now,
+                Delivery.platform_id.in_(list(forward)),
+                Delivery.id.not_in([f.due.id for f in finished]),
+            )
+            .values(next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return [r if r is not None else Recorded(None) for r in recorded]
+
+
+def _next_state(
+    due: Due, outcome: Outcome, settings: Settings, now: datetime
+) -> tuple[str, dict[str, Any], datetime | None]:
+    """The row's new state, the values that say so, and its next try if it has one."""
+    values: dict[str, Any] = {
+        "attempts": Delivery.attempts + 1,
+        "last_attempt_at": now,
+        "locked_by": None,
+        "locked_until": None,
+    }
+    if outcome.ok:
+        values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error="")
+        return DeliveryState.DELIVERED, values, None
+    if (now - due.created_at).total_seconds() >= settings.delivery_give_up_after_sec:
+        values.update(state=DeliveryState.GIVEN_UP, last_error=outcome.error)
+        return DeliveryState.GIVEN_UP, values, None
+    retry_at = now + timedelta(seconds=backoff_sec(due.attempts + 1, settings))
+    values.update(next_attempt_at=retry_at, last_error=outcome.error)
+    return DeliveryState.PENDING, values, retry_at
 
 
 def next_due_in(db: Database, max_wait: float) -> float:
-    """Seconds until an unclaimed pending row is due, at most ``max_wait``."""
+    """Seconds until an unclaimed pending row is due, at most ``max_wait``; 0 if one is due."""
     now = utcnow()
     with db.reading() as session:
         soonest = session.scalar(
@@ -369,31 +461,74 @@ def next_due_in(db: Database, max_wait: float) -> float:
 
 
 class Worker:
-    """Posts due deliveries; one per thread (it owns an HTTP session)."""
+    """Posts due deliveries, up to ``delivery_concurrency`` at once.
+
+    Drive it from one thread (:meth:`run_forever`, :meth:`step` or
+    :meth:`run_pass`); the posts run on a small thread pool it owns, each
+    pool thread with its own HTTP session (``requests.Session`` is not
+    documented as thread-safe, and a session per thread keeps its
+    connections alive). Only the driving thread touches the database: it
+    claims rows for the free post slots and records finished posts in
+    batches, so a busy worker spends a few transactions per batch, not per
+    result.
+    """
 
     def __init__(self, db: Database, settings: Settings, keys: QueueKeys) -> None:
         self.db = db
         self.settings = settings
         self.keys = keys
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.http = requests.Session()
         self.stopping = threading.Event()
+        # Set by kicks, by stop() and by every post that ends.
         self.wake = threading.Event()
+        self.concurrency = max(1, settings.delivery_concurrency)
+        # A claim waits until this many post slots are free: claims and
+        # records then cover several rows each, yet a slow post holds only
+        # its own slot.
+        self._refill_at = (self.concurrency + 1) // 2
         self._claims = itertools.count(1)
         self._failing_since: float | None = None
         self._last_failure_log = 0.0
-        # A post may take a connect and a read timeout; the lease covers a
-        # whole batch of them, so a live worker never loses its claim.
+        # A post may take a connect and a read timeout. Rows are claimed only
+        # for free slots, so each starts at once; its outcome is recorded at
+        # the latest when the posts under way at its end are over too.
         self.post_budget = 2 * settings.delivery_timeout_sec + 1
-        self.lease_sec = BATCH * self.post_budget + LEASE_SLACK_SEC
+        self.lease_sec = 2 * self.post_budget + GATHER_SEC + LEASE_SLACK_SEC
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        # Only the driving thread reads or changes these.
+        self._in_flight: dict[Future[Outcome | None], tuple[Due, str]] = {}
+        self._finished: list[tuple[Due, str, Outcome | None]] = []
+        self._last_write = 0.0
+        # The next time an idle worker reads the outbox (time.monotonic()).
+        self._look_at = 0.0
+        # Rows are probably due (a kick, a full claim, rows brought forward):
+        # claim without reading first.
+        self._hint = False
 
     def kick(self) -> None:
+        """A result was stored: claim it at once, without reading the outbox first."""
+        self._hint = True
         self.wake.set()
 
     def stop(self) -> None:
-        """Warm stop: finish the post under way, record it, give back the rest."""
+        """Warm stop: finish the posts under way, record them, give back the rest."""
         self.stopping.set()
         self.wake.set()
+
+    def close(self) -> None:
+        """Let the post threads end and close their HTTP sessions."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for http in sessions:
+            http.close()
+
+    # -- one post -------------------------------------------------------------
 
     def attempt(self, due: Due) -> Outcome:
         if not due.url:
@@ -405,7 +540,94 @@ class Worker:
             token = result_token(payload, self.keys.active, due.platform_name, due.platform_key_pem)
         except Exception as exc:  # a bad stored key must not stop the worker
             return Outcome(False, f"cannot make the result token: {type(exc).__name__}")
-        return post_result(self.http, due.url, token, self.settings.delivery_timeout_sec)
+        return post_result(self._http(), due.url, token, self.settings.delivery_timeout_sec)
+
+    def _http(self) -> requests.Session:
+        http: requests.Session | None = getattr(self._local, "http", None)
+        if http is None:
+            http = self._local.http = requests.Session()
+            with self._sessions_lock:
+                self._sessions.append(http)
+        return http
+
+    def _post(self, due: Due) -> Outcome | None:
+        """On a pool thread: None when the worker is stopping and the row was not tried."""
+        if self.stopping.is_set():
+            return None
+        try:
+            return self.attempt(due)
+        except Exception as exc:
+            # Recorded as a failed try: the row keeps its backoff and give-up
+            # horizon instead of sitting claimed until its lease ends.
+            log.exception("delivery %s: the post failed unexpectedly", due.id)
+            return Outcome(False, f"{type(exc).__name__}: {exc}"[:ERROR_MAX])
+
+    def _posts_ended(self, _future: Future[Outcome | None]) -> None:
+        self.wake.set()
+
+    # -- the driving thread's bookkeeping ---------------------------------------
+
+    def _collect(self) -> None:
+        """Move the posts that are over to the outcomes waiting to be recorded."""
+        for future in [f for f in self._in_flight if f.done()]:
+            due, holder = self._in_flight.pop(future)
+            self._finished.append((due, holder, future.result()))
+
+    def _write(
+        self, claim: int = 0, due_before: datetime | None = None
+    ) -> tuple[Counter[str], int]:
+        """One transaction: record the finished posts, give back the untried rows, and
+        claim up to ``claim`` rows, which start posting at once.
+
+        Returns the counts of the new states recorded and how many rows were
+        claimed. If it fails (the database is away), the outcomes stay here
+        for the next try: the claims are still ours, and an outcome forgotten
+        would mean a second post once the lease ends.
+        """
+        tried = [Finished(d, h, o) for d, h, o in self._finished if o is not None]
+        untried: dict[str, list[int]] = {}
+        for due, holder, outcome in self._finished:
+            if outcome is None:
+                untried.setdefault(holder, []).append(due.id)
+        holder = f"{self.id}/{next(self._claims)}"
+        with self.db.transaction() as session:
+            recorded = _record_rows(session, tried, self.settings) if tried else []
+            for owner, ids in untried.items():
+                _release_rows(session, owner, ids)
+            batch = (
+                _claim_rows(session, self.db.dialect, holder, self.lease_sec, claim, due_before)
+                if claim > 0
+                else []
+            )
+        self._finished = []
+        self._last_write = time.monotonic()
+        wall = utcnow()
+        for result in recorded:
+            if result.retry_at is not None:
+                delay = (result.retry_at - wall).total_seconds()
+                self._look_at = min(self._look_at, time.monotonic() + max(delay, 0.0))
+            if result.brought_forward:
+                self._hint = True
+        self._start(batch, holder)
+        return Counter(r.state or "lost" for r in recorded), len(batch)
+
+    def _start(self, batch: list[Due], holder: str) -> None:
+        if batch and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="gq-post")
+        for index, due in enumerate(batch):
+            assert self._pool is not None
+            try:
+                future = self._pool.submit(self._post, due)
+            except RuntimeError:
+                # The interpreter is exiting (no new threads): nothing more
+                # can be posted, so the rest goes back to the other workers.
+                self.stopping.set()
+                release(self.db, holder, [d.id for d in batch[index:]])
+                return
+            self._in_flight[future] = (due, holder)
+            future.add_done_callback(self._posts_ended)
+
+    # -- ways to run it -------------------------------------------------------
 
     def run_pass(self) -> Counter[str]:
         """Try every delivery due now, each once; returns counts by new state.
@@ -415,41 +637,52 @@ class Worker:
         """
         cutoff = utcnow()
         counts: Counter[str] = Counter()
-        while not self.stopping.is_set():
-            holder = f"{self.id}/{next(self._claims)}"
-            batch = claim_due(self.db, holder, lease_sec=self.lease_sec, due_before=cutoff)
-            if not batch:
-                break
-            self._post_batch(batch, holder, counts)
-        return counts
-
-    def _post_batch(self, batch: list[Due], holder: str, counts: Counter[str]) -> None:
-        deadline = time.monotonic() + self.lease_sec - LEASE_SLACK_SEC / 2
-        for index, due in enumerate(batch):
-            if self.stopping.is_set() or time.monotonic() + self.post_budget > deadline:
-                release(self.db, holder, [d.id for d in batch[index:]])
-                return
-            state = record(self.db, due, holder, self.attempt(due), self.settings)
-            counts[state or "lost"] += 1
+        claiming, first = True, True
+        while True:
+            self.wake.clear()
+            self._collect()
+            free = self.concurrency - len(self._in_flight)
+            claiming = claiming and not self.stopping.is_set()
+            claim = 0
+            if claiming and free >= self._refill_at:
+                if first and not any_due(self.db, cutoff):
+                    claiming = False  # the usual --once: nothing due, and only a read
+                else:
+                    claim = free
+                first = False
+            # Outcomes are recorded with each claim (which keeps every row
+            # within its lease) and when the last post is over.
+            if claim or (self._finished and not self._in_flight):
+                recorded, got = self._write(claim, cutoff)
+                counts += recorded
+                if claim:
+                    # Fewer rows than asked for: nothing else was due before the cut-off.
+                    claiming = got == claim
+                continue
+            if not self._in_flight and not self._finished:
+                return counts
+            self.wake.wait(self.post_budget)
 
     def run_forever(self, alive: Callable[[], bool] = lambda: True) -> None:
         """Deliver as rows fall due, until :meth:`stop` or ``alive()`` turns false.
 
-        Survives database outages: a failed pass is tried again after the
-        bounded wait.
+        Survives database outages: a failed turn is tried again after the
+        bounded wait. Ends with a warm stop.
         """
-        while not self.stopping.is_set() and alive():
-            self.step()
+        try:
+            while not self.stopping.is_set() and alive():
+                self.step()
+        finally:
+            self.stopping.set()
+            self._drain()
+            self.close()
 
     def step(self) -> None:
-        """One pass over what is due, then sleep until a kick or the next due row."""
+        """One turn: record what ended, claim for free slots, then wait for what comes next."""
         max_wait = max(self.settings.delivery_poll_sec, 0.05)
-        self.wake.clear()  # a kick during the pass makes the wait below return at once
+        self.wake.clear()  # anything that happens from here on ends the wait below at once
         try:
-            counts = self.run_pass()
-            wait = next_due_in(self.db, max_wait)
-            if wait == 0 and not counts:
-                wait = BUSY_WAIT_SEC
+            wait = self._turn(max_wait)
             if self._failing_since is not None:
                 log.info("delivery works again")
                 self._failing_since = None
@@ -457,6 +690,79 @@ class Worker:
             self._log_failure()
             wait = max_wait
         self.wake.wait(wait)
+
+    def _ready_at(self, now: float) -> float:
+        # With posts under way or outcomes to record, more posts end and more
+        # results come a moment later: gathering them for GATHER_SEC lets one
+        # transaction do the work of several. An idle worker acts at once.
+        if self._in_flight or self._finished:
+            return self._last_write + GATHER_SEC
+        return now
+
+    def _turn(self, max_wait: float) -> float:
+        self._collect()
+        now = time.monotonic()
+        free = self.concurrency - len(self._in_flight)
+        room = free >= self._refill_at and not self.stopping.is_set()
+        if now >= self._ready_at(now):
+            claim, looked = 0, False
+            if room and self._hint:
+                # Cleared before the claim reads: a kick from now on is seen next turn.
+                self._hint = False
+                claim = free
+            elif room and now >= self._look_at:
+                # The cheap look: one read says both whether anything is due
+                # and, if not, how long to sleep; no write lock while idle.
+                wait = next_due_in(self.db, max_wait)
+                if wait > 0:
+                    self._look_at = time.monotonic() + wait
+                else:
+                    claim, looked = free, True
+            if claim or (self._finished and (room or not self._in_flight)):
+                try:
+                    _, got = self._write(claim)
+                except Exception:
+                    self._hint = self._hint or bool(claim)  # still due: try again after the wait
+                    raise
+                if claim and got == claim:
+                    self._hint = True  # probably more where these came from
+                elif looked and got == 0:
+                    # Due rows that another worker is claiming right now:
+                    # never spin on the database.
+                    self._look_at = time.monotonic() + BUSY_WAIT_SEC
+                elif claim and self._look_at <= time.monotonic():
+                    # The claim answered this look too: nothing else is due now.
+                    self._look_at = time.monotonic() + max_wait
+        return self._wait_after_turn(max_wait)
+
+    def _wait_after_turn(self, max_wait: float) -> float:
+        """Until the next turn can do something; a post that ends wakes it sooner."""
+        now = time.monotonic()
+        if self.stopping.is_set():
+            return self.post_budget if self._in_flight else 0.0
+        ready_at = self._ready_at(now)
+        until = now + max_wait
+        if self.concurrency - len(self._in_flight) >= self._refill_at:
+            if self._hint or self._finished:
+                until = min(until, ready_at)
+            until = min(until, max(self._look_at, ready_at))
+        return min(max_wait, max(0.0, until - now))
+
+    def _drain(self) -> None:
+        """Warm stop: wait for the posts under way, record them, give back the untried rows."""
+        deadline = time.monotonic() + self.post_budget
+        while self._in_flight and time.monotonic() < deadline:
+            self.wake.clear()
+            self._collect()
+            if self._in_flight:
+                self.wake.wait(max(0.0, min(1.0, deadline - time.monotonic())))
+        self._collect()
+        if not self._finished:
+            return
+        try:
+            self._write()
+        except Exception:
+            log.warning("could not record the last deliveries before stopping", exc_info=True)
 
     def _log_failure(self) -> None:
         # A database outage fails every pass of every process: say so when it
@@ -511,7 +817,7 @@ class InProcessDelivery:
         self.worker.kick()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop and wait for the post under way, so that its outcome is recorded."""
+        """Stop and wait for the posts under way, so that their outcomes are recorded."""
         worker, thread = self.worker, self.thread
         if worker is None or thread is None or self._pid != os.getpid():
             return
@@ -520,7 +826,7 @@ class InProcessDelivery:
 
 
 def _stop_at_exit(ref: weakref.ref[InProcessDelivery]) -> None:
-    # A web worker exiting (gunicorn's SIGTERM): let the post under way be recorded.
+    # A web worker exiting (gunicorn's SIGTERM): let the posts under way be recorded.
     runner = ref()
     if runner is not None:
         runner.stop()

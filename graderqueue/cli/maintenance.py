@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from datetime import datetime
@@ -43,8 +44,8 @@ def deliver(ctx: Context, once: bool) -> None:
     """Post results to the platforms' return URLs (for a systemd service).
 
     The web app does this too unless delivery_enabled is false; any number of
-    workers may run at once. SIGTERM finishes the post under way and exits;
-    a second SIGTERM exits at once.
+    workers may run at once. SIGTERM finishes and records the posts under way
+    and exits; a second SIGTERM exits at once.
     """
     with fail_clearly():
         keys = QueueKeys(ctx.settings.resolved_key_dir, ctx.settings.key_name)
@@ -52,14 +53,22 @@ def deliver(ctx: Context, once: bool) -> None:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if worker.stopping.is_set():
-            raise SystemExit(128 + signum)
+            # At once, as promised: the interpreter would otherwise wait for
+            # the post threads. Rows still claimed go out again when their
+            # lease ends.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
         worker.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with fail_clearly():
         if once:
-            counts = worker.run_pass()
+            try:
+                counts = worker.run_pass()
+            finally:
+                worker.close()
             summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
             click.echo(f"deliveries tried: {sum(counts.values())} ({summary or 'none due'})")
         else:

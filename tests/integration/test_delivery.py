@@ -282,6 +282,200 @@ def test_a_claim_lost_to_a_redelivery_is_not_overwritten(queue):
     assert [a.ok for a in attempts_of(queue, jobid)] == [True]
 
 
+# -- concurrent posts, batched records --------------------------------------------------------
+
+
+class CountingDatabase(Database):
+    """A database that notes each transaction it opens: "w" (write) or "r" (read only)."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.opened: list[str] = []
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        self.opened.append("w")
+        return super().transaction()
+
+    def reading(self):  # type: ignore[no-untyped-def]
+        self.opened.append("r")
+        return super().reading()
+
+
+def failed_events(queue: QueueSetup) -> list[int]:
+    return [
+        job_id
+        for (job_id,) in queue.rows(
+            select(Event.job_id).where(Event.kind == events.DELIVERY_FAILED)
+        )
+    ]
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_a_slow_platform_gets_several_posts_at_once_up_to_the_setting(queue):
+    lane = make_lane(queue, delay=0.3)
+    names = [f"job-{i}" for i in range(9)]
+    client = queue.client_for(lane.platform)
+    for name in names:
+        lane.finish_job(name, client=client)
+    with lane.endpoint:
+        counts = lane.worker(delivery_concurrency=3).run_pass()
+    assert counts == Counter({DeliveryState.DELIVERED: 9})
+    # Posts overlapped at the platform, never more than the setting allows.
+    assert 1 < lane.endpoint.max_in_progress <= 3
+    assert lane.endpoint.accepted_names() == names
+    states = queue.rows(select(Delivery.state, Delivery.attempts, Delivery.locked_by))
+    assert Counter(states) == Counter({(DeliveryState.DELIVERED, 1, None): 9})
+    assert failed_events(queue) == []  # a first-try success is no failure
+
+
+@pytest.mark.queue_settings(delivery_timeout_sec=30)  # longer than the hold below
+def test_the_app_thread_posts_results_concurrently(queue):
+    # The first post is held until a second one has begun: one post at a
+    # time would leave it waiting (and max_in_progress at 1). Begun, not
+    # under way now: under load the second may be over before the first
+    # reaches this hold, and it still overlapped the first.
+    lane = make_lane(queue)
+    first = threading.Event()
+
+    def hold_the_first(_payload: dict[str, Any] | None) -> None:
+        if not first.is_set():
+            first.set()
+            lane.endpoint.wait_entered(2, timeout=20)
+
+    lane.endpoint.on_arrival = hold_the_first
+    names = [f"job-{i}" for i in range(4)]
+    with lane.endpoint:
+        ids = [lane.finish_job(name) for name in names]
+        lane.endpoint.wait_accepted(4)
+        wait_until(
+            lambda: all(delivery_of(queue, i).state == DeliveryState.DELIVERED for i in ids),
+            what="every delivery recorded",
+        )
+    assert lane.endpoint.max_in_progress >= 2
+    assert lane.endpoint.accepted_names() == names
+    assert [delivery_of(queue, i).attempts for i in ids] == [1] * 4
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_a_batch_is_recorded_in_one_transaction(queue):
+    lane = make_lane(queue, fail_times=1)
+    ids = [lane.finish_job(f"job-{i}") for i in range(5)]
+    db = CountingDatabase(queue.settings)
+    try:
+        worker = delivery.Worker(db, queue.settings, queue_keys(queue))
+        with lane.endpoint:
+            counts = worker.run_pass()
+        worker.close()
+    finally:
+        db.dispose()
+    assert counts == Counter({DeliveryState.DELIVERED: 4, DeliveryState.PENDING: 1})
+    # The look, one claim for the five rows, one record of their outcomes.
+    assert db.opened == ["r", "w", "w"]
+    rows = [delivery_of(queue, i) for i in ids]
+    (failed,) = [r for r in rows if r.state == DeliveryState.PENDING]
+    assert failed.attempts == 1 and "HTTP 500" in failed.last_error
+    assert all(r.locked_by is None for r in rows)
+    assert sum(len(attempts_of(queue, i)) for i in ids) == 5
+    assert failed_events(queue) == [failed.job_id]
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_a_claim_stolen_during_a_batch_is_not_overwritten_the_others_are_recorded(queue):
+    def steal(payload: dict[str, Any] | None) -> None:
+        # An operator asks for a redelivery while the queue's post is under way.
+        if payload is not None and payload["sTaskName"] == "stolen":
+            with queue.db.transaction() as session:
+                delivery.redeliver_job(session, ids["stolen"])
+
+    lane = make_lane(queue, delay=0.2, on_arrival=steal)
+    ids = {name: lane.finish_job(name) for name in ("a", "stolen", "c", "d")}
+    worker = lane.worker()
+    with lane.endpoint:
+        assert worker.run_pass() == Counter({DeliveryState.DELIVERED: 3, "lost": 1})
+        stolen = delivery_of(queue, ids["stolen"])
+        assert (stolen.state, stolen.attempts, stolen.locked_by) == (
+            DeliveryState.PENDING,
+            0,
+            None,
+        )
+        assert [a.ok for a in attempts_of(queue, ids["stolen"])] == [True]
+        for name in ("a", "c", "d"):
+            row = delivery_of(queue, ids[name])
+            assert (row.state, row.attempts, row.locked_by) == (DeliveryState.DELIVERED, 1, None)
+        # The redelivery that was asked for still happens.
+        lane.endpoint.on_arrival = None
+        assert worker.run_pass() == Counter({DeliveryState.DELIVERED: 1})
+    assert Counter(lane.endpoint.accepted_names()) == Counter({"a": 1, "stolen": 2, "c": 1, "d": 1})
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_a_retry_that_succeeds_brings_forward_the_rows_waiting_not_those_just_tried(queue):
+    lane = make_lane(queue)
+    ids = [lane.finish_job(f"job-{i}") for i in range(3)]
+    worker = lane.worker(delivery_backoff_base_sec=3600, delivery_backoff_max_sec=3600)
+    assert worker.run_pass() == Counter({DeliveryState.PENDING: 3})  # the platform is down
+    with queue.db.transaction() as session:
+        session.execute(
+            update(Delivery).where(Delivery.job_id.in_(ids[:2])).values(next_attempt_at=utcnow())
+        )
+    # Back up; of the two retries in one batch, one fails and one succeeds.
+    lane.endpoint.fail_times = 1
+    with lane.endpoint:
+        before = utcnow()
+        assert worker.run_pass() == Counter({DeliveryState.DELIVERED: 1, DeliveryState.PENDING: 1})
+    (failed,) = [r for i in ids[:2] if (r := delivery_of(queue, i)).state == "pending"]
+    assert failed.next_attempt_at > before + timedelta(seconds=1000)  # its own backoff
+    assert delivery_of(queue, ids[2]).next_attempt_at <= utcnow()  # brought forward
+
+
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_a_warm_stop_records_the_posts_under_way_and_gives_back_the_rest(queue):
+    lane = make_lane(queue, delay=0.5)
+    ids = [lane.finish_job(f"job-{i:02d}") for i in range(12)]
+    worker = lane.worker(delivery_concurrency=4)
+    thread = threading.Thread(target=worker.run_forever)
+    with lane.endpoint:
+        thread.start()
+        lane.endpoint.wait_in_progress(1)
+        worker.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+        rows = [delivery_of(queue, i) for i in ids]
+        assert all(r.locked_by is None for r in rows)
+        delivered = {r.job_id for r in rows if r.state == DeliveryState.DELIVERED}
+        assert 1 <= len(delivered) <= 4
+        assert len(lane.endpoint.accepted) == len(delivered)
+        assert all(r.attempts == 0 for r in rows if r.job_id not in delivered)
+        # Another worker takes the rest at once, each exactly once.
+        assert lane.worker().run_pass() == Counter({DeliveryState.DELIVERED: 12 - len(delivered)})
+    assert lane.endpoint.accepted_names() == [f"job-{i:02d}" for i in range(12)]
+
+
+@pytest.mark.queue_settings(delivery_enabled=False, delivery_poll_sec=0.01)
+def test_an_idle_worker_only_reads_and_a_kicked_one_claims_without_looking_first(queue):
+    lane = make_lane(queue)
+    db = CountingDatabase(queue.settings)
+    worker = delivery.Worker(db, queue.settings, queue_keys(queue))
+    try:
+        for _ in range(3):
+            worker.step()
+        assert db.opened and set(db.opened) == {"r"}  # never SQLite's write lock
+
+        jobid = lane.finish_job("kicked")
+        db.opened.clear()
+        worker.kick()
+        with lane.endpoint:
+            worker.step()
+            assert db.opened[0] == "w"  # the claim, with no read before it
+            wait_until(lambda: (worker.step(), lane.endpoint.accepted)[1], what="the post")
+            wait_until(lambda: (worker.step(), db.opened.count("w") == 2)[1], what="the record")
+    finally:
+        worker.stop()
+        worker.close()
+        db.dispose()
+    assert delivery_of(queue, jobid).state == DeliveryState.DELIVERED
+
+
 # -- redelivery on demand ----------------------------------------------------------------------
 
 

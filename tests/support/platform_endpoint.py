@@ -3,8 +3,9 @@
 It opens every ``sToken`` it gets the way a platform does (decrypt with the
 platform's private key, verify with the queue's public key), fails the first
 ``fail_times`` requests (HTTP 500, or ``{"bSuccess": false}``), then accepts,
-and records everything. It can be stopped and started again on the same
-port, to play a platform that is down for a while.
+and records everything, including how many requests it was answering at
+once. It can be stopped and started again on the same port, to play a
+platform that is down for a while.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +35,14 @@ class Arrival:
     accepted: bool  # answered bSuccess true
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: the queue's concurrent posts
+    # (several per worker, several workers) would overflow it and get
+    # connections reset, which a platform behind a real web server does not do.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @dataclass
 class PlatformEndpoint:
     platform_private_pem: str
@@ -42,15 +52,23 @@ class PlatformEndpoint:
     fail_mode: str = "http500"
     # Seconds each answer takes (to stop a queue in the middle of its posts).
     delay: float = 0.0
+    # Called with each opened payload (None if it did not open) before the
+    # answer, on the request's thread: to change the queue during a post.
+    on_arrival: Callable[[dict[str, Any] | None], None] | None = None
     arrivals: list[Arrival] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    # Requests being answered right now, and the most there ever were at once.
+    in_progress: int = field(default=0, init=False)
+    max_in_progress: int = field(default=0, init=False)
+    # Requests that have begun to be answered, ever (only grows).
+    entered: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._private = jwk.JWK.from_pem(self.platform_private_pem.encode())
         self._queue_key = jwk.JWK.from_pem(self.queue_public_pem.encode())
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
 
     @property
     def url(self) -> str:
@@ -81,6 +99,26 @@ class PlatformEndpoint:
                 self._changed.wait(remaining)
         return self.accepted
 
+    def wait_in_progress(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``count`` requests are being answered at once."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.in_progress < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{self.in_progress} of {count} requests under way")
+                self._changed.wait(remaining)
+
+    def wait_entered(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``count`` requests have begun, whether or not they are over."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.entered < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{self.entered} of {count} requests began")
+                self._changed.wait(remaining)
+
     def wait_arrivals(self, count: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -104,6 +142,8 @@ class PlatformEndpoint:
             payload["_kid"] = header.get("kid")
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
+        if self.on_arrival is not None:
+            self.on_arrival(payload)
         with self._changed:
             failing = self.fail_times > 0
             if failing:
@@ -126,9 +166,18 @@ class PlatformEndpoint:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 form = parse_qs(self.rfile.read(length).decode())
-                if endpoint.delay:
-                    time.sleep(endpoint.delay)
-                status, body = endpoint._answer(form)
+                with endpoint._changed:
+                    endpoint.in_progress += 1
+                    endpoint.entered += 1
+                    endpoint.max_in_progress = max(endpoint.max_in_progress, endpoint.in_progress)
+                    endpoint._changed.notify_all()
+                try:
+                    if endpoint.delay:
+                        time.sleep(endpoint.delay)
+                    status, body = endpoint._answer(form)
+                finally:
+                    with endpoint._changed:
+                        endpoint.in_progress -= 1
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -143,8 +192,7 @@ class PlatformEndpoint:
     # -- up and down --------------------------------------------------------
 
     def start(self) -> PlatformEndpoint:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", self.port), self._handler())
         threading.Thread(target=server.serve_forever, name="platform-endpoint", daemon=True).start()
         self._server = server
         return self

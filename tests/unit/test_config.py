@@ -13,6 +13,7 @@ def test_defaults():
     assert settings.default_timeout_sec == 300
     assert settings.trusted_proxies == ()
     assert settings.debug_password == ""
+    assert settings.delivery_concurrency == 8
     assert settings.is_sqlite
 
 
@@ -44,6 +45,7 @@ def test_environment_lists_and_booleans():
         ({"GRADERQUEUE_MAX_FAILS": "two"}, "max_fails"),
         ({"GRADERQUEUE_ADMIN_ENABLED": "maybe"}, "admin_enabled"),
         ({"GRADERQUEUE_WAKEUP_STRATEGY": "middle"}, "wakeup_strategy"),
+        ({"GRADERQUEUE_DELIVERY_CONCURRENCY": "0"}, "delivery_concurrency must be at least 1"),
         ({"GRADERQUEUE_CONFIG": "/nonexistent/gq.toml"}, "cannot read"),
     ],
 )
