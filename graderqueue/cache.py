@@ -45,6 +45,13 @@ class TTLCache:
                 self._values[key] = (time.monotonic(), value)
             return value
 
+    def peek(self, key: Hashable) -> Any | None:
+        """The value if it is cached and fresh, else None; never computes."""
+        entry = self._values.get(key)
+        if entry is not None and time.monotonic() - entry[0] < self.ttl:
+            return entry[1]
+        return None
+
     def drop(self, key: Hashable) -> None:
         with self._guard:
             self._values.pop(key, None)

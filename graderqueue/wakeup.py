@@ -137,6 +137,13 @@ def _order(candidates: list[Candidate], strategy: str) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (-c.held, -last_poll(c).timestamp()))
 
 
+def all_listening(candidates: list[Candidate], settings: Settings) -> bool:
+    """Every candidate polled in the last ``wakeup_recent_sec`` (true of none at all)."""
+    recent = utcnow() - timedelta(seconds=settings.wakeup_recent_sec)
+    polls = [c.last_poll_time for c in candidates]
+    return all(t is not None and t >= recent for t in polls)  # type: ignore[operator]
+
+
 def wake_for_types(
     db: Database,
     settings: Settings,
@@ -161,7 +168,7 @@ def wake_for_types(
     def listening(c: Candidate) -> bool:
         return c.last_poll_time is not None and c.last_poll_time >= recent  # type: ignore[operator]
 
-    if all(listening(c) for c in candidates):
+    if all_listening(candidates, settings):
         return 0  # nobody to wake: every server is polling already (or there is none)
     with db.reading() as session:
         # Count waiting jobs only as far as there are servers to wake: the
@@ -252,7 +259,14 @@ class Waker:
         self._lock = threading.Lock()
 
     def request(self, type_ids: Iterable[int]) -> None:
-        self._queue.put(list(type_ids))
+        types = sorted(set(type_ids))
+        known = self._candidates.peek(tuple(types))
+        if known is not None and all_listening(known, self.settings):
+            # What the wake-up thread would decide from the same list: a busy
+            # queue whose servers all poll (or one with none) spares a thread
+            # hand-off per queued job.
+            return
+        self._queue.put(types)
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="gq-wakeup", daemon=True)

@@ -86,47 +86,55 @@ class PlatformEndpoint:
         return sorted(p["sTaskName"] for p in self.accepted)
 
     def wait_accepted(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-        """Wait until ``count`` results were accepted (a bound, not a timing assertion)."""
+        """Wait until ``count`` results were accepted."""
+
+        def accepted() -> int:
+            return sum(a.accepted for a in self.arrivals)
+
+        self._wait_for(
+            lambda: accepted() >= count,
+            timeout,
+            lambda: (
+                f"{accepted()} of {count} results accepted within {timeout} s; "
+                f"arrivals: {self.arrivals!r}"[:3000]
+            ),
+        )
+        return self.accepted
+
+    def _wait_for(
+        self, reached: Callable[[], bool], timeout: float, what: Callable[[], str]
+    ) -> None:
+        """Wait until ``reached()`` holds (a bound against hangs, not a timing assertion)."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while sum(a.accepted for a in self.arrivals) < count:
+            while not reached():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(
-                        f"{sum(a.accepted for a in self.arrivals)} of {count} results "
-                        f"accepted within {timeout} s; arrivals: {self.arrivals!r}"[:3000]
-                    )
+                    raise AssertionError(what())
                 self._changed.wait(remaining)
-        return self.accepted
 
     def wait_in_progress(self, count: int, timeout: float = 60.0) -> None:
         """Wait until ``count`` requests are being answered at once."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.in_progress < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{self.in_progress} of {count} requests under way")
-                self._changed.wait(remaining)
+        self._wait_for(
+            lambda: self.in_progress >= count,
+            timeout,
+            lambda: f"{self.in_progress} of {count} requests under way",
+        )
 
     def wait_entered(self, count: int, timeout: float = 60.0) -> None:
         """Wait until ``count`` requests have begun, whether or not they are over."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.entered < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{self.entered} of {count} requests began")
-                self._changed.wait(remaining)
+        self._wait_for(
+            lambda: self.entered >= count,
+            timeout,
+            lambda: f"{self.entered} of {count} requests began",
+        )
 
     def wait_arrivals(self, count: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self.arrivals) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(self.arrivals)} of {count} posts arrived")
-                self._changed.wait(remaining)
+        self._wait_for(
+            lambda: len(self.arrivals) >= count,
+            timeout,
+            lambda: f"{len(self.arrivals)} of {count} posts arrived",
+        )
 
     # -- answering ----------------------------------------------------------
 
