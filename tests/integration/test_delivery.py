@@ -64,6 +64,11 @@ class Lane:
         assert saved == {"errorcode": 0, "errormsg": "Saved resultdata."}, saved
         return jobid
 
+    def finish_jobs(self, names: list[str]) -> list[int]:
+        """finish_job for each name, with one platform client."""
+        client = self.queue.client_for(self.platform)
+        return [self.finish_job(name, client=client) for name in names]
+
     def worker(self, **changes: Any) -> delivery.Worker:
         settings = replace(self.queue.settings, **changes)
         return delivery.Worker(self.queue.db, settings, queue_keys(self.queue))
@@ -217,9 +222,7 @@ def test_platform_down_then_back(queue):
 def test_two_worker_processes_never_deliver_twice(queue):
     lane = make_lane(queue, delay=0.005)
     names = [f"job-{i:02d}" for i in range(40)]
-    client = queue.client_for(lane.platform)
-    for name in names:
-        lane.finish_job(name, client=client)
+    lane.finish_jobs(names)
     command = [sys.executable, "-m", "graderqueue", "deliver", "--once"]
     env = {**_environ(), **{k: v for k, v in queue.env.items() if v is not None}}
     env["PYTHONPATH"] = str(ROOT)
@@ -242,9 +245,7 @@ def test_two_worker_processes_never_deliver_twice(queue):
 def test_two_worker_threads_never_deliver_twice(queue):
     lane = make_lane(queue, delay=0.005)
     names = [f"job-{i:02d}" for i in range(30)]
-    client = queue.client_for(lane.platform)
-    for name in names:
-        lane.finish_job(name, client=client)
+    lane.finish_jobs(names)
     workers = [lane.worker(), lane.worker()]
     totals: list[Counter[str]] = []
     with lane.endpoint:
@@ -314,9 +315,7 @@ def failed_events(queue: QueueSetup) -> list[int]:
 def test_a_slow_platform_gets_several_posts_at_once_up_to_the_setting(queue):
     lane = make_lane(queue, delay=0.3)
     names = [f"job-{i}" for i in range(9)]
-    client = queue.client_for(lane.platform)
-    for name in names:
-        lane.finish_job(name, client=client)
+    lane.finish_jobs(names)
     with lane.endpoint:
         counts = lane.worker(delivery_concurrency=3).run_pass()
     assert counts == Counter({DeliveryState.DELIVERED: 9})
