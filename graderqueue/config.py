@@ -51,6 +51,9 @@ class Settings:
     # Queue rules (PROTOCOL.md).
     max_fails: int = 2
     default_timeout_sec: int = 300
+    # Upper bound on a job's lease (the platform's ``timeout``); larger values
+    # are lowered to it. A lost job is handed out again once its lease ends.
+    max_timeout_sec: int = 6 * 3600
     poll_wait_sec: float = 20.0
     # A waiting poll looks at the database at least this often even without a
     # "new job" hint: covers lost hints and leases that run out.
@@ -227,6 +230,7 @@ def _validate(settings: Settings) -> None:
     for name in (
         "max_fails",
         "default_timeout_sec",
+        "max_timeout_sec",
         "token_max_bytes",
         "max_request_bytes",
         "delivery_concurrency",

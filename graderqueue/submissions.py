@@ -16,6 +16,7 @@ from .errors import BadRequest
 from .jobs import NAME_MAX, dedup_key_for
 from .numbers import parse_int, spells_int
 from .routing import parse_tags
+from .taskpaths import check_job_paths, check_revision
 
 INT_MAX = 2**31 - 1
 
@@ -160,6 +161,7 @@ def parse(
         raise BadRequest("No request made.")
 
     paths = [p.strip() for p in restrict_paths.split(",") if p.strip()]
+    check_job_paths(job, paths)
     if paths:
         # A JSON list: the original's bare string was iterated char by char.
         job["restrictToPaths"] = paths
@@ -178,6 +180,10 @@ def parse(
         priority=_int(request, "priority", 0, 0),
         tag_names=parse_tags(request.get("tags")),
         jobusertaskid=jobusertaskid,
-        taskrevision=_text(request, "taskrevision"),
-        timeout_sec=_int(request, "timeout", settings.default_timeout_sec, 1),
+        taskrevision=check_revision(_text(request, "taskrevision")),
+        # A lease longer than max_timeout_sec would keep a lost job for years:
+        # clamped, as the original clamped low limits, rather than refused.
+        timeout_sec=min(
+            _int(request, "timeout", settings.default_timeout_sec, 1), settings.max_timeout_sec
+        ),
     )

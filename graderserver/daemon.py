@@ -25,7 +25,14 @@ from graderserver.config import Config
 from graderserver.errors import AuthenticationFailed, QueueRejected, QueueUnavailable
 from graderserver.health import HealthChecker
 from graderserver.prepare import TaskPreparer
-from graderserver.runner import ProcessGroups, make_result, prepare_jobdata, run_job
+from graderserver.runner import (
+    ProcessGroups,
+    make_result,
+    platform_restrictions,
+    prepare_jobdata,
+    run_job,
+)
+from graderserver.taskpaths import path_problem, revision_problem
 from graderserver.wakeup import WakeupListener
 
 log = logging.getLogger(__name__)
@@ -279,6 +286,14 @@ class Daemon:
             return make_result(3, f"Server health is not okay ({'; '.join(reasons)}).")
         cfg = self.config
         jobdata = prepare_jobdata(job.jobdata, cfg.root_path, cfg.path_vars, cfg.restrict_paths)
+        platform_paths = platform_restrictions(job.jobdata, cfg.root_path, cfg.path_vars) or []
+        problem = revision_problem(job.taskrevision) or path_problem(
+            jobdata, platform_paths, cfg.restrict_paths
+        )
+        if problem is not None:
+            # Fatal, not temporary: no server may run it, so it must not be requeued.
+            log.warning("Job #%d refused: %s.", job.jobid, problem)
+            return make_result(1, f"Refused by the grading server: {problem}.")
         task_dir = jobdata.get("taskPath")
         task_dir = task_dir if isinstance(task_dir, str) else ""
         with self.preparer.checkout(task_dir, job.taskrevision) as error:

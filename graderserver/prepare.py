@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from graderserver.runner import ProcessGroups, run_program, snippet
+from graderserver.taskpaths import revision_problem
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ class TaskPreparer:
                 self._cond.notify_all()
 
     def _run(self, task_dir: str, revision: str) -> str | None:
+        problem = revision_problem(revision)
+        if problem is not None:
+            # The daemon refuses such jobs before this; never hand git an option.
+            return f"Could not prepare {task_dir}: {problem}"
         argv = [arg.format(task_dir=task_dir, revision=revision) for arg in self.command]
         log.info("Preparing %s at revision %r: %s", task_dir, revision, argv)
         run = run_program(

@@ -225,17 +225,28 @@ def prepare_jobdata(
     job["rootPath"] = root_path
     if isinstance(job.get("taskPath"), str):
         job["taskPath"] = Template(job["taskPath"]).safe_substitute(variables)
-    restrict = job.get("restrictToPaths")
+    platform_paths = platform_restrictions(jobdata, root_path, path_vars)
+    if platform_paths is not None:
+        job["restrictToPaths"] = platform_paths + list(restrict_paths)
+    elif restrict_paths:
+        job["restrictToPaths"] = list(restrict_paths)
+    return job
+
+
+def platform_restrictions(
+    jobdata: Mapping[str, Any], root_path: str, path_vars: Mapping[str, str]
+) -> list[str] | None:
+    """The job's own `restrictToPaths` (set by the queue from the platform's
+    registration) with variables expanded, or None when it has none."""
+    variables = {"ROOT_PATH": root_path, **path_vars}
+    restrict = jobdata.get("restrictToPaths")
     if isinstance(restrict, str):
         # The original queue sent one path as a bare string; iterating it
         # would restrict to single characters.
         restrict = [restrict]
-    if isinstance(restrict, list):
-        paths = [Template(p).safe_substitute(variables) for p in restrict if isinstance(p, str)]
-        job["restrictToPaths"] = paths + list(restrict_paths)
-    elif restrict_paths:
-        job["restrictToPaths"] = list(restrict_paths)
-    return job
+    if not isinstance(restrict, list):
+        return None
+    return [Template(p).safe_substitute(variables) for p in restrict if isinstance(p, str)]
 
 
 def make_result(errorcode: int, errormsg: str, jobdata: Any = None) -> dict[str, Any]:

@@ -325,6 +325,8 @@ def test_forced_tag_that_no_type_handles_with_the_jobs_tags(served: ServedQueue,
 
 def test_restrict_paths_becomes_a_json_list(served: ServedQueue, job: dict):
     restricted = served.platform(restrict_paths="/srv/tasks/algorea")
+    # The task must lie inside the platform's paths (a job outside is refused).
+    job = {**job, "taskPath": "/srv/tasks/algorea/sum"}
     jobid = restricted.queue_job(job, tags="c")
     jobdata = json.loads(restricted.job(jobid)["jobdata"])
     assert jobdata["restrictToPaths"] == ["/srv/tasks/algorea"]

@@ -1,0 +1,64 @@
+"""Refuse a job that points outside its allowed folders, before anything runs.
+
+The queue already refuses such jobs, but an older queue does not, and only
+this machine can resolve symlinks: a link inside platform A's folder that
+points into platform B's must not let A's job check out B's repository.
+The revision rule is the queue's own (graderqueue/taskpaths.py), repeated
+here because the daemon depends on nothing of the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+REVISION_MAX = 200
+_REVISION = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.~^/@+-]{{0,{REVISION_MAX - 1}}}")
+
+
+def revision_problem(revision: str) -> str | None:
+    """Why ``revision`` may not reach the prepare command, or None."""
+    if revision and not _REVISION.fullmatch(revision):
+        return f"taskrevision {revision[:80]!r} does not look like a revision"
+    return None
+
+
+def _inside(path: str, roots: Sequence[str]) -> bool:
+    real = os.path.realpath(path)
+    for root in roots:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def path_problem(
+    jobdata: Mapping[str, Any],
+    platform_paths: Sequence[str],
+    server_paths: Sequence[str],
+) -> str | None:
+    """Why the job's task folder or solution file may not be used, or None.
+
+    ``jobdata`` has its variables expanded already. A path must lie inside
+    the platform's restrict paths when the queue sent any, and inside this
+    server's own when it has any, both after resolving symlinks.
+    """
+    paths = [("taskPath", jobdata.get("taskPath"))]
+    extra = jobdata.get("extraParams")
+    if isinstance(extra, Mapping) and extra.get("solutionPath") is not None:
+        paths.append(("solutionPath", extra.get("solutionPath")))
+    for name, value in paths:
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or "\0" in value:
+            return f"{name} is not a path"
+        if not os.path.isabs(value):
+            if platform_paths or server_paths:
+                return f"{name} {value[:200]!r} is not an absolute path"
+            continue
+        for what, roots in (("the platform's", platform_paths), ("this server's", server_paths)):
+            if roots and not _inside(value, roots):
+                return f"{name} {value[:200]!r} is outside {what} allowed paths"
+    return None
