@@ -55,6 +55,12 @@ class Settings:
     # are lowered to it. A lost job is handed out again once its lease ends.
     max_timeout_sec: int = 6 * 3600
     poll_wait_sec: float = 20.0
+    # Long-polls that may wait at once in one worker process: per grading
+    # server, and in all. A poll beyond either tries one claim and answers at
+    # once, so pollers never hold every thread (docs/SIZING.md). Keep
+    # max_waiting_polls well below gunicorn's threads per worker.
+    max_polls_per_server: int = 4
+    max_waiting_polls: int = 48
     # A waiting poll looks at the database at least this often even without a
     # "new job" hint: covers lost hints and leases that run out.
     poll_recheck_sec: float = 5.0
@@ -234,6 +240,8 @@ def _validate(settings: Settings) -> None:
         "token_max_bytes",
         "max_request_bytes",
         "delivery_concurrency",
+        "max_polls_per_server",
+        "max_waiting_polls",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

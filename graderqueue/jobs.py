@@ -18,7 +18,7 @@ from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import events, stats
-from .errors import BadRequest, NotAssigned
+from .errors import BadRequest, NotAssigned, TooManyJobs
 from .models import (
     Delivery,
     DeliveryState,
@@ -42,6 +42,7 @@ JOB_TYPES = JobType.__table__
 RESULTS = Result.__table__
 DELIVERIES = Delivery.__table__
 PLATFORMS = Platform.__table__
+SERVERS = Server.__table__
 
 # The job's fields, as the original's queue table named them (getjob).
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -75,6 +76,9 @@ class Completion:
     job_id: int
     accepted: bool  # False: the result reported an error, the job was requeued
     type_ids: list[int]
+    # The same result again from the server that completed the job (its first
+    # answer was lost): nothing changed, nothing more to deliver.
+    repeated: bool = False
 
 
 def dedup_key_for(request: dict[str, Any]) -> str:
@@ -261,7 +265,13 @@ def claim_queries(server_id: int, type_id: int, max_fails: int, now: datetime) -
 
 
 def claim(
-    session: Session, server_id: int, type_id: int, *, max_fails: int, skip_locked: bool
+    session: Session,
+    server_id: int,
+    type_id: int,
+    *,
+    max_fails: int,
+    skip_locked: bool,
+    max_jobs: int = 0,
 ) -> Claimed | None:
     """Hand the best eligible job to the server: highest priority, then oldest.
 
@@ -271,9 +281,21 @@ def claim(
     the final UPDATE only succeeds if the job is still in the state we read,
     so two servers can never both get it; on MariaDB ``SKIP LOCKED`` keeps
     concurrent claimers off each other's rows.
+
+    ``max_jobs`` (0: no limit) is checked in the same transaction, so several
+    polls of one server at once, on any threads, processes or nodes, never
+    get more than that many jobs between them: raises :class:`TooManyJobs`.
     """
     j = JOBS.c
     now = utcnow()
+    if max_jobs > 0:
+        if skip_locked:
+            # MariaDB: the server's row lock queues this server's claims one
+            # behind the other (READ COMMITTED: the count below then sees the
+            # claims committed before us). SQLite's BEGIN IMMEDIATE already does.
+            session.execute(select(SERVERS.c.id).where(SERVERS.c.id == server_id).with_for_update())
+        if held_count(session, server_id, now) >= max_jobs:
+            raise TooManyJobs()
     for _attempt in range(8):
         queued_q, expired_q = claim_queries(server_id, type_id, max_fails, now)
         if skip_locked:
@@ -362,6 +384,8 @@ def complete(session: Session, server_id: int, job_id: int, result: dict[str, An
         .with_for_update()
     ).first()
     if held is None:
+        if _already_saved(session, server_id, job_id, result):
+            return Completion(job_id=job_id, accepted=True, type_ids=[], repeated=True)
         raise NotAssigned()
     type_ids = type_ids_of(session, job_id)
     code = result_errorcode(result)
@@ -410,6 +434,27 @@ def complete(session: Session, server_id: int, job_id: int, result: dict[str, An
                 },
             )
     return Completion(job_id=job_id, accepted=True, type_ids=type_ids)
+
+
+def _already_saved(session: Session, server_id: int, job_id: int, result: dict[str, Any]) -> bool:
+    """Whether this server completed the job with this very result.
+
+    A grading server whose answer to sendresults was lost sends the result
+    again; telling it "not assigned" would make it log a refused result for
+    a job that is done and delivered.
+    """
+    r = RESULTS.c
+    stored = session.scalar(
+        select(r.resultdata)
+        .select_from(RESULTS.join(JOBS, JOBS.c.id == r.job_id))
+        .where(r.job_id == job_id, JOBS.c.status == JobStatus.DONE, JOBS.c.sent_to == server_id)
+    )
+    if stored is None:
+        return False
+    try:
+        return json.loads(stored) == result
+    except ValueError:
+        return False
 
 
 _INSERT_RESULT = insert(RESULTS)

@@ -11,6 +11,7 @@ from .db import Database
 from .directory import Directory
 from .keys import QueueKeys
 from .notify import Hub
+from .pollslots import PollSlots
 from .wakeup import Waker
 
 
@@ -22,6 +23,7 @@ class Runtime:
     hub: Hub = field(init=False)
     waker: Waker = field(init=False)
     directory: Directory = field(init=False)
+    poll_slots: PollSlots = field(init=False)
     # Set by the delivery worker when it runs inside this process.
     delivery_kick: Callable[[], None] | None = None
 
@@ -29,6 +31,9 @@ class Runtime:
         self.hub = Hub(self.db, self.settings.notify_host)
         self.waker = Waker(self.db, self.settings)
         self.directory = Directory(self.db, self.settings.registry_cache_sec)
+        self.poll_slots = PollSlots(
+            self.settings.max_polls_per_server, self.settings.max_waiting_polls
+        )
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from flask import Blueprint, Response, request
 from sqlalchemy.orm import Session
 
 from .. import auth, jobs
-from ..errors import BadRequest, InvalidResult, NoJob, NotAssigned, TooManyJobs
+from ..errors import BadRequest, InvalidResult, NoJob, NotAssigned
 from ..models import utcnow
 from ..numbers import parse_int
+from ..runtime import Runtime
 from .answers import answer, form_fields, runtime
 from .connection import client_gone
 
@@ -49,7 +51,12 @@ def poll() -> Response:
 
     def claim(session: Session) -> jobs.Claimed | None:
         return jobs.claim(
-            session, server_id, type_id, max_fails=settings.max_fails, skip_locked=skip_locked
+            session,
+            server_id,
+            type_id,
+            max_fails=settings.max_fails,
+            skip_locked=skip_locked,
+            max_jobs=max_jobs,
         )
 
     rt.hub.ensure_listening()
@@ -58,19 +65,38 @@ def poll() -> Response:
     with rt.db.transaction() as session:
         server = auth.authenticate_server(session, _caller(form), settings.trusted_proxies)
         server_id, type_id = server.id, server.type_id
+        max_jobs = server.max_concurrent_jobs
         seen = rt.hub.generation(type_id)
+        # The server's row first, then its jobs: every claim locks in that order.
+        jobs.record_poll(session, server_id, utcnow())
         released: list[int] = []
         if form.get("nbtasks", "").strip() == "0":
             released = jobs.release_held(session, server_id)
-        limit = server.max_concurrent_jobs
-        if limit > 0 and jobs.held_count(session, server_id) >= limit:
-            raise TooManyJobs()
-        jobs.record_poll(session, server_id, utcnow())
         released_types = sorted({t for j in released for t in jobs.type_ids_of(session, j)})
         job = claim(session)
     if released_types:
         rt.jobs_available(released_types, wake_servers=False)
+    if job is None:
+        with rt.poll_slots.hold(server_id) as may_wait:
+            if not may_wait:
+                raise NoJob()
+            job = _wait_for_job(rt, type_id, seen, claim)
+    return answer(
+        0,
+        "Success",
+        jobid=job.id,
+        jobname=job.name,
+        taskrevision=job.taskrevision,
+        jobdata=_json(job.jobdata),
+    )
 
+
+def _wait_for_job(
+    rt: Runtime, type_id: int, seen: int, claim: Callable[[Session], jobs.Claimed | None]
+) -> jobs.Claimed:
+    """Claim again whenever a job of the type may have arrived, until the poll's time is up."""
+    settings = rt.settings
+    job = None
     deadline = time.monotonic() + settings.poll_wait_sec
     while job is None:
         remaining = deadline - time.monotonic()
@@ -82,14 +108,7 @@ def poll() -> Response:
             raise NoJob()  # nobody will read it; leave the job for a live poller
         with rt.db.transaction() as session:
             job = claim(session)
-    return answer(
-        0,
-        "Success",
-        jobid=job.id,
-        jobname=job.name,
-        taskrevision=job.taskrevision,
-        jobdata=_json(job.jobdata),
-    )
+    return job
 
 
 def _json(text: str):  # type: ignore[no-untyped-def]
@@ -116,6 +135,8 @@ def sendresults() -> Response:
         if job_id is None:
             raise NotAssigned()
         done = jobs.complete(session, server.id, job_id, result)
+    if done.repeated:
+        return answer(0, "Saved resultdata.")
     if not done.accepted:
         rt.jobs_available(done.type_ids)
         raise InvalidResult()
