@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -66,3 +67,44 @@ def sqlite_queue(request: pytest.FixtureRequest, tmp_path) -> Iterator[QueueSetu
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "queue_settings(**kw): settings for the queue fixture")
+
+
+# -- never skip silently -------------------------------------------------------
+
+
+def _skip_reasons(terminalreporter) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Skipped tests by reason (xfails are expected failures, not skips)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    # Runs in the xdist controller too, which holds every worker's reports.
+    if hasattr(config, "workerinput"):
+        return
+    reasons = _skip_reasons(terminalreporter)
+    if not reasons:
+        terminalreporter.write_line("graderqueue: nothing skipped")
+        return
+    total = sum(reasons.values())
+    listed = "; ".join(f"{count} x {reason}" for reason, count in sorted(reasons.items()))
+    terminalreporter.write_line(f"graderqueue: skipped {total}: {listed}", yellow=True)
+    if os.environ.get("GRADERQUEUE_FAIL_ON_SKIP") == "1":
+        terminalreporter.write_line(
+            "graderqueue: the whole suite must run; scripts/setup-system installs what is "
+            "missing (GRADERQUEUE_ALLOW_SKIPS=1 accepts skips)",
+            red=True,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput") or os.environ.get("GRADERQUEUE_FAIL_ON_SKIP") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
