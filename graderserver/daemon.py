@@ -54,6 +54,11 @@ class ColdShutdown(BaseException):
     """Second stop signal: leave now. A BaseException so no handler swallows it."""
 
 
+class PollAbandoned(BaseException):
+    """Stop signal while waiting on a long-poll: stop waiting. A job the queue
+    hands to the abandoned poll comes back to the queue, as after a kill."""
+
+
 class Daemon:
     """One grading server. `run()` must be called from the main thread for signals."""
 
@@ -95,6 +100,7 @@ class Daemon:
         self._cold = threading.Event()  # cold shutdown asked
         self._wakeup = threading.Event()  # a UDP wake-up, or a stop
         self._slot = threading.Event()  # a worker finished, or a stop
+        self._polling = False  # the main thread waits on a poll: a stop cuts it short
 
     # -- control ---------------------------------------------------------
 
@@ -132,6 +138,9 @@ class Daemon:
         def handler(signum: int, frame: Any) -> None:
             if self.request_stop():
                 raise ColdShutdown
+            if self._polling:
+                # A long-poll may wait 20 s for a job we would no longer take.
+                raise PollAbandoned
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
@@ -148,6 +157,8 @@ class Daemon:
             ).start()
         try:
             self._main_loop()
+            self._drain()
+        except PollAbandoned:
             self._drain()
         except ColdShutdown:
             log.warning("Cold shutdown: unfinished jobs go back to the queue.")
@@ -166,7 +177,11 @@ class Daemon:
             nbtasks = self.held
             started = time.monotonic()
             try:
+                self._polling = not self._stopping.is_set()
                 job = self.client.poll(nbtasks)
+            except PollAbandoned:
+                log.info("Stopped waiting for a job.")
+                return
             except QueueUnavailable as exc:
                 self._backoff(exc)
                 continue
@@ -175,6 +190,8 @@ class Daemon:
                 self.exit_code = 1
                 self._stopping.set()
                 return
+            finally:
+                self._polling = False
             self._poll_failures = 0
             if job is None:
                 if self.once:

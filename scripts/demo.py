@@ -7,7 +7,7 @@
 5. one job sent with the platform client, and its result shown twice: read
    back with getjob, and as the platform received it at its return URL.
 
-Everything listens on 127.0.0.1 and stops at the end (or on Ctrl-C with --keep).
+Everything listens on 127.0.0.1 and stops at the end (with --keep: on Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import http.server
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,7 +28,8 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTANCE = ROOT / "demo-instance"
+# GRADERQUEUE_DEMO_INSTANCE: another folder (the tests run the demo in a temporary one).
+INSTANCE = Path(os.environ.get("GRADERQUEUE_DEMO_INSTANCE", ROOT / "demo-instance"))
 BIN = Path(sys.executable).parent
 
 SOLUTION = "a, b = map(int, input().split())\nprint(a + b)\n"
@@ -47,9 +49,14 @@ def say(text: str) -> None:
     print(f"\033[1m==> {text}\033[0m", flush=True)
 
 
-def graderqueue(*args: str, env: dict[str, str]) -> str:
+def graderqueue(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
     done = subprocess.run(
-        [str(BIN / "graderqueue"), *args], env=env, capture_output=True, text=True, check=False
+        [str(BIN / "graderqueue"), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         sys.exit(f"graderqueue {' '.join(args)} failed:\n{done.stderr}")
@@ -94,10 +101,32 @@ def wait_for(url: str, timeout: float = 30) -> None:
     sys.exit(f"{url} did not answer in {timeout} s")
 
 
+def _die_with_parent() -> None:
+    """In a child: get SIGKILL if the demo itself dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # SIGTERM (kill PID) cleans up like Ctrl-C: the finally block stops the children.
+    raise SystemExit(128 + signum)
+
+
+def iso_date(protocol_date: str) -> str:
+    """The result token's `date` (dd-mm-YYYY, as the protocol has it) as YYYY-MM-DD."""
+    day, month, year = protocol_date.split("-")
+    return f"{year}-{month}-{day}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
+    parser.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C or SIGTERM")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _terminated)
 
     from graderqueue.client import PlatformClient
     from graderqueue.keys import generate_rsa_pem
@@ -140,7 +169,14 @@ def main() -> int:
 
     def start(cmd: list[str], log: str) -> subprocess.Popen:
         handle = open(logs / log, "wb")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            preexec_fn=_die_with_parent,
+        )
         processes.append(proc)
         return proc
 
@@ -189,7 +225,8 @@ log_level = "INFO"
         ReturnURL.client = platform
         receiver = http.server.ThreadingHTTPServer(("127.0.0.1", return_port), ReturnURL)
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
-        print(platform.test())
+        print(f"Platform `demo-platform` tested its keys; the queue answered: {platform.test()}")
+        print("  (the platform's id in the queue's registry; the protocol's own wording)")
 
         say("Sending a job as the platform (JWE-wrapped JWS token)")
         job = {
@@ -227,17 +264,33 @@ log_level = "INFO"
         if ReturnURL.received:
             say("The platform's return URL got the result (decrypted and verified):")
             delivered = ReturnURL.received[0]
-            print(f"  sTaskName={delivered['sTaskName']} date={delivered['date']}")
+            print(
+                f"  sTaskName={delivered['sTaskName']} date={iso_date(delivered['date'])} "
+                f"(sent as {delivered['date']}, the protocol's dd-mm-YYYY)"
+            )
         else:
             print("(no delivery to the return URL within 15 s)")
 
         if args.keep:
-            say(f"Queue at {url} (admin pages under {url}/admin). Ctrl-C stops everything.")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            password = secrets.token_urlsafe(12)
+            graderqueue("admin", "add", "demo", "--password-stdin", env=env, stdin=password + "\n")
+            say(f"Queue at {url}. Ctrl-C (or kill {os.getpid()}) stops everything.")
+            print(f"  admin pages: {url}/admin/  user: demo  password: {password}")
+            print(
+                f"  commands: . .venv/bin/activate; export GRADERQUEUE_INSTANCE_PATH={INSTANCE}; "
+                "graderqueue job list"
+            )
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
         return 0
     finally:
         for proc in reversed(processes):
-            proc.terminate()
+            # gunicorn: SIGINT is its quick shutdown (SIGTERM would wait for
+            # the long-polls in progress); the graderserver stops at once.
+            proc.send_signal(signal.SIGINT if proc.args[0].endswith("gunicorn") else signal.SIGTERM)
         for proc in processes:
             try:
                 proc.wait(timeout=15)
