@@ -672,6 +672,9 @@ def test_only_a_short_printable_excerpt_of_the_answer_is_stored_and_shown_escape
         assert len(stored) <= 300
         assert stored.isprintable(), stored  # no control, format or line-break characters
         assert "<script>alert('x')</script>" in stored  # printable text is kept...
+    if len(body) > delivery.ANSWER_READ_MAX:
+        # Not read whole: a megabyte answer is refused for its size.
+        assert f"larger than {delivery.ANSWER_READ_MAX} bytes" in row.last_error
     # ... and the admin page shows it escaped.
     with queue.db.transaction() as session:
         session.add(AdminUser(username="alice", password_hash=passwords.hash_password("pw-pw-pw")))
