@@ -56,10 +56,19 @@ def make_request_token(
 
 
 def open_result_token(
-    token: str, *, platform_private_key: jwk.JWK, queue_public_key: jwk.JWK
+    token: str,
+    *,
+    platform_private_key: jwk.JWK,
+    queue_public_key: jwk.JWK,
+    max_result_bytes: int = tokens.DEFAULT_MAX_RESULT_BYTES,
 ) -> dict[str, Any]:
-    """Decrypt a result token with the platform's key and verify the queue's signature."""
-    return tokens.unseal(token, platform_private_key, [queue_public_key])
+    """Decrypt a result token with the platform's key and verify the queue's signature.
+
+    Opens the token of any result up to ``max_result_bytes`` (the queue's
+    ``max_result_bytes``, 8 MiB by default), compressed or not.
+    """
+    limit = tokens.result_token_max_bytes(max_result_bytes)
+    return tokens.unseal(token, platform_private_key, [queue_public_key], limit)
 
 
 class PlatformClient:
@@ -74,6 +83,7 @@ class PlatformClient:
         fresh: bool = False,
         session: requests.Session | None = None,
         timeout: float = 30.0,
+        max_result_bytes: int = tokens.DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self.queue_url = queue_url.rstrip("/")
         self.platform_name = platform_name
@@ -83,6 +93,7 @@ class PlatformClient:
         self.fresh = fresh  # add iat/exp/jti, for platforms that require fresh tokens
         self.http = session or requests.Session()
         self.timeout = timeout
+        self.max_result_bytes = max_result_bytes  # the queue's max_result_bytes
 
     def token(self, request: dict[str, Any]) -> str:
         if self.fresh:
@@ -132,5 +143,8 @@ class PlatformClient:
 
     def open_result(self, token: str) -> dict[str, Any]:
         return open_result_token(
-            token, platform_private_key=self.private_key, queue_public_key=self.queue_key
+            token,
+            platform_private_key=self.private_key,
+            queue_public_key=self.queue_key,
+            max_result_bytes=self.max_result_bytes,
         )

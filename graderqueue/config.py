@@ -33,6 +33,11 @@ DEFAULT_EXTENSIONS: dict[str, str] = {
 }
 
 
+#: The most result_zip_max_bytes may be: jwcrypto's inflate limit in the
+#: platform client (graderqueue.tokens.DEFAULT_MAX_BYTES).
+RESULT_ZIP_CEILING = 1024 * 1024
+
+
 class ConfigError(Exception):
     """The configuration is invalid."""
 
@@ -119,6 +124,17 @@ class Settings:
     # several (a pool thread with its own HTTP session each). One at a time,
     # a platform that takes 50 ms to answer would cap delivery at 20/s.
     delivery_concurrency: int = 8
+    # The largest result the queue takes and delivers: sResultData (the
+    # grading server's resultdata.jobdata) as compact JSON, in bytes. A larger
+    # one is refused at /sendresults.php (errorcode 2); the grading server's
+    # default output cap (graderserver max_output_bytes) is the same 8 MiB and
+    # the platform client (graderqueue.client) opens results up to it.
+    max_result_bytes: int = 8 * 1024 * 1024
+    # Result tokens are compressed (zip DEF) only when the signed JWS inside is
+    # at most this many bytes; larger ones are sent without zip. JOSE libraries
+    # cap what they inflate (Node's jose and joserfc at about 250,000 bytes),
+    # so this keeps every token openable with their defaults. 0: never compress.
+    result_zip_max_bytes: int = 250_000
 
     # Admin web interface.
     admin_enabled: bool = True
@@ -245,6 +261,12 @@ def _validate(settings: Settings) -> None:
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.max_result_bytes < 1:
+        raise ConfigError("max_result_bytes must be at least 1")
+    if not 0 <= settings.result_zip_max_bytes <= RESULT_ZIP_CEILING:
+        # A compressed token inflating past this is refused by the platform
+        # client's (and most JOSE libraries') inflate limits.
+        raise ConfigError(f"result_zip_max_bytes must be between 0 and {RESULT_ZIP_CEILING}")
     if settings.poll_wait_sec < 0:
         raise ConfigError("poll_wait_sec must not be negative")
 

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import threading
@@ -72,7 +73,15 @@ LEASE_SLACK_SEC = 30.0
 # results stored and posts ended in the meantime share one transaction. An
 # idle worker acts on a kick at once.
 GATHER_SEC = 0.05
-ERROR_MAX = 1000
+# What is kept of a failed post: a platform's answer may be megabytes of
+# HTML, control characters, or (behind a redirect) an internal service's
+# secrets. Every stored error is cut to ERROR_MAX printable characters, and
+# what the platform said takes at most EXCERPT_CHARS of them.
+ERROR_MAX = 300
+EXCERPT_CHARS = 200
+# The most of an answer that is read: {"bSuccess": true} is 18 bytes, and a
+# platform's error page need not be downloaded whole to be refused.
+ANSWER_READ_MAX = 64 * 1024
 # Floor of an idle worker's wait when due rows exist that it could not claim
 # (another worker holds them right now): never spin on the database.
 BUSY_WAIT_SEC = 0.1
@@ -95,12 +104,34 @@ class Due:
     resultdata: str
 
 
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` made safe to store and show: printable characters only, at most ``limit``.
+
+    Line breaks and tabs become spaces; other control and format characters
+    (escape sequences, bidi overrides, NULs) become U+FFFD. A cut is marked
+    with "...".
+    """
+    head = text[: limit * 4]  # enough to fill ``limit`` after collapsing spaces
+    cleaned = "".join(
+        ch if ch.isprintable() else (" " if ch.isspace() else "\ufffd") for ch in head
+    )
+    cleaned = re.sub(r" {2,}", " ", cleaned).strip()
+    if len(cleaned) > limit or len(head) < len(text):
+        return cleaned[: max(limit - 3, 0)].rstrip() + "..."
+    return cleaned
+
+
 @dataclass(frozen=True)
 class Outcome:
     ok: bool
     error: str = ""
     http_status: int | None = None
     duration_ms: int = 0
+
+    def __post_init__(self) -> None:
+        # The one place that bounds what is stored (last_error, attempts) and
+        # shown on the admin job page, whatever made the error.
+        object.__setattr__(self, "error", excerpt(self.error, ERROR_MAX))
 
 
 # -- the token and the post ---------------------------------------------------
@@ -116,16 +147,40 @@ def result_payload(job_name: str, resultdata: str, day: date) -> dict[str, Any]:
     return {"sTaskName": job_name, "sResultData": jobdata, "date": day.strftime("%d-%m-%Y")}
 
 
+def check_result_size(result: dict[str, Any], max_result_bytes: int) -> None:
+    """Refuse (errorcode 2, nothing stored) a result larger than ``max_result_bytes``.
+
+    Measured as the result token carries it, so that every result the queue
+    takes is one the platform client opens.
+    """
+    size = tokens.result_json_bytes(result.get("jobdata"))
+    if size > max_result_bytes:
+        raise BadRequest(
+            f"Result too large: its jobdata is {size} bytes of JSON, "
+            f"over the limit of {max_result_bytes} bytes."
+        )
+
+
 def result_token(
-    payload: dict[str, Any], queue_key: QueueKey, platform_name: str, platform_key_pem: str
+    payload: dict[str, Any],
+    queue_key: QueueKey,
+    platform_name: str,
+    platform_key_pem: str,
+    zip_max_bytes: int | None = Settings.result_zip_max_bytes,
 ) -> str:
-    """Signed by the queue (kid = queue key name), encrypted to the platform (kid = its name)."""
+    """Signed by the queue (kid = queue key name), encrypted to the platform (kid = its name).
+
+    Compressed only when the JWS is at most ``zip_max_bytes``
+    (``result_zip_max_bytes``): JOSE libraries refuse to inflate much more
+    by default, and a token without ``zip`` is valid JWE they all open.
+    """
     return tokens.seal(
         payload,
         queue_key.private,
         queue_key.name,
         parse_public_key(platform_key_pem),
         platform_name,
+        zip_max_bytes=zip_max_bytes,
     )
 
 
@@ -134,29 +189,65 @@ def post_result(http: requests.Session, url: str, token: str, timeout: float) ->
 
     The HTTP status is not looked at for success: a platform that says
     ``bSuccess`` true has stored the result, and sending it again would
-    grade it twice.
+    grade it twice. Redirects are not followed: requests would post the
+    token again to wherever the answer points (an internal address, say) on
+    307/308; a redirect is a failed attempt, retried with the usual backoff.
+    Only the first ``ANSWER_READ_MAX`` bytes of the answer are read.
     """
     started = time.monotonic()
 
     def outcome(ok: bool, error: str = "", status: int | None = None) -> Outcome:
         elapsed = int((time.monotonic() - started) * 1000)
-        return Outcome(ok, error[:ERROR_MAX], status, elapsed)
+        return Outcome(ok, error, status, elapsed)
 
     try:
-        response = http.post(url, data={"sToken": token}, timeout=(timeout, timeout))
+        with http.post(
+            url,
+            data={"sToken": token},
+            timeout=(timeout, timeout),
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            status = response.status_code
+            if 300 <= status < 400:
+                target = excerpt(response.headers.get("Location", ""), 100) or "nowhere"
+                return outcome(
+                    False,
+                    f"HTTP {status}: redirect to {target} refused "
+                    "(the return URL must answer itself)",
+                    status,
+                )
+            body = _read_answer(response)
     except requests.RequestException as exc:
         return outcome(False, f"{type(exc).__name__}: {exc}")
-    status = response.status_code
-    try:
-        answer = response.json()
-    except ValueError:
+    text = body[:ANSWER_READ_MAX].decode("utf-8", errors="replace")
+    if len(body) > ANSWER_READ_MAX:
         return outcome(
-            False, f"HTTP {status}: the answer is not JSON: {response.text[:200]!r}", status
+            False,
+            f"HTTP {status}: the answer is larger than {ANSWER_READ_MAX} bytes: {excerpt(text)}",
+            status,
         )
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError):
+        return outcome(False, f"HTTP {status}: the answer is not JSON: {excerpt(text)}", status)
     if isinstance(answer, dict) and answer.get("bSuccess") is True:
         return outcome(True, "", status)
     reason = answer.get("sError") if isinstance(answer, dict) else None
-    return outcome(False, f"HTTP {status}: platform refused: {reason or answer!r}", status)
+    said = reason if isinstance(reason, str) and reason else text
+    return outcome(False, f"HTTP {status}: platform refused: {excerpt(said)}", status)
+
+
+def _read_answer(response: requests.Response) -> bytes:
+    """The answer's body, at most one byte more than ``ANSWER_READ_MAX`` (to tell it was cut)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(16 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > ANSWER_READ_MAX:
+            break
+    return b"".join(chunks)[: ANSWER_READ_MAX + 1]
 
 
 def backoff_sec(attempts: int, settings: Settings, rand: float | None = None) -> float:
@@ -537,7 +628,13 @@ class Worker:
             return Outcome(False, "the platform has no active public key")
         payload = result_payload(due.job_name, due.resultdata, utcnow().date())
         try:
-            token = result_token(payload, self.keys.active, due.platform_name, due.platform_key_pem)
+            token = result_token(
+                payload,
+                self.keys.active,
+                due.platform_name,
+                due.platform_key_pem,
+                self.settings.result_zip_max_bytes,
+            )
         except Exception as exc:  # a bad stored key must not stop the worker
             return Outcome(False, f"cannot make the result token: {type(exc).__name__}")
         return post_result(self._http(), due.url, token, self.settings.delivery_timeout_sec)
@@ -560,7 +657,7 @@ class Worker:
             # Recorded as a failed try: the row keeps its backoff and give-up
             # horizon instead of sitting claimed until its lease ends.
             log.exception("delivery %s: the post failed unexpectedly", due.id)
-            return Outcome(False, f"{type(exc).__name__}: {exc}"[:ERROR_MAX])
+            return Outcome(False, f"{type(exc).__name__}: {exc}")
 
     def _posts_ended(self, _future: Future[Outcome | None]) -> None:
         self.wake.set()

@@ -17,6 +17,7 @@ from typing import Any
 from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException
 
+from .config import Settings
 from .errors import TokenError
 
 JWE_ALG = "RSA-OAEP-256"
@@ -24,6 +25,13 @@ JWE_ENC = "A256CBC-HS512"
 JWS_ALG = "RS512"
 
 DEFAULT_MAX_BYTES = 1024 * 1024
+#: The largest result (``sResultData`` as compact JSON) the queue delivers by
+#: default: ``Settings.max_result_bytes``, which the platform client also uses.
+DEFAULT_MAX_RESULT_BYTES: int = Settings.max_result_bytes
+# Around the result in a token: {"sTaskName":<job name, 255 characters that
+# may each be a 6-byte escape>,"sResultData":...,"date":"dd-mm-YYYY"}.
+RESULT_PAYLOAD_SLACK = 2048
+ENVELOPE_SLACK = 8192
 
 
 def set_size_limit(max_bytes: int) -> None:
@@ -69,15 +77,42 @@ def seal(
     signer_kid: str,
     recipient_key: jwk.JWK,
     recipient_kid: str,
+    *,
+    zip_max_bytes: int | None = None,
 ) -> str:
-    """Sign ``payload`` (RS512) then encrypt the JWS (RSA-OAEP-256, zip DEF)."""
-    signer = jws.JWS(json.dumps(payload).encode())
+    """Sign ``payload`` (RS512) then encrypt the JWS (RSA-OAEP-256).
+
+    The JWS is compressed (``zip`` DEF) unless it is longer than
+    ``zip_max_bytes`` (None: always compressed). Compact JSON: a result's
+    size in the token is the size :func:`result_json_bytes` measures.
+    """
+    signer = jws.JWS(json.dumps(payload, separators=(",", ":")).encode())
     signer.add_signature(signing_key, None, json.dumps({"alg": JWS_ALG, "kid": signer_kid}), None)
     inner = signer.serialize(compact=True)
-    header = {"alg": JWE_ALG, "enc": JWE_ENC, "zip": "DEF", "kid": recipient_kid}
+    header = {"alg": JWE_ALG, "enc": JWE_ENC, "kid": recipient_kid}
+    if zip_max_bytes is None or len(inner) <= zip_max_bytes:
+        header["zip"] = "DEF"
     outer = jwe.JWE(inner.encode(), json.dumps(header))
     outer.add_recipient(recipient_key)
     return outer.serialize(compact=True)
+
+
+def result_json_bytes(jobdata: Any) -> int:
+    """The size of a result (``sResultData``) as a result token carries it: compact JSON."""
+    return len(json.dumps(jobdata, separators=(",", ":")))
+
+
+def result_token_max_bytes(max_result_bytes: int) -> int:
+    """The longest result token a result of up to ``max_result_bytes`` makes.
+
+    Uncompressed is the worst case: the payload JSON (the result and up to
+    ``RESULT_PAYLOAD_SLACK`` of job name and date) is base64url-encoded in
+    the JWS (4/3) and the JWS again in the JWE (4/3), plus headers, the
+    signature and the wrapped key (``ENVELOPE_SLACK``, RSA keys up to 8192
+    bits). A platform opens result tokens up to this size, both as sent and
+    inflated.
+    """
+    return (max_result_bytes + RESULT_PAYLOAD_SLACK) * 16 // 9 + ENVELOPE_SLACK
 
 
 def decrypt(token: str, private_key: jwk.JWK, max_bytes: int) -> str:
@@ -90,7 +125,11 @@ def decrypt(token: str, private_key: jwk.JWK, max_bytes: int) -> str:
         raise TokenError("Invalid token: unsupported compression.")
     try:
         outer = jwe.JWE(algs=[JWE_ALG, JWE_ENC])
-        outer.deserialize(token, key=private_key)
+        outer.deserialize(token)
+        # The inflate limit of this call, not jwcrypto's process-wide one:
+        # the platform client opens results larger than the requests the
+        # queue takes (token_max_bytes) in the same process in tests.
+        outer.decrypt(private_key, max_plaintext=max_bytes)
         plaintext = outer.payload
     except (JWException, ValueError, TypeError) as exc:
         # jwcrypto folds every failure into one exception; its text tells a

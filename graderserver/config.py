@@ -38,9 +38,11 @@ class Config:
     # Must outlast the queue's long-poll (~20 s), or every idle poll fails.
     request_timeout: float = 60.0
     timeout: float = 600.0
-    # The result must fit the queue's request limit (16 MiB by default) once
-    # form-encoded, which can nearly double JSON: a larger output would be
-    # refused after the job ran, and the job would wait out its lease.
+    # The queue's max_result_bytes (8 MiB by default; the largest result it
+    # takes and platforms open): ASCII JSON output up to this size is a result
+    # it takes. Form-encoded it also fits the queue's request limit (16 MiB),
+    # though encoding can nearly double JSON. A larger output would be refused
+    # after the job ran, and the job would wait out its lease.
     max_output_bytes: int = 8 * 1024 * 1024
     prepare_command: tuple[str, ...] = ()
     prepare_timeout: float = 300.0

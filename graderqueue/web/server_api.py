@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 from sqlalchemy.orm import Session
 
-from .. import auth, jobs
+from .. import auth, delivery, jobs
 from ..errors import BadRequest, InvalidResult, NoJob, NotAssigned
 from ..models import utcnow
 from ..numbers import parse_int
@@ -131,6 +131,7 @@ def sendresults() -> Response:
         if raw_id is None or raw_id == "":
             raise BadRequest("No job ID sent.")
         result = jobs.parse_result(form.get("resultdata"))
+        delivery.check_result_size(result, rt.settings.max_result_bytes)
         job_id = parse_int(raw_id)
         if job_id is None:
             raise NotAssigned()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,18 +13,20 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from jwcrypto import jwk
 from sqlalchemy import select, update
 
-from graderqueue import delivery, events, tokens
+from graderqueue import delivery, events, passwords, tokens
 from graderqueue.config import replace
 from graderqueue.db import Database
 from graderqueue.errors import BadRequest, UnknownJob
 from graderqueue.keys import QueueKeys
 from graderqueue.models import (
+    AdminUser,
     Delivery,
     DeliveryAttempt,
     DeliveryState,
@@ -550,3 +553,147 @@ def test_a_database_outage_is_logged_when_it_starts_not_every_pass(sqlite_queue,
     failures = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(failures) == 1
     assert "no such table" in failures[0].exc_text
+
+
+# -- what the queue follows and keeps of a platform's answer ------------------------------------
+
+
+class Receiver:
+    """A return URL that answers every post with the same status, headers and body."""
+
+    def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None):
+        self.status, self.body, self.headers = status, body, headers or {}
+        self.posts = 0
+        self.port = free_port()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.posts += 1
+                self.send_response(receiver.status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(receiver.body)))
+                self.end_headers()
+                # The queue may stop reading: it reads a bounded part only.
+                with contextlib.suppress(OSError):
+                    self.wfile.write(receiver.body)
+
+            do_GET = do_POST
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/results"
+
+    def __enter__(self) -> Receiver:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def set_return_url(queue: QueueSetup, platform_id: int, url: str) -> None:
+    with queue.db.transaction() as session:
+        session.execute(update(Platform).where(Platform.id == platform_id).values(return_url=url))
+
+
+def due_now(queue: QueueSetup) -> None:
+    with queue.db.transaction() as session:
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+
+
+@pytest.mark.parametrize("status", [307, 302])
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_a_redirect_is_a_failed_attempt_and_the_token_goes_nowhere_else(queue, status):
+    lane = make_lane(queue)  # its endpoint plays the internal address redirected to
+    redirector = Receiver(status, b"", {"Location": lane.endpoint.url + "?" + "x" * 500})
+    set_return_url(queue, lane.platform.id, redirector.url)
+    jobid = lane.finish_job("redirected")
+    worker = lane.worker()
+    with redirector, lane.endpoint:
+        assert worker.run_pass() == Counter({DeliveryState.PENDING: 1})
+        assert redirector.posts == 1
+        assert lane.endpoint.arrivals == []  # nothing re-posted, nor fetched
+        row = delivery_of(queue, jobid)
+        assert row.state == DeliveryState.PENDING and row.attempts == 1
+        assert row.next_attempt_at > row.last_attempt_at  # the usual backoff
+        assert f"HTTP {status}: redirect to {lane.endpoint.url}?xxx" in row.last_error
+        assert "refused" in row.last_error
+        assert len(row.last_error) <= delivery.ERROR_MAX  # the long Location is cut
+        assert [(a.ok, a.http_status) for a in attempts_of(queue, jobid)] == [(False, status)]
+
+        # The platform fixes its return URL: the next try delivers, once.
+        set_return_url(queue, lane.platform.id, lane.endpoint.url)
+        due_now(queue)
+        assert worker.run_pass() == Counter({DeliveryState.DELIVERED: 1})
+        due_now(queue)
+        assert worker.run_pass() == Counter()
+    assert lane.endpoint.accepted_names() == ["redirected"]
+    assert redirector.posts == 1
+
+
+MIB = 1024 * 1024
+NASTY = "<script>alert('x')</script>\x1b[31m\x00\u202eevil\r\nSecret-Token: abc\t"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A megabyte of HTML with control characters.
+        (NASTY * 4).encode() + b"A" * MIB,
+        # A refusal whose sError is long and full of control characters.
+        json.dumps({"bSuccess": False, "sError": NASTY * 4 + "B" * 40000}).encode(),
+    ],
+    ids=["html-page", "json-serror"],
+)
+@pytest.mark.queue_settings(delivery_enabled=False)
+def test_only_a_short_printable_excerpt_of_the_answer_is_stored_and_shown_escaped(queue, body):
+    lane = make_lane(queue)
+    receiver = Receiver(500, body, {"Content-Type": "text/html"})
+    set_return_url(queue, lane.platform.id, receiver.url)
+    jobid = lane.finish_job("answered-junk")
+    with receiver:
+        assert lane.worker().run_pass() == Counter({DeliveryState.PENDING: 1})
+    row = delivery_of(queue, jobid)
+    (attempt,) = attempts_of(queue, jobid)
+    for stored in (row.last_error, attempt.error):
+        assert stored.startswith("HTTP 500: ")
+        # The queue's words, then at most 200 characters of the platform's.
+        assert len(stored.split(": ", 2)[2]) <= 200
+        assert len(stored) <= 300
+        assert stored.isprintable(), stored  # no control, format or line-break characters
+        assert "<script>alert('x')</script>" in stored  # printable text is kept...
+    if len(body) > delivery.ANSWER_READ_MAX:
+        # Not read whole: a megabyte answer is refused for its size.
+        assert f"larger than {delivery.ANSWER_READ_MAX} bytes" in row.last_error
+    # ... and the admin page shows it escaped.
+    with queue.db.transaction() as session:
+        session.add(AdminUser(username="alice", password_hash=passwords.hash_password("pw-pw-pw")))
+    client = queue.app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {"username": "alice", "password": "pw-pw-pw", "csrf_token": csrf}
+    assert client.post("/admin/login", data=form).status_code == 302
+    html = client.get(f"/admin/jobs/{jobid}").get_data(as_text=True)
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert "<script>alert(" not in html
+    assert "\x1b" not in html and "\x00" not in html
+
+
+def test_excerpt_keeps_printable_text_and_bounds_the_length():
+    assert delivery.excerpt("  short\r\n answer ") == "short answer"
+    assert delivery.excerpt("a\x1bb\u202ec\x00") == "a\ufffdb\ufffdc\ufffd"
+    cut = delivery.excerpt("x" * 10_000, 50)
+    assert len(cut) == 50 and cut.endswith("...")
+    assert len(delivery.excerpt(" " * 10_000 + "y" * 10_000)) <= delivery.EXCERPT_CHARS
+    # An old row's long error, shown on the admin page through the same excerpt.
+    assert len(delivery.Outcome(False, "\x07" * 5000).error) <= delivery.ERROR_MAX

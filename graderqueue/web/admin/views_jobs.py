@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
-from ... import admin_actions
+from ... import admin_actions, delivery
 from ...dashboard import LIVE_STATUSES
 from ...errors import QueueError
 from ...models import Job, Result
@@ -67,7 +67,13 @@ def job(job_id: int) -> str:
         detail = job_detail(session, job_id)
     if detail is None:
         abort(404, description=f"No job #{job_id}: it may have been cancelled or cleaned up.")
-    return render_template("admin/job.html", d=detail)
+    # Errors stored before excerpts were bounded may still be long or hold
+    # control characters: the page shows them through the same excerpt.
+    return render_template("admin/job.html", d=detail, excerpt=_error_excerpt)
+
+
+def _error_excerpt(error: str) -> str:
+    return delivery.excerpt(error, delivery.ERROR_MAX)
 
 
 @bp.get("/jobs/<int:job_id>/<any(job, result):what>.json")
