@@ -57,8 +57,9 @@ def describe_error(exc: BaseException) -> str:
             orig = seen.orig if seen.orig is not None else seen
             return f"database error: {type(orig).__name__}: {orig}"
         seen = seen.__cause__ or seen.__context__
-    message = exc.message if isinstance(exc, QueueError) else str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if isinstance(exc, QueueError) and exc.message:
+        return exc.message  # written for people already
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def setup(*, verbose: bool = False, tracebacks: bool = True) -> None:
