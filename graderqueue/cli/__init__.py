@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 
 import click
@@ -53,10 +54,25 @@ def _missing_schema(exc: DBAPIError) -> bool:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def when(value: datetime | None, never: str = "never") -> str:
+    """A stored time (naive UTC) for people: ISO 8601 date and time, said to be UTC."""
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else never
+
+
+def echo_rows(rows: Iterable[str], empty: str) -> None:
+    """One line per row, or *empty* ("No jobs.") when there is none: never silence."""
+    shown = False
+    for row in rows:
+        click.echo(row)
+        shown = True
+    if not shown:
+        click.echo(empty)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Operate a graderqueue: set-up, registry of platforms and servers, jobs, maintenance.
+    """Operate a graderqueue: set-up, platforms, servers, jobs, maintenance.
 
     Settings come from the TOML file named by GRADERQUEUE_CONFIG, then from
     GRADERQUEUE_* environment variables.

@@ -23,7 +23,7 @@ verbose_option = click.option(
 )
 
 
-@click.command(short_help="Periodic maintenance (every minute, --hourly).")
+@click.command(short_help="Periodic maintenance (each minute, hourly).")
 @click.option("--hourly", is_flag=True, help="Also purge old rows and send the hourly alerts.")
 @verbose_option
 @pass_ctx
@@ -93,9 +93,9 @@ def deliver(ctx: Context, once: bool, verbose: bool) -> None:
             worker.run_forever()
 
 
-@click.command("redeliver")
+@click.command("redeliver", short_help="Send results to their platform again.")
 @click.argument("job_id", type=int, required=False)
-@click.option("--platform", "platform_name", help="Every done job of this platform ...")
+@click.option("--platform", "platform_name", help="Every done job of this platform, done...")
 @click.option("--since", type=click.DateTime(TIME_FORMATS), help="... done at or after (UTC).")
 @click.option("--until", type=click.DateTime(TIME_FORMATS), help="... done before (UTC).")
 @pass_ctx

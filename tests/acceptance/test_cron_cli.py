@@ -160,7 +160,7 @@ def test_deliver_once_and_redeliver(sqlite_queue):
     assert usage.returncode == 2
     assert "Give either a JOB_ID or --platform NAME." in usage.stderr
     unknown = run_cli(["job", "redeliver", "--platform", "nope"], env=env, check=False)
-    assert "Platform 'nope' does not exist." in unknown.stderr
+    assert "Platform `nope` does not exist." in unknown.stderr
 
 
 def example_commands() -> list[list[str]]:
