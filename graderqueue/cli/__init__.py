@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from ..config import ConfigError, Settings, load_settings
 from ..db import Database
 from ..errors import QueueError
+from ..logs import describe_error
 
 
 @dataclass
@@ -39,8 +40,11 @@ def fail_clearly() -> Iterator[None]:
     """Refusals become a one-line error and exit status 1, never a traceback."""
     try:
         yield
-    except (QueueError, ConfigError) as exc:
-        raise click.ClickException(getattr(exc, "message", str(exc))) from exc
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except QueueError as exc:
+        # describe_error: "temporarily unavailable" says nothing; the driver's error does.
+        raise click.ClickException(describe_error(exc)) from exc
     except DBAPIError as exc:
         hint = " Has `graderqueue init` been run?" if _missing_schema(exc) else ""
         raise click.ClickException(f"Database error: {exc.orig}.{hint}") from exc

@@ -289,3 +289,14 @@ def test_deliver_in_a_database_outage_logs_one_line_not_a_traceback_per_pass(
     assert "Can't connect to MySQL server" in failures[0]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING \[\d+\] ", failures[0])
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["deliver", "--once"], ["tag", "list"]])
+def test_other_commands_in_a_database_outage_name_the_real_error(sqlite_queue, tmp_path, args):
+    outage = outage_env(tmp_path)
+    del outage["GRADERQUEUE_INSTANCE_PATH"]  # the queue's, with its keys
+    result = run_cli(args, env={**cli_env(sqlite_queue), **outage}, check=False)
+    assert result.returncode == 1
+    # Not just "The queue is temporarily unavailable": the operator needs the cause.
+    assert result.stderr.startswith("Error: database error: OperationalError: (2003, ")
+    assert "Traceback" not in result.stderr
