@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 
 import click
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from ..config import ConfigError, Settings, load_settings
 from ..db import Database
 from ..errors import QueueError
+from ..logs import describe_error
 
 
 @dataclass
@@ -38,8 +40,11 @@ def fail_clearly() -> Iterator[None]:
     """Refusals become a one-line error and exit status 1, never a traceback."""
     try:
         yield
-    except (QueueError, ConfigError) as exc:
-        raise click.ClickException(getattr(exc, "message", str(exc))) from exc
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except QueueError as exc:
+        # describe_error: "temporarily unavailable" says nothing; the driver's error does.
+        raise click.ClickException(describe_error(exc)) from exc
     except DBAPIError as exc:
         hint = " Has `graderqueue init` been run?" if _missing_schema(exc) else ""
         raise click.ClickException(f"Database error: {exc.orig}.{hint}") from exc
@@ -53,10 +58,25 @@ def _missing_schema(exc: DBAPIError) -> bool:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def when(value: datetime | None, never: str = "never") -> str:
+    """A stored time (naive UTC) for people: ISO 8601 date and time, said to be UTC."""
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else never
+
+
+def echo_rows(rows: Iterable[str], empty: str) -> None:
+    """One line per row, or *empty* ("No jobs.") when there is none: never silence."""
+    shown = False
+    for row in rows:
+        click.echo(row)
+        shown = True
+    if not shown:
+        click.echo(empty)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Operate a graderqueue: set-up, registry of platforms and servers, jobs, maintenance.
+    """Operate a graderqueue: set-up, platforms, servers, jobs, maintenance.
 
     Settings come from the TOML file named by GRADERQUEUE_CONFIG, then from
     GRADERQUEUE_* environment variables.

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from .. import passwords
 from ..models import AdminUser
-from . import Context, pass_ctx
+from ..quoting import quote
+from . import Context, pass_ctx, when
 
 PASSWORD_MIN = 8
 USERNAME_MAX = 255
@@ -29,7 +30,7 @@ def _read_password(from_stdin: bool) -> str:
 def _username(value: str) -> str:
     name = value.strip()
     if not name or len(name) > USERNAME_MAX:
-        raise click.ClickException(f"Invalid user name {value!r}.")
+        raise click.ClickException(f"Invalid user name {quote(value)}.")
     return name
 
 
@@ -42,7 +43,10 @@ password_stdin = click.option(
 
 @click.group("admin")
 def admin() -> None:
-    """Accounts of the admin web interface (passwords hashed with Argon2id)."""
+    """Accounts of the admin web interface.
+
+    Passwords are stored as Argon2id hashes.
+    """
 
 
 @admin.command("add")
@@ -56,10 +60,10 @@ def admin_add(ctx: Context, username: str, password_stdin: bool) -> None:
     with ctx.transaction() as session:
         if session.scalar(select(AdminUser.id).where(AdminUser.username == name)) is not None:
             raise click.ClickException(
-                f"Admin {name!r} already exists (change its password with `admin passwd`)."
+                f"Admin {quote(name)} already exists (change its password with `admin passwd`)."
             )
         session.add(AdminUser(username=name, password_hash=passwords.hash_password(password)))
-    click.echo(f"Admin {name!r} added.")
+    click.echo(f"Admin {quote(name)} added.")
 
 
 @admin.command("passwd")
@@ -73,12 +77,12 @@ def admin_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
     with ctx.transaction() as session:
         user = session.scalars(select(AdminUser).where(AdminUser.username == name)).first()
         if user is None:
-            raise click.ClickException(f"No admin {name!r}.")
+            raise click.ClickException(f"No admin {quote(name)}.")
         user.password_hash = passwords.hash_password(password)
-    click.echo(f"Password of {name!r} changed.")
+    click.echo(f"Password of {quote(name)} changed.")
 
 
-@admin.command("remove")
+@admin.command("remove", short_help="Delete an admin account.")
 @click.argument("username")
 @pass_ctx
 def admin_remove(ctx: Context, username: str) -> None:
@@ -87,9 +91,9 @@ def admin_remove(ctx: Context, username: str) -> None:
     with ctx.transaction() as session:
         user = session.scalars(select(AdminUser).where(AdminUser.username == name)).first()
         if user is None:
-            raise click.ClickException(f"No admin {name!r}.")
+            raise click.ClickException(f"No admin {quote(name)}.")
         session.delete(user)
-    click.echo(f"Admin {name!r} removed.")
+    click.echo(f"Admin {quote(name)} removed.")
 
 
 @admin.command("list")
@@ -98,8 +102,10 @@ def admin_list(ctx: Context) -> None:
     """Admin accounts, with their last login."""
     with ctx.transaction() as session:
         for user in session.scalars(select(AdminUser).order_by(AdminUser.username)):
-            last = user.last_login.isoformat(" ", "seconds") if user.last_login else "never"
-            click.echo(f"{user.username}\tcreated {user.created_at:%Y-%m-%d}\tlast login {last}")
+            click.echo(
+                f"{user.username}\tcreated {when(user.created_at)}\t"
+                f"last login {when(user.last_login)}"
+            )
 
 
 def register(cli: click.Group) -> None:

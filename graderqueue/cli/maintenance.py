@@ -10,7 +10,7 @@ from types import FrameType
 
 import click
 
-from .. import delivery, maintenance, registry
+from .. import delivery, logs, maintenance, registry
 from ..keys import QueueKeys
 from . import Context, fail_clearly, pass_ctx
 from .jobs import job
@@ -18,15 +18,28 @@ from .jobs import job
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
 
 
-@click.command()
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True, help="Log debug messages and full tracebacks."
+)
+
+
+@click.command(short_help="Periodic maintenance (each minute, hourly).")
 @click.option("--hourly", is_flag=True, help="Also purge old rows and send the hourly alerts.")
+@verbose_option
 @pass_ctx
-def cron(ctx: Context, hourly: bool) -> None:
+def cron(ctx: Context, hourly: bool, verbose: bool) -> None:
     """Periodic maintenance: run every minute, and with --hourly once an hour.
 
-    Safe to run on several nodes at once. Exits with status 1 if a step
-    failed (the other steps still ran).
+    Every minute: jobs that failed too often are put in error, failed
+    wake-ups are tried again, and the admins are e-mailed about stuck jobs
+    and undelivered results. Hourly: old jobs, results and events are
+    deleted, dead token-registered servers removed, expired tokens dropped.
+
+    Safe to run on several nodes at once. Each step runs on its own: a step
+    that fails (database down, SMTP down) prints one line to stderr and the
+    others still run; the exit status is then 1. Tracebacks only with -v.
     """
+    logs.setup(verbose=verbose, tracebacks=verbose)
     with fail_clearly():
         report = maintenance.run(ctx.db, ctx.settings, hourly=hourly)
     for line in report.lines():
@@ -37,16 +50,21 @@ def cron(ctx: Context, hourly: bool) -> None:
         sys.exit(1)
 
 
-@click.command()
+@click.command(short_help="Post results to the platforms (a service).")
 @click.option("--once", is_flag=True, help="Try every delivery due now once, then exit.")
+@verbose_option
 @pass_ctx
-def deliver(ctx: Context, once: bool) -> None:
+def deliver(ctx: Context, once: bool, verbose: bool) -> None:
     """Post results to the platforms' return URLs (for a systemd service).
 
     The web app does this too unless delivery_enabled is false; any number of
     workers may run at once. SIGTERM finishes and records the posts under way
     and exits; a second SIGTERM exits at once.
+
+    During a database outage it logs one line when the outage starts and
+    then one a minute (with the traceback only with -v), and carries on.
     """
+    logs.setup(verbose=verbose, tracebacks=verbose)
     with fail_clearly():
         keys = QueueKeys(ctx.settings.resolved_key_dir, ctx.settings.key_name)
         worker = delivery.Worker(ctx.db, ctx.settings, keys)
@@ -75,9 +93,9 @@ def deliver(ctx: Context, once: bool) -> None:
             worker.run_forever()
 
 
-@click.command("redeliver")
+@click.command("redeliver", short_help="Send results to their platform again.")
 @click.argument("job_id", type=int, required=False)
-@click.option("--platform", "platform_name", help="Every done job of this platform ...")
+@click.option("--platform", "platform_name", help="Every done job of this platform, done...")
 @click.option("--since", type=click.DateTime(TIME_FORMATS), help="... done at or after (UTC).")
 @click.option("--until", type=click.DateTime(TIME_FORMATS), help="... done before (UTC).")
 @pass_ctx

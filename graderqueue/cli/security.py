@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from .. import keys, passwords, registry
 from ..models import PlatformKey, RemoteUser
-from . import Context, fail_clearly, pass_ctx
+from ..quoting import quote
+from . import Context, echo_rows, fail_clearly, pass_ctx, when
 from .registry import _read_key, platform
 from .setup import keys_group
 
@@ -47,7 +48,7 @@ def _setting_hint(name: str) -> str:
 # -- the queue's key pairs ----------------------------------------------------
 
 
-@keys_group.command("rotate")
+@keys_group.command("rotate", short_help="Create a new key pair; print the steps.")
 @click.option("--name", "new_name", default=None, help="Name (kid) of the new key pair.")
 @click.option(
     "--bits", default="2048", show_default=True, type=click.Choice(["2048", "3072", "4096"])
@@ -65,11 +66,11 @@ def keys_rotate(ctx: Context, new_name: str | None, bits: str) -> None:
     name = new_name or _default_new_name(old, queue_keys.names())
     with fail_clearly():
         if name in queue_keys.names():
-            raise keys.KeyProblem(f"A key named {name!r} already exists in {key_dir}.")
+            raise keys.KeyProblem(f"A key named {quote(name)} already exists in {key_dir}.")
         if not keys.create_key(key_dir, name, int(bits)):
-            raise keys.KeyProblem(f"A key named {name!r} already exists in {key_dir}.")
+            raise keys.KeyProblem(f"A key named {quote(name)} already exists in {key_dir}.")
     public = (key_dir / f"{name}.pub.pem").read_text()
-    click.echo(f"Created key pair {name!r} in {key_dir}; {old!r} stays active for now.")
+    click.echo(f"Created key pair {quote(name)} in {key_dir}; {quote(old)} stays active for now.")
     click.echo("")
     click.echo("Rotation steps:")
     click.echo(
@@ -77,7 +78,7 @@ def keys_rotate(ctx: Context, new_name: str | None, bits: str) -> None:
         "     From then on it decrypts tokens made for either key: the token's kid picks it."
     )
     click.echo(
-        f"  2. Give every platform the new key name {name!r} and public key below. Each one\n"
+        f"  2. Give every platform the new key name {quote(name)} and public key below. Each one\n"
         "     encrypts its requests to it (kid = the new name) whenever it is ready, and\n"
         "     should accept results signed by either key while the rotation lasts."
     )
@@ -85,13 +86,15 @@ def keys_rotate(ctx: Context, new_name: str | None, bits: str) -> None:
         f"  3. Make it active: set {_setting_hint(name)}\n"
         "     and restart again. Results are signed with the new key from then on."
     )
-    click.echo(f"  4. Once no platform encrypts to {old!r} any more: graderqueue keys retire {old}")
+    click.echo(
+        f"  4. Once no platform encrypts to {quote(old)} any more: graderqueue keys retire {old}"
+    )
     click.echo("")
     click.echo(f"Key name: {name}")
     click.echo(public, nl=False)
 
 
-@keys_group.command("list")
+@keys_group.command("list", short_help="The queue's key pairs; which one signs.")
 @pass_ctx
 def keys_list(ctx: Context) -> None:
     """Every key pair the queue decrypts with; the active one signs results."""
@@ -103,7 +106,7 @@ def keys_list(ctx: Context) -> None:
         click.echo(f"{name}\t{keys.fingerprint(key.public_pem)[:16]}\t{mark}")
 
 
-@keys_group.command("retire")
+@keys_group.command("retire", short_help="Stop decrypting with a key pair.")
 @click.argument("name")
 @pass_ctx
 def keys_retire(ctx: Context, name: str) -> None:
@@ -115,10 +118,10 @@ def keys_retire(ctx: Context, name: str) -> None:
     key_dir = ctx.settings.resolved_key_dir
     if name == queue_keys.active_name:
         raise click.ClickException(
-            f"{name!r} is the active key (key_name): make another key active first."
+            f"{quote(name)} is the active key (key_name): make another key active first."
         )
     if name not in queue_keys.names():
-        raise click.ClickException(f"No key named {name!r} in {key_dir}.")
+        raise click.ClickException(f"No key named {quote(name)} in {key_dir}.")
     retired = key_dir / RETIRED_DIR
     retired.mkdir(mode=0o700, exist_ok=True)
     for suffix in (".pem", ".pub.pem"):
@@ -129,7 +132,7 @@ def keys_retire(ctx: Context, name: str) -> None:
                 raise click.ClickException(f"{target} already exists; move it away first.")
             source.rename(target)
     click.echo(
-        f"Key pair {name!r} moved to {retired}; the queue stops decrypting with it when it "
+        f"Key pair {quote(name)} moved to {retired}; the queue stops decrypting with it when it "
         "restarts. Delete the private key there once you no longer need it."
     )
 
@@ -139,10 +142,13 @@ def keys_retire(ctx: Context, name: str) -> None:
 
 @platform.group("key")
 def platform_key() -> None:
-    """A platform's public keys: several may be active at once, during a rotation."""
+    """A platform's public keys: add, remove, list.
+
+    Several may be active at once, during a rotation.
+    """
 
 
-@platform_key.command("add")
+@platform_key.command("add", short_help="Accept another key of a platform.")
 @click.argument("name")
 @click.option("--public-key", "public_key", required=True, type=click.Path(dir_okay=False))
 @pass_ctx
@@ -152,10 +158,12 @@ def platform_key_add(ctx: Context, name: str, public_key: str) -> None:
     with ctx.transaction() as session:
         key = registry.add_platform_key(session, name, pem)
         count = _active_count(session, key.platform_id)
-        click.echo(f"Key {key.fingerprint[:16]} active for platform {name!r} ({count} active).")
+        click.echo(
+            f"Key {key.fingerprint[:16]} active for platform {quote(name)} ({count} active)."
+        )
 
 
-@platform_key.command("remove")
+@platform_key.command("remove", short_help="Stop accepting one key of a platform.")
 @click.argument("name")
 @click.argument("fingerprint_prefix")
 @pass_ctx
@@ -169,23 +177,23 @@ def platform_key_remove(ctx: Context, name: str, fingerprint_prefix: str) -> Non
         key = registry.remove_platform_key(session, name, fingerprint_prefix)
         count = _active_count(session, key.platform_id)
         click.echo(
-            f"Key {key.fingerprint[:16]} no longer accepted for platform {name!r} ({count} active)."
+            f"Key {key.fingerprint[:16]} no longer accepted for platform {quote(name)} "
+            f"({count} active)."
         )
 
 
-@platform_key.command("list")
+@platform_key.command("list", short_help="A platform's keys: fingerprint, state, date.")
 @click.argument("name")
 @pass_ctx
 def platform_key_list(ctx: Context, name: str) -> None:
-    """Fingerprint (SHA-256 of the public key), state and date of each key."""
+    """Fingerprint (SHA-256 of the public key), state and date added (UTC) of each key."""
     with ctx.transaction() as session:
         row = registry.platform_by_name(session, name)
         for key in session.scalars(
             select(PlatformKey).where(PlatformKey.platform_id == row.id).order_by(PlatformKey.id)
         ):
             state = "active" if key.active else "removed"
-            added = key.created_at.strftime("%Y-%m-%d %H:%M") if key.created_at else "-"
-            click.echo(f"{key.fingerprint}\t{state}\t{added}")
+            click.echo(f"{key.fingerprint}\t{state}\t{when(key.created_at, '-')}")
 
 
 def _active_count(session, platform_id: int) -> int:  # type: ignore[no-untyped-def]
@@ -204,7 +212,11 @@ def _active_count(session, platform_id: int) -> int:  # type: ignore[no-untyped-
 
 @click.group("remote-user")
 def remote_user() -> None:
-    """Users who send plain JSON requests (rRequest) with a name and password."""
+    """Users of plain JSON requests (rRequest).
+
+    They send requests with a user name and password instead of a signed
+    token.
+    """
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -220,11 +232,11 @@ def _read_password(password_stdin: bool) -> str:
 def _username(value: str) -> str:
     name = value.strip()
     if not name or len(name) > 255 or name != value:
-        raise click.ClickException(f"Invalid user name {value!r}.")
+        raise click.ClickException(f"Invalid user name {quote(value)}.")
     return name
 
 
-@remote_user.command("add")
+@remote_user.command("add", short_help="Create a remote user.")
 @click.argument("username")
 @click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
@@ -236,9 +248,9 @@ def remote_user_add(ctx: Context, username: str, password_stdin: bool) -> None:
     password = _read_password(password_stdin)
     with ctx.transaction() as session:
         if session.scalar(select(RemoteUser.id).where(RemoteUser.username == name)) is not None:
-            raise click.ClickException(f"Remote user {name!r} already exists.")
+            raise click.ClickException(f"Remote user {quote(name)} already exists.")
         session.add(RemoteUser(username=name, password_hash=passwords.hash_password(password)))
-    click.echo(f"Remote user {name!r} added.")
+    click.echo(f"Remote user {quote(name)} added.")
 
 
 @remote_user.command("passwd")
@@ -253,29 +265,34 @@ def remote_user_passwd(ctx: Context, username: str, password_stdin: bool) -> Non
     with ctx.transaction() as session:
         user = session.scalars(select(RemoteUser).where(RemoteUser.username == username)).first()
         if user is None:
-            raise click.ClickException(f"No remote user {username!r}.")
+            raise click.ClickException(f"No remote user {quote(username)}.")
         user.password_hash = passwords.hash_password(password)
-    click.echo(f"Password of remote user {username!r} changed.")
+    click.echo(f"Password of remote user {quote(username)} changed.")
 
 
 @remote_user.command("remove")
 @click.argument("username")
 @pass_ctx
 def remote_user_remove(ctx: Context, username: str) -> None:
+    """Delete remote user USER.
+
+    Its requests are refused from then on.
+    """
     with ctx.transaction() as session:
         user = session.scalars(select(RemoteUser).where(RemoteUser.username == username)).first()
         if user is None:
-            raise click.ClickException(f"No remote user {username!r}.")
+            raise click.ClickException(f"No remote user {quote(username)}.")
         session.delete(user)
-    click.echo(f"Remote user {username!r} removed.")
+    click.echo(f"Remote user {quote(username)} removed.")
 
 
 @remote_user.command("list")
 @pass_ctx
 def remote_user_list(ctx: Context) -> None:
+    """Every remote user: id and name."""
     with ctx.transaction() as session:
-        for user in session.scalars(select(RemoteUser).order_by(RemoteUser.id)):
-            click.echo(f"{user.id}\t{user.username}")
+        users = session.scalars(select(RemoteUser).order_by(RemoteUser.id))
+        echo_rows((f"{user.id}\t{user.username}" for user in users), "No remote users.")
 
 
 def register(cli: click.Group) -> None:

@@ -8,7 +8,7 @@ from .. import keys
 from . import Context, fail_clearly, pass_ctx
 
 
-@click.command()
+@click.command(short_help="Create or upgrade the database and key.")
 @click.option(
     "--bits", default=2048, show_default=True, type=click.Choice(["2048", "3072", "4096"])
 )

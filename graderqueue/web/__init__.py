@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, Response
 
-from .. import migrate
+from .. import logs, migrate
 from ..config import Settings, load_settings
 from ..runtime import Runtime
 from .answers import register_error_handlers
@@ -19,6 +18,7 @@ class NotInitialized(RuntimeError):
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the app. ``settings`` default to :func:`load_settings` (file + environment)."""
+    logs.setup()  # time, level and pid on every line, also inside gunicorn workers
     settings = settings or load_settings(overrides or None)
     rt = Runtime.create(settings)
     if not migrate.is_up_to_date(rt.db):
@@ -44,7 +44,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
-    logging.getLogger("graderqueue").setLevel(logging.INFO)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ def test_setup_from_scratch(env, platform_key, tmp_path):
     assert "general\tc,java" in cli(env, "type", "list").stdout
     assert "plat\thttps://platform.example/results" in cli(env, "platform", "list").stdout
     assert "grader1" in cli(env, "server", "list").stdout
-    assert cli(env, "job", "list").stdout == ""
+    assert cli(env, "job", "list").stdout == "No jobs.\n"
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,11 @@ def test_job_show_prints_the_job(env, platform_key, tmp_path):
     assert shown["origin"] == "queue"
     assert shown["name"] == "shown"
     assert shown["jobdata"] == {"taskPath": "/x"}
-    assert f"{jobid}\tqueued" in cli(env, "job", "list", "--status", "queued").stdout
+    assert shown["received_time"].endswith(" UTC")
+    listed = cli(env, "job", "list", "--status", "queued").stdout
+    assert re.search(
+        rf"^{jobid}\tqueued\t.*\t\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\tshown$", listed, re.M
+    )
 
 
 def test_commands_before_init_say_so(env):
@@ -161,3 +166,73 @@ def test_commands_before_init_say_so(env):
     assert result.returncode != 0
     assert "graderqueue init" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _commands(group, path=()):  # type: ignore[no-untyped-def]
+    import click
+
+    for name, command in sorted(group.commands.items()):
+        yield (*path, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+
+
+def test_every_command_has_help_that_is_not_cut_off(env):
+    import click
+
+    from graderqueue.cli import cli as root
+
+    commands = dict(_commands(root))
+    groups = [()] + [path for path, command in commands.items() if isinstance(command, click.Group)]
+    for path in groups:
+        listing = cli(env, *path, "--help").stdout
+        shown = listing.split("Commands:\n", 1)[1].splitlines()
+        assert not any(line.endswith("...") for line in shown), listing
+        # Each line is "  NAME  SHORT HELP": no command without its line of text.
+        assert all(len(line.split(None, 1)) == 2 for line in shown), listing
+    for path, command in commands.items():
+        assert (command.help or "").strip(), f"graderqueue {' '.join(path)} has no description"
+        assert len(command.get_short_help_str(limit=1000)) <= 60, path
+
+
+def test_empty_listings_say_so(env):
+    cli(env, "init")
+    for args, line in [
+        (["tag", "list"], "No tags."),
+        (["type", "list"], "No server types."),
+        (["platform", "list"], "No platforms."),
+        (["server", "list"], "No servers."),
+        (["server-token", "list"], "No server tokens."),
+        (["remote-user", "list"], "No remote users."),
+        (["job", "list"], "No jobs."),
+        (["job", "list", "--status", "queued"], "No jobs with status queued."),
+    ]:
+        assert cli(env, *args).stdout == line + "\n"
+
+
+def test_a_type_without_tags_says_what_it_will_run(env):
+    cli(env, "init")
+    out = cli(env, "type", "add", "y").stdout
+    assert "Server type `y` added" in out
+    assert "only jobs that end up with no tag at all" in out
+    assert "sent without tags by a platform that forces none" in out
+
+    cli(env, "tag", "add", "c")
+    with_defaults = cli({**env, "GRADERQUEUE_DEFAULT_TAGS": "c"}, "type", "add", "z").stdout
+    assert "this type will never get a job" in with_defaults
+
+    tagged = cli(env, "type", "add", "general", "--tags", "c").stdout
+    assert tagged == "Server type `general` added (id 3) with tags `c`.\n"
+
+
+def test_names_in_messages_are_quoted_one_way(env):
+    cli(env, "init")
+    assert cli(env, "tag", "add", "c").stdout == "Tag `c` added (id 1).\n"
+    again = cli(env, "tag", "add", "c", check=False).stderr
+    assert again == "Error: Tag `c` already exists.\n"
+    missing = cli(env, "server", "add", "s", "--type", "nope", "--ssl-serial", "1", "--ssl-dn",
+                  "CN=x", check=False).stderr  # fmt: skip
+    assert missing == "Error: Server type `nope` does not exist.\n"
+    # A name cannot forge a second line in a message.
+    forged = cli(env, "tag", "add", "x\nError: fake", check=False).stdout
+    assert forged == "Tag `x\\nError: fake` added (id 2).\n"

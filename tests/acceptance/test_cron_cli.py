@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -158,7 +160,7 @@ def test_deliver_once_and_redeliver(sqlite_queue):
     assert usage.returncode == 2
     assert "Give either a JOB_ID or --platform NAME." in usage.stderr
     unknown = run_cli(["job", "redeliver", "--platform", "nope"], env=env, check=False)
-    assert "Platform 'nope' does not exist." in unknown.stderr
+    assert "Platform `nope` does not exist." in unknown.stderr
 
 
 def example_commands() -> list[list[str]]:
@@ -217,3 +219,84 @@ def test_deliver_service_delivers_as_results_come_and_stops_on_sigterm(sqlite_qu
         _, err = service.communicate(timeout=60)
     assert service.returncode == 0, err
     assert lane.endpoint.accepted_names() == ["first", "second"]
+
+
+def outage_env(tmp_path) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
+    """MariaDB down as a client sees it: nothing listens on the port."""
+    from tests.support.processes import free_port
+
+    return {
+        "GRADERQUEUE_CONFIG": None,
+        "GRADERQUEUE_INSTANCE_PATH": str(tmp_path / "inst"),
+        "GRADERQUEUE_DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:{free_port()}/gq",
+        "GRADERQUEUE_DELIVERY_POLL_SEC": "0.05",
+    }
+
+
+EVERY_RUN_STEPS = ["error jobs", "wake-up retries", "stuck jobs alert", "deliveries alert"]
+
+
+@pytest.mark.parametrize("hourly", [False, True])
+def test_cron_in_a_database_outage_says_one_line_per_failed_step(tmp_path, hourly):
+    steps = EVERY_RUN_STEPS + (["hourly lease"] if hourly else [])
+    result = run_cli(["cron", *(["--hourly"] if hourly else [])], env=outage_env(tmp_path),
+                     check=False)  # fmt: skip
+    assert result.returncode == 1
+    errors = result.stderr.splitlines()
+    assert [line.split(": ")[1] for line in errors] == steps, result.stderr
+    assert all("Can't connect to MySQL server" in line for line in errors)
+    assert "Traceback" not in result.stderr
+    # Steps that never ran are not reported as having done nothing.
+    assert "jobs put in error" not in result.stdout
+    assert "wake-ups retried" not in result.stdout
+    assert "alerts e-mailed" not in result.stdout
+    assert "another node" not in result.stdout  # the lease was not taken by anyone
+    if hourly:
+        assert "hourly part" not in result.stdout
+
+
+def test_cron_verbose_shows_the_tracebacks(tmp_path):
+    result = run_cli(["cron", "-v"], env=outage_env(tmp_path), check=False)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "ConnectionRefusedError" in result.stderr
+
+
+def test_deliver_in_a_database_outage_logs_one_line_not_a_traceback_per_pass(
+    sqlite_queue, tmp_path
+):
+    outage = outage_env(tmp_path)
+    del outage["GRADERQUEUE_INSTANCE_PATH"]  # the queue's, with its keys
+    merged = {**_base_env(), **cli_env(sqlite_queue), **outage}
+    env = {k: v for k, v in merged.items() if v is not None}
+    service = subprocess.Popen(
+        [sys.executable, "-m", "graderqueue", "deliver"],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Passes fail every 0.05 s; however many ran, the outage is one line.
+        time.sleep(2)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=60)
+    assert service.returncode == 0, err
+    failures = [line for line in err.splitlines() if "delivery pass failed" in line]
+    assert len(failures) == 1, err
+    assert "Can't connect to MySQL server" in failures[0]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING \[\d+\] ", failures[0])
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["deliver", "--once"], ["tag", "list"]])
+def test_other_commands_in_a_database_outage_name_the_real_error(sqlite_queue, tmp_path, args):
+    outage = outage_env(tmp_path)
+    del outage["GRADERQUEUE_INSTANCE_PATH"]  # the queue's, with its keys
+    result = run_cli(args, env={**cli_env(sqlite_queue), **outage}, check=False)
+    assert result.returncode == 1
+    # Not just "The queue is temporarily unavailable": the operator needs the cause.
+    assert result.stderr.startswith("Error: database error: OperationalError: (2003, ")
+    assert "Traceback" not in result.stderr

@@ -191,7 +191,7 @@ def test_interface_can_be_turned_off(tmp_path):
 def test_cli_adds_lists_changes_and_removes_admins(sqlite_queue):
     env = sqlite_queue.env
     added = run_cli(["admin", "add", "bob", "--password-stdin"], env=env, input="pass-word-1\n")
-    assert "Admin 'bob' added." in added.stdout
+    assert "Admin `bob` added." in added.stdout
     assert "pass-word-1" not in added.stdout + added.stderr
     listed = run_cli(["admin", "list"], env=env)
     assert listed.stdout.startswith("bob\tcreated ") and "last login never" in listed.stdout

@@ -59,7 +59,7 @@ def test_a_whole_key_rotation(tmp_path: Path) -> None:
         platform = first.platform("plat")
         out = cli(first, "keys", "rotate", "--name", "gq-2").stdout
         key_dir = first.settings.resolved_key_dir
-        assert "'graderqueue' stays active" in out
+        assert "`graderqueue` stays active" in out
         assert 'key_name = "gq-2"' in out
         assert "keys retire graderqueue" in out
         assert out.endswith("Key name: gq-2\n" + (key_dir / "gq-2.pub.pem").read_text())
@@ -152,7 +152,7 @@ def test_platform_key_add_list_remove(sqlite_queue: QueueSetup, tmp_path: Path) 
     old_fp, new_fp = keys.fingerprint(platform.public_pem), keys.fingerprint(new_public.decode())
 
     out = cli(sqlite_queue, "platform", "key", "add", "plat", "--public-key", str(new_file))
-    assert f"Key {new_fp[:16]} active for platform 'plat' (2 active)" in out.stdout
+    assert f"Key {new_fp[:16]} active for platform `plat` (2 active)" in out.stdout
     listed = cli(sqlite_queue, "platform", "key", "list", "plat").stdout.splitlines()
     assert [line.split("\t")[:2] for line in listed] == [[old_fp, "active"], [new_fp, "active"]]
 
@@ -163,7 +163,7 @@ def test_platform_key_add_list_remove(sqlite_queue: QueueSetup, tmp_path: Path) 
     assert api(sqlite_queue, platform, new_token)["errorcode"] == 0
 
     out = cli(sqlite_queue, "platform", "key", "remove", "plat", old_fp[:10])
-    assert f"Key {old_fp[:16]} no longer accepted for platform 'plat' (1 active)" in out.stdout
+    assert f"Key {old_fp[:16]} no longer accepted for platform `plat` (1 active)" in out.stdout
     listed = cli(sqlite_queue, "platform", "key", "list", "plat").stdout.splitlines()
     assert [line.split("\t")[:2] for line in listed] == [[old_fp, "removed"], [new_fp, "active"]]
     answer = api(
@@ -204,7 +204,7 @@ def test_remote_users_are_stored_with_argon2(sqlite_queue: QueueSetup) -> None:
     out = cli(
         sqlite_queue, "remote-user", "add", "alice", "--password-stdin", input=password + "\n"
     )
-    assert out.stdout == "Remote user 'alice' added.\n"
+    assert out.stdout == "Remote user `alice` added.\n"
     assert password not in out.stdout + out.stderr
 
     stored = sqlite_queue.scalar(
