@@ -304,9 +304,7 @@ class Daemon:
         cfg = self.config
         jobdata = prepare_jobdata(job.jobdata, cfg.root_path, cfg.path_vars, cfg.restrict_paths)
         platform_paths = platform_restrictions(job.jobdata, cfg.root_path, cfg.path_vars) or []
-        problem = revision_problem(job.taskrevision) or path_problem(
-            jobdata, platform_paths, cfg.restrict_paths
-        )
+        problem = revision_problem(job.taskrevision) or path_problem(jobdata, platform_paths)
         if problem is not None:
             # Fatal, not temporary: no server may run it, so it must not be requeued.
             log.warning("Job #%d refused: %s.", job.jobid, problem)

@@ -34,17 +34,19 @@ def _inside(path: str, roots: Sequence[str]) -> bool:
     return False
 
 
-def path_problem(
-    jobdata: Mapping[str, Any],
-    platform_paths: Sequence[str],
-    server_paths: Sequence[str],
-) -> str | None:
+def path_problem(jobdata: Mapping[str, Any], platform_paths: Sequence[str]) -> str | None:
     """Why the job's task folder or solution file may not be used, or None.
 
-    ``jobdata`` has its variables expanded already. A path must lie inside
-    the platform's restrict paths when the queue sent any, and inside this
-    server's own when it has any, both after resolving symlinks.
+    ``jobdata`` has its variables expanded already. When the queue sent the
+    platform's restrict paths, each path must lie inside one of them after
+    resolving symlinks. (This server's own `paths.restrict` only widens what
+    the program may read; it does not confine task paths.)
     """
+    # An empty entry (`$ROOT_PATH` on a server without a root) names no
+    # folder; realpath("") would be the daemon's working directory.
+    platform_paths = [p for p in platform_paths if p]
+    if not platform_paths:
+        return None
     paths = [("taskPath", jobdata.get("taskPath"))]
     extra = jobdata.get("extraParams")
     if isinstance(extra, Mapping) and extra.get("solutionPath") is not None:
@@ -55,10 +57,7 @@ def path_problem(
         if not isinstance(value, str) or "\0" in value:
             return f"{name} is not a path"
         if not os.path.isabs(value):
-            if platform_paths or server_paths:
-                return f"{name} {value[:200]!r} is not an absolute path"
-            continue
-        for what, roots in (("the platform's", platform_paths), ("this server's", server_paths)):
-            if roots and not _inside(value, roots):
-                return f"{name} {value[:200]!r} is outside {what} allowed paths"
+            return f"{name} {value[:200]!r} is not an absolute path"
+        if not _inside(value, platform_paths):
+            return f"{name} {value[:200]!r} is outside the platform's allowed paths"
     return None

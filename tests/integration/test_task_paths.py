@@ -210,10 +210,10 @@ def test_daemon_path_rule_resolves_symlinks(tmp_path):
     (tmp_path / "A" / "b").symlink_to(tmp_path / "B")
     allowed = [str(tmp_path / "A")]
     problem = daemon_taskpaths.path_problem
-    assert problem({"taskPath": str(tmp_path / "A")}, allowed, []) is None
-    assert problem({"taskPath": str(tmp_path / "A" / "b")}, allowed, []) is not None
-    assert problem({"taskPath": str(tmp_path / "A" / ".." / "B")}, allowed, []) is not None
-    assert problem({"taskPath": "relative"}, allowed, []) is not None
-    # The server's own restrictions hold for unrestricted platforms too.
-    assert problem({"taskPath": str(tmp_path / "B")}, [], allowed) is not None
-    assert problem({"taskPath": str(tmp_path / "B")}, [], []) is None
+    assert problem({"taskPath": str(tmp_path / "A")}, allowed) is None
+    assert problem({"taskPath": str(tmp_path / "A" / "b")}, allowed) is not None
+    assert problem({"taskPath": str(tmp_path / "A" / ".." / "B")}, allowed) is not None
+    assert problem({"taskPath": "relative"}, allowed) is not None
+    assert problem({"extraParams": {"solutionPath": str(tmp_path / "B")}}, allowed) is not None
+    # An unrestricted platform's jobs are not confined here.
+    assert problem({"taskPath": str(tmp_path / "B")}, []) is None
