@@ -116,6 +116,13 @@ class Settings:
     send_job_form: bool = False
     secret_key: str = ""
     session_cookie_secure: bool = True
+    # Login throttling (docs/ADMIN.md): within a window of this many seconds,
+    # at most this many attempts per account (a success starts it afresh) and
+    # this many failed ones per client address; beyond, even the right
+    # password is refused (HTTP 429) without being checked.
+    admin_login_window_sec: int = 900
+    admin_login_account_limit: int = 5
+    admin_login_address_limit: int = 20
 
     @property
     def resolved_database_url(self) -> str:
@@ -230,6 +237,9 @@ def _validate(settings: Settings) -> None:
         "token_max_bytes",
         "max_request_bytes",
         "delivery_concurrency",
+        "admin_login_window_sec",
+        "admin_login_account_limit",
+        "admin_login_address_limit",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

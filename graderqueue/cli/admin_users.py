@@ -67,7 +67,7 @@ def admin_add(ctx: Context, username: str, password_stdin: bool) -> None:
 @password_stdin
 @pass_ctx
 def admin_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
-    """Set a new password for an admin account."""
+    """Set a new password for an admin account; its open sessions end."""
     name = _username(username)
     password = _read_password(password_stdin)
     with ctx.transaction() as session:
@@ -75,14 +75,19 @@ def admin_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
         if user is None:
             raise click.ClickException(f"No admin {name!r}.")
         user.password_hash = passwords.hash_password(password)
-    click.echo(f"Password of {name!r} changed.")
+        user.end_sessions()
+    click.echo(f"Password of {name!r} changed; its sessions are ended.")
 
 
 @admin.command("remove")
 @click.argument("username")
 @pass_ctx
 def admin_remove(ctx: Context, username: str) -> None:
-    """Delete an admin account; its open sessions end at their next request."""
+    """Delete an admin account; its open sessions end at their next request.
+
+    A session is tied to the account's random session stamp, not to its
+    name: an account made again under the same name does not revive them.
+    """
     name = _username(username)
     with ctx.transaction() as session:
         user = session.scalars(select(AdminUser).where(AdminUser.username == name)).first()
