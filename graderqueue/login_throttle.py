@@ -78,17 +78,23 @@ def admit(
 
 def succeeded(session: Session, username: str, address: str) -> None:
     """The password was right: forget the account's attempts, and this one of the address."""
-    session.execute(
-        delete(LoginThrottle)
-        .where(LoginThrottle.subject == account_subject(username))
-        .execution_options(synchronize_session=False)
-    )
+    forget_account(session, username)
     session.execute(
         update(LoginThrottle)
         .where(LoginThrottle.subject == address_subject(address), LoginThrottle.attempts > 0)
         .values(attempts=LoginThrottle.attempts - 1)
         .execution_options(synchronize_session=False)
     )
+
+
+def forget_account(session: Session, username: str) -> bool:
+    """Let an account try again at once (``graderqueue admin unlock``); whether it had a count."""
+    gone = session.execute(
+        delete(LoginThrottle)
+        .where(LoginThrottle.subject == account_subject(username))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(gone.rowcount)  # type: ignore[attr-defined]
 
 
 def _count(session: Session, subject: str, now: datetime) -> tuple[datetime, int]:

@@ -1,4 +1,4 @@
-"""``admin add``, ``admin passwd``, ``admin remove`` and ``admin list``: web interface accounts."""
+"""``admin add``, ``passwd``, ``remove``, ``unlock`` and ``list``: web interface accounts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import click
 from sqlalchemy import select
 
-from .. import passwords
+from .. import login_throttle, passwords
 from ..models import AdminUser
 from . import Context, pass_ctx
 
@@ -95,6 +95,19 @@ def admin_remove(ctx: Context, username: str) -> None:
             raise click.ClickException(f"No admin {name!r}.")
         session.delete(user)
     click.echo(f"Admin {name!r} removed.")
+
+
+@admin.command("unlock")
+@click.argument("username")
+@pass_ctx
+def admin_unlock(ctx: Context, username: str) -> None:
+    """Forget the failed logins counted against an account (see docs/ADMIN.md)."""
+    name = _username(username)
+    with ctx.transaction() as session:
+        forgotten = login_throttle.forget_account(session, name)
+    click.echo(
+        f"Login attempts of {name!r} forgotten." if forgotten else f"{name!r} was not throttled."
+    )
 
 
 @admin.command("list")

@@ -13,6 +13,7 @@ from graderqueue import passwords
 from graderqueue.models import LoginThrottle
 from graderqueue.web import create_app
 from tests.integration.test_admin_auth import PASSWORD, add_admin, csrf_of
+from tests.support.processes import run_cli
 
 WINDOW = 900  # the default admin_login_window_sec
 
@@ -194,3 +195,15 @@ def test_the_limits_are_settings(admin_queue):
     answer = attempt(app, "alice", PASSWORD)
     assert answer.status_code == 429 and "try again in 1 minute." in answer.get_data(as_text=True)
     assert 1 <= int(answer.headers["Retry-After"]) <= 60
+
+
+def test_the_cli_unlocks_a_throttled_account(admin_queue):
+    app = admin_queue.app
+    for _ in range(6):
+        attempt(app, "alice", "wrong")
+    assert refused(attempt(app, "alice", PASSWORD))
+    unlocked = run_cli(["admin", "unlock", "Alice"], env=admin_queue.env)
+    assert "Login attempts of 'Alice' forgotten." in unlocked.stdout
+    assert attempt(app, "alice", PASSWORD).status_code == 302
+    again = run_cli(["admin", "unlock", "alice"], env=admin_queue.env)
+    assert "'alice' was not throttled." in again.stdout
