@@ -141,6 +141,13 @@ class Settings:
     send_job_form: bool = False
     secret_key: str = ""
     session_cookie_secure: bool = True
+    # Login throttling (docs/ADMIN.md): within a window of this many seconds,
+    # at most this many attempts per account (a success starts it afresh) and
+    # this many failed ones per client address; beyond, even the right
+    # password is refused (HTTP 429) without being checked.
+    admin_login_window_sec: int = 900
+    admin_login_account_limit: int = 5
+    admin_login_address_limit: int = 20
 
     @property
     def resolved_database_url(self) -> str:
@@ -258,6 +265,9 @@ def _validate(settings: Settings) -> None:
         "delivery_concurrency",
         "max_polls_per_server",
         "max_waiting_polls",
+        "admin_login_window_sec",
+        "admin_login_account_limit",
+        "admin_login_address_limit",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

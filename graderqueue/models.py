@@ -10,6 +10,7 @@ Column names follow the original graderqueue where a client can see them
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -280,6 +281,11 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
 
 
+def new_session_stamp() -> str:
+    """A fresh value for ``AdminUser.session_stamp``."""
+    return secrets.token_urlsafe(24)
+
+
 class AdminUser(Base):
     __tablename__ = "admin_users"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -287,6 +293,29 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     last_login: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # Every session cookie of this account carries the stamp it was made
+    # with; a new stamp (logout, new password) ends them all on every node.
+    # Random, not a counter: an account removed and made again under the
+    # same name (SQLite may even give it the same id) must not revive them.
+    session_stamp: Mapped[str] = mapped_column(String(64), default=new_session_stamp)
+
+    def end_sessions(self) -> None:
+        """Refuse every session cookie made so far for this account, on every node."""
+        self.session_stamp = new_session_stamp()
+
+
+class LoginThrottle(Base):
+    """Recent admin log-in attempts per account and per address (``login_throttle.py``).
+
+    ``subject`` is ``account:<user name, case-folded>`` or ``address:<IP>``;
+    the count runs from ``window_start`` and the row is deleted once the
+    window is over.
+    """
+
+    __tablename__ = "login_throttle"
+    subject: Mapped[str] = mapped_column(String(300), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
 
 
 class RemoteUser(Base):

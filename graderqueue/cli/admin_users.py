@@ -1,4 +1,4 @@
-"""``admin add``, ``admin passwd``, ``admin remove`` and ``admin list``: web interface accounts."""
+"""``admin add``, ``passwd``, ``remove``, ``unlock`` and ``list``: web interface accounts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import click
 from sqlalchemy import select
 
-from .. import passwords
+from .. import login_throttle, passwords
 from ..models import AdminUser
 from ..quoting import quote
 from . import Context, pass_ctx, when
@@ -71,7 +71,7 @@ def admin_add(ctx: Context, username: str, password_stdin: bool) -> None:
 @password_stdin
 @pass_ctx
 def admin_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
-    """Set a new password for an admin account."""
+    """Set a new password for an admin account; its open sessions end."""
     name = _username(username)
     password = _read_password(password_stdin)
     with ctx.transaction() as session:
@@ -79,14 +79,19 @@ def admin_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
         if user is None:
             raise click.ClickException(f"No admin {quote(name)}.")
         user.password_hash = passwords.hash_password(password)
-    click.echo(f"Password of {quote(name)} changed.")
+        user.end_sessions()
+    click.echo(f"Password of {quote(name)} changed; its sessions are ended.")
 
 
 @admin.command("remove", short_help="Delete an admin account.")
 @click.argument("username")
 @pass_ctx
 def admin_remove(ctx: Context, username: str) -> None:
-    """Delete an admin account; its open sessions end at their next request."""
+    """Delete an admin account; its open sessions end at their next request.
+
+    A session is tied to the account's random session stamp, not to its
+    name: an account made again under the same name does not revive them.
+    """
     name = _username(username)
     with ctx.transaction() as session:
         user = session.scalars(select(AdminUser).where(AdminUser.username == name)).first()
@@ -96,12 +101,30 @@ def admin_remove(ctx: Context, username: str) -> None:
     click.echo(f"Admin {quote(name)} removed.")
 
 
+@admin.command("unlock")
+@click.argument("username")
+@pass_ctx
+def admin_unlock(ctx: Context, username: str) -> None:
+    """Forget the failed logins counted against an account (see docs/ADMIN.md)."""
+    name = _username(username)
+    with ctx.transaction() as session:
+        forgotten = login_throttle.forget_account(session, name)
+    click.echo(
+        f"Login attempts of {quote(name)} forgotten."
+        if forgotten
+        else f"{quote(name)} was not throttled."
+    )
+
+
 @admin.command("list")
 @pass_ctx
 def admin_list(ctx: Context) -> None:
     """Admin accounts, with their last login."""
     with ctx.transaction() as session:
-        for user in session.scalars(select(AdminUser).order_by(AdminUser.username)):
+        users = session.scalars(select(AdminUser).order_by(AdminUser.username)).all()
+        if not users:
+            click.echo("No admin accounts.")
+        for user in users:
             click.echo(
                 f"{user.username}\tcreated {when(user.created_at)}\t"
                 f"last login {when(user.last_login)}"

@@ -213,7 +213,7 @@ def test_cli_adds_lists_changes_and_removes_admins(sqlite_queue):
     assert log_in(sqlite_queue.app.test_client(), "bob", "new-pass-word").status_code == 302
 
     run_cli(["admin", "remove", "bob"], env=env)
-    assert run_cli(["admin", "list"], env=env).stdout == ""
+    assert run_cli(["admin", "list"], env=env).stdout == "No admin accounts.\n"
     assert client.get("/admin/").status_code == 302, "the removed admin's session ended"
     with sqlite_queue.db.transaction() as session:
         assert session.scalars(select(AdminUser)).all() == []
@@ -230,3 +230,73 @@ def test_cli_prompts_for_the_password_twice_without_echo(sqlite_queue):
         assert user.username == "carol"
         assert user.password_hash.startswith("$argon2id$")
         assert passwords.verify(user.password_hash, "pw-pw-pw-1")
+
+
+HUGE = "99999999999999999999999"
+
+
+def test_huge_or_odd_ids_in_urls_are_not_found(admin_queue):
+    """Past the project's integer rule (numbers.parse_int) an id is no page: 404, never
+    a database overflow (500)."""
+    client = admin_queue.app.test_client()
+    log_in(client)
+    token = csrf_of(client.get("/admin/"))
+    for path in (f"/admin/jobs/{HUGE}", f"/admin/jobs/{HUGE}/job.json", "/admin/jobs/\u0663"):
+        assert client.get(path).status_code == 404, path
+    for path in (
+        f"/admin/jobs/{HUGE}/requeue",
+        f"/admin/jobs/{HUGE}/cancel",
+        f"/admin/servers/{HUGE}/wakeup",
+    ):
+        assert client.post(path, data={"csrf_token": token}).status_code == 404, path
+    assert client.get("/admin/jobs/999999999999999999").status_code == 404  # 18 digits: looked up
+    # A paging cursor with such an id is ignored: the first page is shown.
+    for path in ("/admin/jobs/queued", "/admin/jobs/done", "/admin/events"):
+        answer = client.get(path, query_string={"before": f"2026-01-01T00:00:00_{HUGE}"})
+        assert answer.status_code == 200, path
+
+
+def test_junk_in_the_login_next_parameter_goes_to_the_dashboard(admin_queue):
+    client = admin_queue.app.test_client()
+    for junk in (
+        "/admin/\r\nSet-Cookie: x=y",
+        "/admin/jobs\n",
+        "/admin/\x00",
+        "/admin/jobs/done?name=a b",
+        "/admin\\..\\api.php",
+    ):
+        page = client.get("/admin/login", query_string={"next": junk})
+        assert page.status_code == 200
+        assert 'name="next"' not in page.get_data(as_text=True)
+        answer = client.post(
+            "/admin/login",
+            data={
+                "username": "alice",
+                "password": PASSWORD,
+                "csrf_token": csrf_of(page),
+                "next": junk,
+            },
+        )
+        assert answer.status_code == 302, junk
+        assert answer.headers["Location"] == "/admin/", junk
+        client = admin_queue.app.test_client()
+
+
+def test_next_stays_under_admin():
+    for bad in (
+        "/administrator",
+        "/admin/../api.php",
+        "/admin/%2e%2e/api.php",
+        "/admin/%2E./api.php",
+        "/admin/x#frag",
+        "/admin/\r\n",
+        "/admin/caf\u00e9",
+        "http:/admin/",
+        "/admin/" + "x" * 2000,
+    ):
+        assert safe_next(bad) is None, bad
+    assert safe_next("/admin") == "/admin"
+    assert safe_next("/admin/jobs/done?name=a%20b&since=2026-01-01") == (
+        "/admin/jobs/done?name=a%20b&since=2026-01-01"
+    )
+    assert safe_next("/admin/events?") == "/admin/events"

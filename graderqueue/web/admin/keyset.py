@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from ...numbers import parse_int
+
 DEFAULT_LIMIT = 50
 SCAN_LIMIT = 50_000
 
@@ -40,8 +42,13 @@ class Cursor:
         if not text or "_" not in text:
             return None
         stamp, _, ident = text.rpartition("_")
+        # The id by the rule for outside integers: a huge one is no cursor,
+        # not an overflow in the database.
+        row_id = parse_int(ident)
+        if row_id is None:
+            return None
         try:
-            return cls(datetime.fromisoformat(stamp), int(ident))
+            return cls(datetime.fromisoformat(stamp), row_id)
         except ValueError:
             return None
 

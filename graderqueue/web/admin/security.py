@@ -2,22 +2,27 @@
 
 The session is Flask's signed cookie, restricted to ``/admin``, http-only,
 ``SameSite=Lax`` and (unless configured off for local plain-HTTP use)
-secure. Every POST must carry the session's CSRF token; ``SameSite`` alone
-does not protect older browsers or same-site attackers.
+secure. It carries the account's session stamp, checked against the
+database on every request: logout, a new password or removing the account
+changes the stamp and so ends every session of that account at once, on
+every node. Every POST must carry the session's CSRF token; ``SameSite``
+alone does not protect older browsers or same-site attackers.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import re
 import secrets
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, abort, g, redirect, request, session, url_for
 
+from ... import auth
 from ...config import Settings
 from ...models import AdminUser
 from ..answers import runtime
@@ -90,11 +95,19 @@ def check_csrf() -> None:
         abort(400, description="Missing or wrong CSRF token: reload the page and try again.")
 
 
+def _stamp_matches(user: AdminUser | None) -> bool:
+    if user is None or user.username != session.get("user") or not user.session_stamp:
+        return False
+    sent = session.get("stamp")
+    return isinstance(sent, str) and hmac.compare_digest(sent.encode(), user.session_stamp.encode())
+
+
 def load_user() -> Response | None:
     """Put the logged-in admin in ``g.admin``; send anyone else to the login page.
 
-    The user is looked up on every request, so deleting an admin account
-    ends its sessions at once.
+    The account is looked up on every request (one primary-key read, not
+    cached), so a removed account or a changed session stamp ends the
+    session at its very next request.
     """
     g.admin = None
     if request.endpoint == "admin.static":
@@ -102,9 +115,12 @@ def load_user() -> Response | None:
     user_id = session.get("uid")
     if user_id is not None:
         with runtime().db.reading() as db_session:
-            user = db_session.get(AdminUser, user_id)
-            if user is not None and user.username == session.get("user"):
-                g.admin = user.username
+            user = db_session.get(AdminUser, user_id) if isinstance(user_id, int) else None
+            if _stamp_matches(user):
+                g.admin = user.username  # type: ignore[union-attr]
+        if g.admin is None:
+            # An ended session: drop it, and its CSRF token with it.
+            session.clear()
     if g.admin is None and request.endpoint not in PUBLIC_ENDPOINTS:
         target = request.full_path if request.method == "GET" else None
         return redirect(url_for("admin.login", next=safe_next(target)))
@@ -112,24 +128,57 @@ def load_user() -> Response | None:
 
 
 def log_in(user: AdminUser) -> None:
-    """A fresh session (no fixation), with a new CSRF token."""
+    """A fresh session (no fixation), with a new CSRF token and the account's stamp."""
     session.clear()
     session.permanent = True
     session["uid"] = user.id
     session["user"] = user.username
+    session["stamp"] = user.session_stamp
     session["csrf"] = secrets.token_urlsafe(32)
 
 
-def log_out() -> None:
+def current_user_id() -> int | None:
+    """The logged-in admin's id (checked by :func:`load_user`), or None."""
+    return session.get("uid") if g.get("admin") else None
+
+
+def log_out(user: AdminUser | None) -> None:
+    """End every session of ``user`` (the caller commits), and this one's cookie."""
+    if user is not None:
+        user.end_sessions()
     session.clear()
 
 
+def client_address() -> str:
+    """The visitor's address: nginx's word for it only when nginx is a trusted proxy."""
+    caller = auth.Caller(
+        remote_addr=request.remote_addr or "", headers=request.headers, server_token=None
+    )
+    return auth.client_ip(caller, runtime().settings.trusted_proxies)
+
+
+NEXT_MAX = 2000
+# Printable ASCII but space and backslash (browsers read "\" as "/").
+_NEXT_CHARS = re.compile(r"[!-\[\]-~]+")
+
+
 def safe_next(target: str | None) -> str | None:
-    """Only a path inside the interface: never an open redirect elsewhere."""
-    if not target:
+    """Only a path inside the interface: never an open redirect elsewhere.
+
+    Anything else (another site, a path outside ``/admin``, dot segments,
+    control characters such as CR/LF that cannot go in a header) gives None,
+    and the caller goes to the dashboard instead.
+    """
+    if not target or not isinstance(target, str) or len(target) > NEXT_MAX:
+        return None
+    if not _NEXT_CHARS.fullmatch(target):
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/admin"):
+    if parts.scheme or parts.netloc or parts.fragment:
+        return None
+    if parts.path != "/admin" and not parts.path.startswith("/admin/"):
+        return None
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
         return None
     if target.endswith("?"):
         target = target[:-1]

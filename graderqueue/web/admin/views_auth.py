@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Response, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from ... import passwords
+from ... import login_throttle, passwords
 from ...errors import QueueError, Unavailable
 from ...models import AdminUser, utcnow
 from ..answers import runtime
@@ -36,27 +38,52 @@ def _refused(exc: QueueError):  # type: ignore[no-untyped-def]
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
+def login() -> Response | str | tuple[str, int, dict[str, str]]:
     if g.get("admin") and request.method == "GET":
         return redirect(url_for("admin.dashboard"))
     target = security.safe_next(request.values.get("next"))
-    if request.method == "POST":
-        username = request.form.get("username", "").strip()[:255]
-        password = request.form.get("password", "")
-        with runtime().db.transaction() as session:
-            user = session.scalars(select(AdminUser).where(AdminUser.username == username)).first()
-            # verify() runs the KDF even for unknown users: no timing hint.
-            if passwords.verify(user.password_hash if user else None, password) and user:
-                user.last_login = utcnow()
-                security.log_in(user)
+    if request.method == "GET":
+        return render_template("admin/login.html", username="", next=target)
+    rt = runtime()
+    username = request.form.get("username", "").strip()[:255]
+    password = request.form.get("password", "")
+    address = security.client_address()
+    # Counted before the password is checked: over the limit costs no hash.
+    with rt.db.transaction() as session:
+        wait = login_throttle.admit(
+            session, login_throttle.Limits.from_settings(rt.settings), username, address, utcnow()
+        )
+    if wait is not None:
+        minutes = max(1, math.ceil(wait / 60))
+        flash(
+            "Too many failed log-ins for this account or from this address: "
+            f"try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+            "error",
+        )
+        page = render_template("admin/login.html", username=username, next=target)
+        return page, 429, {"Retry-After": str(wait)}
+    # The hash is checked outside any transaction: it must not hold SQLite's write lock.
+    with rt.db.reading() as session:
+        user = session.scalars(select(AdminUser).where(AdminUser.username == username)).first()
+    # verify() runs the KDF even for unknown users: no timing hint.
+    if passwords.verify(user.password_hash if user else None, password) and user:
+        with rt.db.transaction() as session:
+            current = session.get(AdminUser, user.id)
+            # A password changed (or the account removed) meanwhile: the check is void.
+            if current is not None and current.password_hash == user.password_hash:
+                current.last_login = utcnow()
+                login_throttle.succeeded(session, username, address)
+                security.log_in(current)
                 return redirect(target or url_for("admin.dashboard"))
-        flash("Wrong user name or password.", "error")
-        return render_template("admin/login.html", username=username, next=target), 401
-    return render_template("admin/login.html", username="", next=target)
+    flash("Wrong user name or password.", "error")
+    return render_template("admin/login.html", username=username, next=target), 401
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    security.log_out()
+    """Ends every session of this account (all browsers, every node), not only this one."""
+    user_id = security.current_user_id()
+    with runtime().db.transaction() as session:
+        security.log_out(session.get(AdminUser, user_id) if user_id is not None else None)
     flash("Logged out.", "info")
     return redirect(url_for("admin.login"))

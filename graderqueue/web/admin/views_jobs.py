@@ -61,7 +61,7 @@ def jobs_done() -> Response | str:
     return _job_list("done")
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 def job(job_id: int) -> str:
     with runtime().db.reading() as session:
         detail = job_detail(session, job_id)
@@ -76,7 +76,7 @@ def _error_excerpt(error: str) -> str:
     return delivery.excerpt(error, delivery.ERROR_MAX)
 
 
-@bp.get("/jobs/<int:job_id>/<any(job, result):what>.json")
+@bp.get("/jobs/<id:job_id>/<any(job, result):what>.json")
 def job_json(job_id: int, what: str) -> Response:
     """The raw JSON, for documents too big to show pretty-printed."""
     with runtime().db.reading() as session:
@@ -91,7 +91,7 @@ def job_json(job_id: int, what: str) -> Response:
     )
 
 
-@bp.post("/jobs/<int:job_id>/requeue")
+@bp.post("/jobs/<id:job_id>/requeue")
 def requeue(job_id: int) -> Response:
     rt = runtime()
     try:
@@ -105,7 +105,7 @@ def requeue(job_id: int) -> Response:
     return redirect(url_for("admin.job", job_id=job_id))
 
 
-@bp.post("/jobs/<int:job_id>/cancel")
+@bp.post("/jobs/<id:job_id>/cancel")
 def cancel(job_id: int) -> Response:
     try:
         with runtime().db.transaction() as session:

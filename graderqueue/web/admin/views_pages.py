@@ -83,7 +83,7 @@ def servers() -> str:
     )
 
 
-@bp.post("/servers/<int:server_id>/wakeup")
+@bp.post("/servers/<id:server_id>/wakeup")
 def wake(server_id: int) -> Response:
     rt = runtime()
     with rt.db.reading() as session:
