@@ -66,7 +66,7 @@ def admin_add(ctx: Context, username: str, password_stdin: bool) -> None:
     click.echo(f"Admin {quote(name)} added.")
 
 
-@admin.command("passwd")
+@admin.command("passwd", short_help="Set an admin's password; ends its sessions.")
 @click.argument("username")
 @password_stdin
 @pass_ctx
@@ -101,7 +101,7 @@ def admin_remove(ctx: Context, username: str) -> None:
     click.echo(f"Admin {quote(name)} removed.")
 
 
-@admin.command("unlock")
+@admin.command("unlock", short_help="Lift the login throttle of an account.")
 @click.argument("username")
 @pass_ctx
 def admin_unlock(ctx: Context, username: str) -> None:

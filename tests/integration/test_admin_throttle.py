@@ -203,7 +203,7 @@ def test_the_cli_unlocks_a_throttled_account(admin_queue):
         attempt(app, "alice", "wrong")
     assert refused(attempt(app, "alice", PASSWORD))
     unlocked = run_cli(["admin", "unlock", "Alice"], env=admin_queue.env)
-    assert "Login attempts of 'Alice' forgotten." in unlocked.stdout
+    assert "Login attempts of `Alice` forgotten." in unlocked.stdout
     assert attempt(app, "alice", PASSWORD).status_code == 302
     again = run_cli(["admin", "unlock", "alice"], env=admin_queue.env)
-    assert "'alice' was not throttled." in again.stdout
+    assert "`alice` was not throttled." in again.stdout
