@@ -1,0 +1,144 @@
+"""Acceptance: the Python client examples of docs/PROTOCOL.md work against a real queue.
+
+The examples under examples/clients/python/ are run as the documentation
+shows them (separate processes, over real HTTP to a gunicorn on SQLite), so
+the reference cannot drift from what the queue accepts. The Node examples
+are not run here: CI may have no node.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from tests.support.processes import free_port
+from tests.support.queue import ROOT, QueueSetup
+
+EXAMPLES = ROOT / "examples" / "clients" / "python"
+# A stand-in grader run by the example: job JSON in, a result object out.
+GRADER = shlex.join(
+    [
+        sys.executable,
+        "-c",
+        "import json, sys; job = json.load(sys.stdin); "
+        "print(json.dumps({'seen': job['taskPath'], 'executions': []}))",
+    ]
+)
+
+
+def run_example(name: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+    )
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_keys(queue: QueueSetup, tmp_path: Path, private_pem: str) -> tuple[str, str]:
+    platform_key = tmp_path / "platform.pem"
+    platform_key.write_text(private_pem)
+    queue_pub = queue.settings.resolved_key_dir / f"{queue.settings.key_name}.pub.pem"
+    return str(platform_key), str(queue_pub)
+
+
+def test_platform_and_grading_server_examples_round_trip(sqlite_queue: QueueSetup, tmp_path):  # type: ignore[no-untyped-def]
+    from graderqueue.models import Delivery, DeliveryState
+
+    queue = sqlite_queue
+    port = free_port()
+    platform = queue.platform("docs", return_url=f"http://127.0.0.1:{port}/result")
+    token = queue.server_token("t-c", "docs-grader")
+    platform_key, queue_pub = write_keys(queue, tmp_path, platform.private_pem)
+    served = queue.gunicorn(workers=1, threads=8)
+
+    receiver_args = [str(port), platform_key, queue_pub, "--count", "1"]
+    receiver = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "return_url.py"), *receiver_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sent = run_example("sendjob.py", served.url, "docs", platform_key, queue_pub, "--tags", "c")
+        assert sent.returncode == 0, sent.stderr
+        queued, read_back = json_lines(sent.stdout)
+        assert queued["errorcode"] == 0
+        assert queued["errormsg"] == f"Queued as job ID #{queued['jobid']}."
+        assert read_back["errorcode"] == 0 and read_back["origin"] == "queue"
+        assert read_back["data"]["id"] == queued["jobid"]
+        assert read_back["data"]["name"] == "example-job"
+        assert read_back["data"]["priority"] == 5
+        assert read_back["data"]["tags"] == "c"
+
+        graded = run_example("grading_server.py", served.url, token, "--once", "--command", GRADER)
+        assert graded.returncode == 0, graded.stderr
+        connected, job, saved = json_lines(graded.stdout)
+        assert connected["errorcode"] == 0
+        assert connected["errormsg"].startswith("Connected as server docs-grader-127.0.0.1")
+        assert job["jobid"] == queued["jobid"]
+        assert job["jobdata"]["taskPath"] == "$ROOT_PATH/tasks/example"
+        assert saved == {"errorcode": 0, "errormsg": "Saved resultdata."}
+
+        out, err = receiver.communicate(timeout=90)
+        assert receiver.returncode == 0, err
+        (result,) = json_lines(out)
+        assert result["sTaskName"] == "example-job"
+        assert result["sResultData"] == {"seen": "$ROOT_PATH/tasks/example", "executions": []}
+        assert len(result["date"].split("-")) == 3
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.communicate()
+
+    # The example's {"bSuccess": true} is what marks the result delivered.
+    deadline = time.monotonic() + 60
+    state = None
+    while time.monotonic() < deadline:
+        state = queue.scalar(select(Delivery.state).where(Delivery.job_id == queued["jobid"]))
+        if state == DeliveryState.DELIVERED:
+            break
+        time.sleep(0.2)
+    assert state == DeliveryState.DELIVERED
+
+
+def test_sendjob_example_fresh_tokens(sqlite_queue: QueueSetup, tmp_path):  # type: ignore[no-untyped-def]
+    """A platform that requires fresh tokens: the example's --fresh adds iat/exp/jti."""
+    queue = sqlite_queue
+    platform = queue.platform("docs-fresh", require_fresh=True)
+    platform_key, queue_pub = write_keys(queue, tmp_path, platform.private_pem)
+    served = queue.gunicorn(workers=1, threads=4)
+    args = (served.url, "docs-fresh", platform_key, queue_pub, "--tags", "c")
+
+    refused = run_example("sendjob.py", *args)
+    assert refused.returncode == 1
+    assert json_lines(refused.stdout) == [
+        {
+            "errorcode": 2,
+            "errormsg": "Invalid token: this platform must send exp/iat and jti, or date.",
+        }
+    ]
+
+    fresh = run_example("sendjob.py", *args, "--fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert [a["errorcode"] for a in json_lines(fresh.stdout)] == [0, 0]
+
+
+def test_grading_server_example_stops_on_bad_credentials(sqlite_queue: QueueSetup):
+    served = sqlite_queue.gunicorn(workers=1, threads=4)
+    refused = run_example("grading_server.py", served.url, "not-a-registered-token", "--once")
+    assert refused.returncode == 1
+    assert json_lines(refused.stdout) == [
+        {"errorcode": 3, "errormsg": "No valid authentication provided."}
+    ]
