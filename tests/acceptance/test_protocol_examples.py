@@ -8,6 +8,7 @@ are not run here: CI may have no node.
 
 from __future__ import annotations
 
+import ast
 import json
 import shlex
 import subprocess
@@ -142,3 +143,77 @@ def test_grading_server_example_stops_on_bad_credentials(sqlite_queue: QueueSetu
     assert json_lines(refused.stdout) == [
         {"errorcode": 3, "errormsg": "No valid authentication provided."}
     ]
+
+
+def test_the_reference_shows_each_example_unchanged():
+    doc = (ROOT / "docs" / "PROTOCOL.md").read_text()
+    examples = sorted((ROOT / "examples" / "clients").rglob("*.*js")) + sorted(
+        EXAMPLES.glob("*.py")
+    )
+    assert len(examples) == 5
+    for path in examples:
+        assert path.read_text() in doc, f"docs/PROTOCOL.md does not show {path} as it is"
+
+
+# The modules whose refusals reach protocol clients (not the CLI-only ones).
+ANSWERING_MODULES = [
+    "db.py",
+    "freshness.py",
+    "jobs.py",
+    "keys.py",
+    "routing.py",
+    "senders.py",
+    "submissions.py",
+    "tokens.py",
+    "web/answers.py",
+    "web/platform_api.py",
+    "web/server_api.py",
+]
+
+
+def _default_messages() -> dict[str, str]:
+    """Each QueueError class's own message: its docstring's first line."""
+    tree = ast.parse((ROOT / "graderqueue" / "errors.py").read_text())
+    return {
+        node.name: (ast.get_docstring(node) or "").splitlines()[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def _messages(tree: ast.AST, defaults: dict[str, str]) -> list[str]:
+    """Texts given to answer(...) or to a QueueError class (its default when given none).
+
+    For an f-string, its text up to the first placeholder.
+    """
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", "")
+        if name in defaults and not node.args:
+            found.append(defaults[name])
+            continue
+        if name == "answer" and len(node.args) >= 2:
+            arg = node.args[1]
+        elif name in defaults:
+            arg = node.args[0]
+        else:
+            continue
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            found.append(arg.value)
+        elif isinstance(arg, ast.JoinedStr) and isinstance(arg.values[0], ast.Constant):
+            found.append(str(arg.values[0].value))
+    return found
+
+
+def test_the_reference_lists_every_error_message():
+    doc = (ROOT / "docs" / "PROTOCOL.md").read_text().replace("\\`", "`")
+    defaults = _default_messages()
+    missing = []
+    for module in ANSWERING_MODULES:
+        tree = ast.parse((ROOT / "graderqueue" / module).read_text())
+        for message in _messages(tree, defaults):
+            if message.strip() and message not in doc:
+                missing.append(f"{module}: {message!r}")
+    assert not missing, "docs/PROTOCOL.md lacks:\n" + "\n".join(missing)

@@ -87,7 +87,9 @@ def main() -> None:
             time.sleep(5)  # the queue is unreachable: try again
             continue
         if answer["errorcode"] == 1:
-            continue  # no job yet (or too many held): poll again
+            if answer["errormsg"] != "No job available.":
+                time.sleep(5)  # a quick refusal (queue busy, too many jobs): back off
+            continue  # no job within the long-poll: poll again at once
         if answer["errorcode"] != 0:
             sys.exit(1)  # 2 or 3: fix the configuration, do not hammer the queue
         resultdata = grade(shlex.split(args.command), answer["jobdata"])
