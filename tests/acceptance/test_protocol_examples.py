@@ -1,80 +1,235 @@
-"""The worked examples of docs/PROTOCOL.md run against a real queue under gunicorn.
+"""Acceptance: the Python client examples of docs/PROTOCOL.md work against a real queue.
 
-examples/clients/platform_client.py and grading_server_client.py use jwcrypto and requests
-only; platform-request.sh uses bash, openssl and curl only, an implementation
-of the token format that shares no code with the queue.
+The examples under examples/clients/python/ are run as the documentation
+shows them (separate processes, over real HTTP to a gunicorn on SQLite), so
+the reference cannot drift from what the queue accepts. The Node examples
+are not run here: CI may have no node.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import pytest
+from sqlalchemy import select
 
 from tests.support.processes import free_port
+from tests.support.queue import ROOT, QueueSetup
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "clients"
+EXAMPLES = ROOT / "examples" / "clients" / "python"
+# A stand-in grader run by the example: job JSON in, a result object out.
+GRADER = shlex.join(
+    [
+        sys.executable,
+        "-c",
+        "import json, sys; job = json.load(sys.stdin); "
+        "print(json.dumps({'seen': job['taskPath'], 'executions': []}))",
+    ]
+)
 
 
-@pytest.fixture
-def served(sqlite_queue, tmp_path):
-    return_port = free_port()
-    platform = sqlite_queue.platform(
-        "example-platform", return_url=f"http://127.0.0.1:{return_port}/"
+def run_example(name: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
     )
-    key = tmp_path / "platform.pem"
-    key.write_text(platform.private_pem)
-    queue_pub = sqlite_queue.settings.resolved_key_dir / "graderqueue.pub.pem"
-    node = sqlite_queue.gunicorn(workers=1, threads=8)
-    args = [node.url, platform.name, str(key), str(queue_pub), sqlite_queue.settings.key_name]
-    return node, args, return_port
 
 
-def test_the_python_platform_and_grading_server(sqlite_queue, served):
-    node, args, return_port = served
-    platform = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "platform_client.py"), *args, str(return_port)],
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_keys(queue: QueueSetup, tmp_path: Path, private_pem: str) -> tuple[str, str]:
+    platform_key = tmp_path / "platform.pem"
+    platform_key.write_text(private_pem)
+    queue_pub = queue.settings.resolved_key_dir / f"{queue.settings.key_name}.pub.pem"
+    return str(platform_key), str(queue_pub)
+
+
+def test_platform_and_grading_server_examples_round_trip(sqlite_queue: QueueSetup, tmp_path):  # type: ignore[no-untyped-def]
+    from graderqueue.models import Delivery, DeliveryState
+
+    queue = sqlite_queue
+    port = free_port()
+    platform = queue.platform("docs", return_url=f"http://127.0.0.1:{port}/result")
+    token = queue.server_token("t-c", "docs-grader")
+    platform_key, queue_pub = write_keys(queue, tmp_path, platform.private_pem)
+    served = queue.gunicorn(workers=1, threads=8)
+
+    receiver_args = [str(port), platform_key, queue_pub, "--count", "1"]
+    receiver = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "return_url.py"), *receiver_args],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        token = sqlite_queue.server_token("t-c")
-        # Wait for the job to be queued before the grading server polls once.
-        first = platform.stdout.readline()
-        if not first.startswith("sendjob"):
-            first += platform.communicate(timeout=30)[0]
-        assert first.startswith("sendjob: errorcode 0: Queued as job ID #1."), first
-        grader = subprocess.run(
-            [sys.executable, str(EXAMPLES / "grading_server_client.py"), node.url, token, "--once"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert grader.returncode == 0, grader.stdout + grader.stderr
-        assert "got job #1 'api-sendjob'" in grader.stdout
-        assert "sendresults: errorcode 0: Saved resultdata." in grader.stdout
-        out, _ = platform.communicate(timeout=60)
+        sent = run_example("sendjob.py", served.url, "docs", platform_key, queue_pub, "--tags", "c")
+        assert sent.returncode == 0, sent.stderr
+        queued, read_back = json_lines(sent.stdout)
+        assert queued["errorcode"] == 0
+        assert queued["errormsg"] == f"Queued as job ID #{queued['jobid']}."
+        assert read_back["errorcode"] == 0 and read_back["origin"] == "queue"
+        assert read_back["data"]["id"] == queued["jobid"]
+        assert read_back["data"]["name"] == "example-job"
+        assert read_back["data"]["priority"] == 5
+        assert read_back["data"]["tags"] == "c"
+
+        graded = run_example("grading_server.py", served.url, token, "--once", "--command", GRADER)
+        assert graded.returncode == 0, graded.stderr
+        connected, job, saved = json_lines(graded.stdout)
+        assert connected["errorcode"] == 0
+        assert connected["errormsg"].startswith("Connected as server docs-grader-127.0.0.1")
+        assert job["jobid"] == queued["jobid"]
+        assert job["jobdata"]["taskPath"] == "$ROOT_PATH/tasks/example"
+        assert saved == {"errorcode": 0, "errormsg": "Saved resultdata."}
+
+        out, err = receiver.communicate(timeout=90)
+        assert receiver.returncode == 0, err
+        (result,) = json_lines(out)
+        assert result["sTaskName"] == "example-job"
+        assert result["sResultData"] == {"seen": "$ROOT_PATH/tasks/example", "executions": []}
+        assert len(result["date"].split("-")) == 3
     finally:
-        if platform.poll() is None:
-            platform.kill()
-    assert platform.returncode == 0, out
-    assert "job #1: status queued, priority 5" in out
-    result_line = next(line for line in out.splitlines() if line.startswith("result of"))
-    echoed = json.loads(result_line.split("): ", 1)[1])
-    assert echoed["echo"]["taskPath"] == "$ROOT_PATH/tasks/sum"
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.communicate()
+
+    # The example's {"bSuccess": true} is what marks the result delivered.
+    deadline = time.monotonic() + 60
+    state = None
+    while time.monotonic() < deadline:
+        state = queue.scalar(select(Delivery.state).where(Delivery.job_id == queued["jobid"]))
+        if state == DeliveryState.DELIVERED:
+            break
+        time.sleep(0.2)
+    assert state == DeliveryState.DELIVERED
 
 
-def test_the_shell_client_with_openssl_and_curl(served):
-    _node, args, _ = served
+def test_sendjob_example_fresh_tokens(sqlite_queue: QueueSetup, tmp_path):  # type: ignore[no-untyped-def]
+    """A platform that requires fresh tokens: the example's --fresh adds iat/exp/jti."""
+    queue = sqlite_queue
+    platform = queue.platform("docs-fresh", require_fresh=True)
+    platform_key, queue_pub = write_keys(queue, tmp_path, platform.private_pem)
+    served = queue.gunicorn(workers=1, threads=4)
+    args = (served.url, "docs-fresh", platform_key, queue_pub, "--tags", "c")
+
+    refused = run_example("sendjob.py", *args)
+    assert refused.returncode == 1
+    assert json_lines(refused.stdout) == [
+        {
+            "errorcode": 2,
+            "errormsg": "Invalid token: this platform must send exp/iat and jti, or date.",
+        }
+    ]
+
+    fresh = run_example("sendjob.py", *args, "--fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert [a["errorcode"] for a in json_lines(fresh.stdout)] == [0, 0]
+
+
+def test_grading_server_example_stops_on_bad_credentials(sqlite_queue: QueueSetup):
+    served = sqlite_queue.gunicorn(workers=1, threads=4)
+    refused = run_example("grading_server.py", served.url, "not-a-registered-token", "--once")
+    assert refused.returncode == 1
+    assert json_lines(refused.stdout) == [
+        {"errorcode": 3, "errormsg": "No valid authentication provided."}
+    ]
+
+
+def test_the_reference_shows_each_example_unchanged():
+    doc = (ROOT / "docs" / "PROTOCOL.md").read_text()
+    examples = sorted((ROOT / "examples" / "clients").rglob("*.*js")) + sorted(
+        EXAMPLES.glob("*.py")
+    )
+    assert len(examples) == 5
+    for path in examples:
+        assert path.read_text() in doc, f"docs/PROTOCOL.md does not show {path} as it is"
+
+
+# The modules whose refusals reach protocol clients (not the CLI-only ones).
+ANSWERING_MODULES = [
+    "db.py",
+    "freshness.py",
+    "jobs.py",
+    "keys.py",
+    "routing.py",
+    "senders.py",
+    "submissions.py",
+    "tokens.py",
+    "web/answers.py",
+    "web/platform_api.py",
+    "web/server_api.py",
+]
+
+
+def _default_messages() -> dict[str, str]:
+    """Each QueueError class's own message: its docstring's first line."""
+    tree = ast.parse((ROOT / "graderqueue" / "errors.py").read_text())
+    return {
+        node.name: (ast.get_docstring(node) or "").splitlines()[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def _messages(tree: ast.AST, defaults: dict[str, str]) -> list[str]:
+    """Texts given to answer(...) or to a QueueError class (its default when given none).
+
+    For an f-string, its text up to the first placeholder.
+    """
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", "")
+        if name in defaults and not node.args:
+            found.append(defaults[name])
+            continue
+        if name == "answer" and len(node.args) >= 2:
+            arg = node.args[1]
+        elif name in defaults:
+            arg = node.args[0]
+        else:
+            continue
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            found.append(arg.value)
+        elif isinstance(arg, ast.JoinedStr) and isinstance(arg.values[0], ast.Constant):
+            found.append(str(arg.values[0].value))
+    return found
+
+
+def test_the_reference_lists_every_error_message():
+    doc = (ROOT / "docs" / "PROTOCOL.md").read_text().replace("\\`", "`")
+    defaults = _default_messages()
+    missing = []
+    for module in ANSWERING_MODULES:
+        tree = ast.parse((ROOT / "graderqueue" / module).read_text())
+        for message in _messages(tree, defaults):
+            if message.strip() and message not in doc:
+                missing.append(f"{module}: {message!r}")
+    assert not missing, "docs/PROTOCOL.md lacks:\n" + "\n".join(missing)
+
+
+def test_the_shell_client_with_openssl_and_curl(sqlite_queue: QueueSetup, tmp_path):  # type: ignore[no-untyped-def]
+    """A token built byte by byte by openssl, sent by curl: no JOSE library involved."""
+    platform = sqlite_queue.platform("shell-platform")
+    key, queue_pub = write_keys(sqlite_queue, tmp_path, platform.private_pem)
+    node = sqlite_queue.gunicorn(workers=1, threads=4)
+    script = ROOT / "examples" / "clients" / "platform-request.sh"
+    args = [node.url, platform.name, key, queue_pub, sqlite_queue.settings.key_name]
 
     def request(body: dict) -> dict:
         run = subprocess.run(
-            ["bash", str(EXAMPLES / "platform-request.sh"), *args, json.dumps(body)],
+            ["bash", str(script), *args, json.dumps(body)],
             capture_output=True,
             text=True,
             timeout=60,
