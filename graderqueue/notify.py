@@ -165,6 +165,8 @@ class Hub:
         ids = sorted(set(type_ids)) or [ALL_TYPES]
         self._bump(ids)
         message = sign_hint(self._key, ids)
+        if len(message) > MAX_HINT_BYTES:  # too many types for one datagram: wake all
+            message = sign_hint(self._key, [ALL_TYPES])
         try:
             peers = self._peers.get("peers", self._load_peers)
         except Exception:  # a hint is not worth failing the request for

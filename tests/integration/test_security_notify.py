@@ -153,3 +153,15 @@ def test_the_app_signs_with_a_key_derived_from_secret_key(sqlite_queue: QueueSet
     generated = sqlite_queue.instance / "secret_key"
     key = _hint_key(settings)
     assert key == hint_key(generated.read_text().strip())
+
+
+def test_a_hint_for_too_many_types_for_one_datagram_wakes_everyone(
+    sqlite_queue: QueueSetup, hubs: list[Hub]
+) -> None:
+    waiting = listening(hubs, sqlite_queue)
+    other_node = Hub(sqlite_queue.db, "127.0.0.1", KEY)
+    hubs.append(other_node)
+    seen = waiting.generation(5)
+    other_node.publish(range(100_000, 100_400))  # 400 ids: over MAX_HINT_BYTES
+    assert waiting.wait(5, seen, timeout=30)
+    assert waiting.dropped_hints == 0
