@@ -6,18 +6,42 @@
 import multiprocessing
 import os
 
+# gunicorn must be reachable only through nginx (examples/nginx/), so bind
+# to the loopback address (or a unix socket, "unix:/run/graderqueue.sock"),
+# never to a public address:
+# - gunicorn has no timeout for reading a request: a client that sends its
+#   headers a byte at a time (slowloris) holds one of these threads for as
+#   long as it likes. nginx reads whole requests before it passes them on,
+#   so slow clients cost nginx a connection, not the queue a thread.
+# - the app believes the X-SSL-Client-* headers from trusted_proxies; from
+#   a trusted address anyone who reaches gunicorn can claim any certificate.
+# - nginx's limit_req throttles /api.php (a password hash per rRequest).
+# On several nodes with one nginx in front, bind to a private address that
+# only nginx can reach, and list nginx's address in trusted_proxies.
 bind = os.environ.get("GRADERQUEUE_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("GRADERQUEUE_WORKERS", multiprocessing.cpu_count()))
 threads = int(os.environ.get("GRADERQUEUE_THREADS", 64))
+# Long-polls may wait in at most three quarters of the threads; the rest stay
+# free for platform requests, results and admin pages (docs/SIZING.md). This
+# runs in gunicorn's master before the workers start, so they inherit it.
+os.environ.setdefault("GRADERQUEUE_MAX_WAITING_POLLS", str(max(1, threads * 3 // 4)))
 # Worker heartbeat timeout; a long-poll does not block the heartbeat in gthread.
 timeout = 60
 graceful_timeout = 30
+# Seconds an idle keep-alive connection (nginx's upstream keepalive) stays open.
 keepalive = 5
-# Bounds on the request line and headers; bodies are bounded by the app.
+# Bounds on the request line and headers; bodies are bounded by the app
+# (max_request_bytes, also for chunked bodies). The protocol needs neither
+# long URLs nor many headers: its tokens travel in POST bodies.
 limit_request_line = 8190
 limit_request_fields = 100
+limit_request_field_size = 8190
 accesslog = os.environ.get("GRADERQUEUE_ACCESS_LOG", "-")
 errorlog = "-"
-# Log the client address, never the body (tokens are in the body).
+# Log the client address, never the body (tokens are in the body). A secret
+# sent in a query string anyway (GET /poll.php?server_token=...) is replaced
+# by "[redacted]" in the access and error logs by this logger class,
+# whatever access_log_format names.
+logger_class = "graderqueue.access_log.RedactingLogger"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

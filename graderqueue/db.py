@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
 from .errors import Unavailable
+from .private_files import private_dir, touch_private
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 READ_ONLY = "graderqueue_read_only"
@@ -43,8 +44,11 @@ def make_engine(settings: Settings) -> Engine:
 
 def _sqlite_engine(url: str) -> Engine:
     path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path and path != ":memory:" and not path.startswith("file:"):
+        # Private whatever the umask: the folder 0700 and the file 0600
+        # before SQLite opens it (its -wal and -shm copy the file's mode).
+        private_dir(Path(path).parent)
+        touch_private(Path(path))
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -83,6 +87,14 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file, or None (another database, or in memory)."""
+        database = self.engine.url.database if self.dialect == "sqlite" else None
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return Path(database)
 
     @property
     def dialect(self) -> str:

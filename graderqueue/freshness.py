@@ -7,6 +7,7 @@ A platform marked ``require_fresh`` must send either the standard claims
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,14 +25,24 @@ if TYPE_CHECKING:
 from .models import SeenTokenId, utcnow
 
 CLOCK_SKEW_SEC = 60
+# The latest time a token may name: 2100-01-01 UTC. Times past it are no
+# time at all but an attack on the arithmetic: 1e300 or a 400-digit integer
+# overflows float() and datetime, and JSON's Infinity/NaN compare oddly.
+MAX_UNIX_TIME = 4_102_444_800
 
 
 def _number(payload: dict[str, Any], key: str) -> float | None:
+    """A unix time claim (``exp``, ``iat``, ``nbf``): a finite number from 1970 to 2100."""
     value = payload.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenError(f"Invalid token: `{key}` must be a number.")
+    # Compare before float(): float() of a huge int raises OverflowError.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TokenError(f"Invalid token: `{key}` must be a finite number.")
+    if not 0 <= value <= MAX_UNIX_TIME:
+        raise TokenError(f"Invalid token: `{key}` must be a unix time between 1970 and 2100.")
     return float(value)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwk
 
 from .errors import QueueError, TokenError
+from .private_files import private_dir, write_private
 
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -54,17 +54,17 @@ def create_key(key_dir: Path, name: str, bits: int = 2048) -> bool:
     """Create the key pair ``name`` unless it exists. Returns True if created."""
     if not KEY_NAME_RE.match(name):
         raise KeyProblem(f"Invalid key name {name!r}: use letters, digits, '.', '_' or '-'.")
-    key_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(key_dir, 0o700)
+    private_dir(key_dir)
     private_path = key_dir / f"{name}.pem"
     if private_path.exists():
         return False
     private, public = generate_rsa_pem(bits)
-    # Create with 0600 from the start: the key is never readable by others.
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private)
-    (key_dir / f"{name}.pub.pem").write_bytes(public)
+    # Created 0600 from the start: the key is never readable by others. The
+    # public half too: nothing in the instance folder is for other users.
+    write_private(private_path, private)
+    public_path = key_dir / f"{name}.pub.pem"
+    public_path.unlink(missing_ok=True)
+    write_private(public_path, public)
     return True
 
 

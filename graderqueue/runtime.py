@@ -10,7 +10,7 @@ from .config import Settings
 from .db import Database
 from .directory import Directory
 from .keys import QueueKeys
-from .notify import Hub
+from .notify import Hub, hint_key
 from .pollslots import PollSlots
 from .wakeup import Waker
 
@@ -28,7 +28,7 @@ class Runtime:
     delivery_kick: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
-        self.hub = Hub(self.db, self.settings.notify_host)
+        self.hub = Hub(self.db, self.settings.notify_host, _hint_key(self.settings))
         self.waker = Waker(self.db, self.settings)
         self.directory = Directory(self.db, self.settings.registry_cache_sec)
         self.poll_slots = PollSlots(
@@ -52,3 +52,14 @@ class Runtime:
         """After a result is committed: let the delivery worker start at once."""
         if self.delivery_kick is not None:
             self.delivery_kick()
+
+
+def _hint_key(settings: Settings) -> bytes:
+    """The key of hints between nodes: from secret_key, which every node shares.
+
+    Without a configured secret_key, the one generated into the instance
+    folder (nodes on one instance folder, or with a copy of it, agree).
+    """
+    from .web.admin.security import secret_key
+
+    return hint_key(secret_key(settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import keys
+from .. import keys, private_files
 from . import Context, fail_clearly, pass_ctx
 
 
@@ -19,9 +19,18 @@ def init(ctx: Context, bits: str) -> None:
 
     settings = ctx.settings
     with fail_clearly():
-        settings.instance_path.mkdir(parents=True, exist_ok=True)
+        private_files.private_dir(settings.instance_path)
         migrate.upgrade(ctx.db)
         created = keys.create_key(settings.resolved_key_dir, settings.key_name, int(bits))
+        # An instance made before modes were enforced (or copied with a
+        # loose umask): take group and other access away, and say so.
+        fixed = private_files.fix_modes(
+            private_files.queue_paths(
+                settings.instance_path, settings.resolved_key_dir, ctx.db.sqlite_file
+            )
+        )
+    for line in fixed:
+        click.echo(line)
     click.echo(f"Database ready at revision {migrate.current_revision(ctx.db)}.")
     state = "created" if created else "kept"
     click.echo(f"Queue key {settings.key_name!r} {state} in {settings.resolved_key_dir}.")

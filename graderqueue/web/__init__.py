@@ -10,6 +10,7 @@ from .. import logs, migrate
 from ..config import Settings, load_settings
 from ..runtime import Runtime
 from .answers import register_error_handlers
+from .request_size import ChunkedBodyLimit
 
 
 class NotInitialized(RuntimeError):
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
         JSON_SORT_KEYS=False,
     )
+    # MAX_CONTENT_LENGTH only refuses a body that declares its length.
+    app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, settings.max_request_bytes)  # type: ignore[method-assign]
     app.extensions["graderqueue"] = rt
     register_error_handlers(app)
 

@@ -170,3 +170,63 @@ def test_no_secret_in_logs_answers_or_tables(sqlite_queue: QueueSetup) -> None:
                 assert value not in tables, f"{what} in the database"
     for answer in answers:
         assert "Traceback" not in answer and 'File "' not in answer, answer[:300]
+
+
+def raw_request(port: int, request_line: str) -> bytes:
+    """Send one request line as given (even a malformed one); the raw answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"{request_line}\r\nHost: queue.test\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    return received
+
+
+def test_secrets_in_a_query_string_stay_out_of_gunicorns_logs(sqlite_queue: QueueSetup) -> None:
+    """Issue 11 item 10: GET /poll.php?server_token=... showed the token in the access log.
+
+    gunicorn runs with examples/gunicorn.conf.py, whose logger class redacts
+    secret-named query values in the access log and in the error log (which
+    quotes a malformed request line whole).
+    """
+    queue = sqlite_queue
+    server_token = queue.server_token("t-c", name="cloud")
+    secrets = {
+        "server_token": server_token,
+        "sToken": "stok-Vq3Zx8Lp1Mn6",
+        "rPassword": REMOTE_PASSWORD,
+        "debugPassword": DEBUG_PASSWORD,
+        "token": "tok-Hb5Wd2Qs9Kf4",
+        "encoded": "enc-Ry7Tg3Jc6Pa1",
+        "malformed": "bad-Ue4Xn1Vo8Ci5",
+    }
+    server = queue.gunicorn(workers=1, threads=4)
+    url = server.url
+    queries = [
+        ("/poll.php", f"server_token={server_token}&nbtasks=0"),
+        ("/api.php", f"sPlatform=plat&sToken={secrets['sToken']}"),
+        ("/api.php", f"rUsername=alice&rPassword={secrets['rPassword']}&request=test"),
+        ("/api.php", f"request=test&debugPassword={secrets['debugPassword']}"),
+        ("/sendresults.php", f"jobid=1;token={secrets['token']}"),
+    ]
+    for path, query in queries:
+        response = requests.get(f"{url}{path}?{query}", timeout=30)
+        assert response.status_code == 200, response.text
+    # werkzeug decodes the name, so the logger must too (requests would
+    # normalize %5F, hence a raw socket).
+    line = f"GET /poll.php?server%5Ftoken={secrets['encoded']} HTTP/1.1"
+    assert raw_request(server.port, line).startswith(b"HTTP/1.1 200")
+    # A request line gunicorn refuses (two spaces): its error log quotes the line.
+    line = f"GET  /poll.php?server_token={secrets['malformed']} HTTP/1.1"
+    assert raw_request(server.port, line).startswith(b"HTTP/1.1 400")
+
+    server.stop()
+    logs = server.log_text()
+    assert logs.count("GET /poll.php?server_token=[redacted]&nbtasks=0") == 1, logs[-3000:]
+    assert "Invalid HTTP request line" in logs and "server%5Ftoken=[redacted]" in logs, logs
+    assert logs.count("[redacted]") == len(queries) + 2, logs[-3000:]
+    assert "nbtasks=0" in logs and "rUsername=alice" in logs  # the rest of the query stays
+    for what, value in secrets.items():
+        assert value not in logs, f"{what} in gunicorn's logs:\n{logs[-3000:]}"

@@ -368,6 +368,36 @@ def test_a_stale_or_missing_date_is_refused(sqlite_queue, date, message):
     refused(sqlite_queue, "fresh", make_token(sqlite_queue, platform, payload), message)
 
 
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"exp": 1e300}, "between 1970 and 2100"),
+        ({"exp": 10**400}, "between 1970 and 2100"),
+        ({"exp": float("inf")}, "must be a finite number"),
+        ({"iat": float("nan"), "exp": None}, "must be a finite number"),
+        ({"iat": float("-inf")}, "must be a finite number"),
+        ({"nbf": float("nan")}, "must be a finite number"),
+        ({"iat": -1e300}, "between 1970 and 2100"),
+    ],
+    ids=["exp-1e300", "exp-huge-int", "exp-inf", "iat-nan", "iat-minus-inf", "nbf-nan", "iat-tiny"],
+)
+def test_non_finite_or_huge_times_are_refused_without_a_traceback(
+    sqlite_queue, claims, message, caplog
+):
+    """Issue 11 item 10: these gave errorcode 1 and a traceback (float/datetime overflow)."""
+    platform = sqlite_queue.platform("fresh", require_fresh=True)
+    token = make_token(sqlite_queue, platform, {**job(), **fresh_claims(**claims)})
+    with caplog.at_level("WARNING"):
+        refused(sqlite_queue, "fresh", token, message)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_a_huge_exp_is_refused_from_every_platform(sqlite_queue, platform):
+    token = make_token(sqlite_queue, platform, {**job(), "exp": 1e300})
+    refused(sqlite_queue, "plat", token, "between 1970 and 2100")
+
+
 def test_exp_is_honoured_from_every_platform(sqlite_queue, platform):
     """Freshness is optional per platform, but an expired token never counts."""
     stale = make_token(sqlite_queue, platform, {**job(), "exp": int(time.time()) - 3600})
