@@ -22,10 +22,17 @@ bind = os.environ.get("GRADERQUEUE_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("GRADERQUEUE_WORKERS", multiprocessing.cpu_count()))
 threads = int(os.environ.get("GRADERQUEUE_THREADS", 64))
-# Long-polls may wait in at most three quarters of the threads; the rest stay
-# free for platform requests, results and admin pages (docs/SIZING.md). This
-# runs in gunicorn's master before the workers start, so they inherit it.
-os.environ.setdefault("GRADERQUEUE_MAX_WAITING_POLLS", str(max(1, threads * 3 // 4)))
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Long-polls may wait in at most three quarters of a worker's threads (the
+    final count, --threads included); the rest stay free for platform requests,
+    results and admin pages (docs/SIZING.md). Runs in the master before the
+    workers start, so they inherit it. GRADERQUEUE_MAX_WAITING_POLLS wins."""
+    default = max(1, server.cfg.threads * 3 // 4)
+    os.environ.setdefault("GRADERQUEUE_MAX_WAITING_POLLS", str(default))
+
+
 # Worker heartbeat timeout; a long-poll does not block the heartbeat in gthread.
 timeout = 60
 graceful_timeout = 30
