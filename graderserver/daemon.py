@@ -158,8 +158,6 @@ class Daemon:
         try:
             self._main_loop()
             self._drain()
-        except PollAbandoned:
-            self._drain()
         except ColdShutdown:
             log.warning("Cold shutdown: unfinished jobs go back to the queue.")
         finally:
@@ -178,7 +176,12 @@ class Daemon:
             started = time.monotonic()
             try:
                 self._polling = not self._stopping.is_set()
-                job = self.client.poll(nbtasks)
+                try:
+                    job = self.client.poll(nbtasks)
+                finally:
+                    # Before any handler below runs: a stop during a backoff
+                    # wait is a plain warm shutdown, not an abandoned poll.
+                    self._polling = False
             except PollAbandoned:
                 log.info("Stopped waiting for a job.")
                 return
@@ -190,8 +193,6 @@ class Daemon:
                 self.exit_code = 1
                 self._stopping.set()
                 return
-            finally:
-                self._polling = False
             self._poll_failures = 0
             if job is None:
                 if self.once:
@@ -304,7 +305,10 @@ class Daemon:
         cfg = self.config
         jobdata = prepare_jobdata(job.jobdata, cfg.root_path, cfg.path_vars, cfg.restrict_paths)
         platform_paths = platform_restrictions(job.jobdata, cfg.root_path, cfg.path_vars) or []
-        problem = revision_problem(job.taskrevision) or path_problem(jobdata, platform_paths)
+        variables = {"ROOT_PATH": cfg.root_path, **cfg.path_vars}
+        problem = revision_problem(job.taskrevision) or path_problem(
+            jobdata, platform_paths, variables
+        )
         if problem is not None:
             # Fatal, not temporary: no server may run it, so it must not be requeued.
             log.warning("Job #%d refused: %s.", job.jobid, problem)
@@ -312,8 +316,14 @@ class Daemon:
         task_dir = jobdata.get("taskPath")
         task_dir = task_dir if isinstance(task_dir, str) else ""
         with self.preparer.checkout(task_dir, job.taskrevision) as error:
+            # Again after the checkout: the revision may have made a path of
+            # the job into a symlink that leaves the platform's folders.
+            problem = None if error else path_problem(jobdata, platform_paths, variables)
             if error is not None:
                 result = make_result(2, f"Temporary error: {error}")
+            elif problem is not None:
+                log.warning("Job #%d refused after its checkout: %s.", job.jobid, problem)
+                result = make_result(1, f"Refused by the grading server: {problem}.")
             else:
                 result = run_job(
                     self.command,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from string import Template
 from typing import Any
 
 REVISION_MAX = 200
@@ -34,19 +35,26 @@ def _inside(path: str, roots: Sequence[str]) -> bool:
     return False
 
 
-def path_problem(jobdata: Mapping[str, Any], platform_paths: Sequence[str]) -> str | None:
+def path_problem(
+    jobdata: Mapping[str, Any],
+    platform_paths: Sequence[str],
+    variables: Mapping[str, str] | None = None,
+) -> str | None:
     """Why the job's task folder or solution file may not be used, or None.
 
-    ``jobdata`` has its variables expanded already. When the queue sent the
+    ``variables`` ($ROOT_PATH and the configured ones) are expanded in each
+    path first, as the grading program will expand them. When the queue sent the
     platform's restrict paths, each path must lie inside one of them after
     resolving symlinks. (This server's own `paths.restrict` only widens what
     the program may read; it does not confine task paths.)
     """
-    # An empty entry (`$ROOT_PATH` on a server without a root) names no
-    # folder; realpath("") would be the daemon's working directory.
-    platform_paths = [p for p in platform_paths if p]
     if not platform_paths:
         return None
+    for root in platform_paths:
+        # `$ROOT_PATH` on a server without a root expands to "" (realpath: the
+        # working directory; as a prefix: everything), an unknown `$VAR` stays.
+        if not os.path.isabs(root) or "$" in root:
+            return f"the platform's allowed path {root[:200]!r} is not an absolute path here"
     paths = [("taskPath", jobdata.get("taskPath"))]
     extra = jobdata.get("extraParams")
     if isinstance(extra, Mapping) and extra.get("solutionPath") is not None:
@@ -54,6 +62,8 @@ def path_problem(jobdata: Mapping[str, Any], platform_paths: Sequence[str]) -> s
     for name, value in paths:
         if value is None or value == "":
             continue
+        if isinstance(value, str) and variables:
+            value = Template(value).safe_substitute(variables)
         if not isinstance(value, str) or "\0" in value:
             return f"{name} is not a path"
         if not os.path.isabs(value):

@@ -281,16 +281,20 @@ A_JOB = (
         "jobid": 42,
         "jobname": "j",
         "taskrevision": "",
-        # An old queue sent one restrict path as a bare string; the task lies inside it.
-        "jobdata": {"taskPath": "$ROOT_PATH/t", "restrictToPaths": "$ROOT_PATH"},
+        "jobdata": {"taskPath": "$ROOT_PATH/t"},
     },
+)
+# An old queue sent one restrict path as a bare string; the task lies inside it.
+A_RESTRICTED_JOB = (
+    200,
+    {**A_JOB[1], "jobdata": {"taskPath": "$ROOT_PATH/t", "restrictToPaths": "$ROOT_PATH"}},
 )
 
 
 def test_faults_are_retried_until_the_job_is_graded(tmp_path, flaky_queue):
     queue = flaky_queue(
         {
-            "poll": [(502, "Bad Gateway"), (200, "<html>oops</html>"), A_JOB, NO_JOB],
+            "poll": [(502, "Bad Gateway"), (200, "<html>oops</html>"), A_RESTRICTED_JOB, NO_JOB],
             "sendresults": [
                 (200, {"errorcode": 1, "errormsg": "Database busy."}),
                 (200, {"errorcode": 0, "errormsg": "Saved resultdata."}),

@@ -217,3 +217,32 @@ def test_daemon_path_rule_resolves_symlinks(tmp_path):
     assert problem({"extraParams": {"solutionPath": str(tmp_path / "B")}}, allowed) is not None
     # An unrestricted platform's jobs are not confined here.
     assert problem({"taskPath": str(tmp_path / "B")}, []) is None
+
+
+def test_daemon_refuses_a_symlink_that_the_checkout_itself_creates(farm):
+    """The revision adds `sol -> B/version`: checked before the checkout, the
+    path did not exist yet; checked again after it, before the program runs."""
+    live, config, root, _, _ = farm
+    repo = root / "A"
+    (repo / "sol").symlink_to(root / "B" / "version")
+    git("add", "sol", cwd=repo)
+    git("commit", "-q", "-m", "link", cwd=repo)
+    linked = git("rev-parse", "HEAD", cwd=repo)
+    git("rm", "-q", "sol", cwd=repo)
+    git("commit", "-q", "-m", "unlink", cwd=repo)
+    assert not (repo / "sol").exists()
+
+    job = {"taskPath": "$ROOT_PATH/A", "extraParams": {"solutionPath": "$ROOT_PATH/A/sol"}}
+    jobid = live.send(job, taskrevision=linked)
+    assert live.graderserver("-c", str(config), "--once").returncode == 0
+    resultdata = json.loads(live.row(jobid)["resultdata"])
+    assert resultdata["errorcode"] == 1, resultdata
+    assert "outside the platform's allowed paths" in resultdata["errormsg"]
+    assert "jobdata" not in resultdata, "the program ran"
+
+
+def test_daemon_refuses_when_a_platform_path_expands_to_nothing(tmp_path):
+    problem = daemon_taskpaths.path_problem
+    # `$ROOT_PATH` on a server without a root, an unknown variable, a relative path.
+    for roots in ([""], ["$CONTEST/x"], ["tasks/A"]):
+        assert problem({"taskPath": str(tmp_path)}, roots) is not None, roots
