@@ -49,8 +49,8 @@ def normalise(path: str) -> str | None:
     opaque root: it becomes ``$NAME/...`` and ``..`` may not climb out of it.
     A relative path, a NUL byte or a variable anywhere else cannot be judged.
     """
-    path = path.strip()
-    if "\0" in path:
+    # Judged exactly as stored and sent: `/srv/tasks/A\n` is not `/srv/tasks/A`.
+    if path != path.strip() or any(ord(c) < 32 or ord(c) == 127 for c in path):
         return None
     match = _LEADING_VAR.match(path)
     if match:
@@ -90,7 +90,8 @@ def job_paths(job: dict[str, Any]) -> list[tuple[str, Any]]:
     extra = job.get("extraParams")
     if isinstance(extra, dict) and "solutionPath" in extra:
         found.append(("solutionPath", extra["solutionPath"]))
-    return [(name, value) for name, value in found if value is not None]
+    # "" names no path, as for the grading server.
+    return [(name, value) for name, value in found if value is not None and value != ""]
 
 
 def check_job_paths(job: dict[str, Any], restrict_paths: Sequence[str]) -> None:

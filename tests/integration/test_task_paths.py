@@ -22,7 +22,15 @@ from graderqueue.taskpaths import REVISION_MAX, is_inside
 from graderserver import taskpaths as daemon_taskpaths
 from tests.integration.test_graderserver_queue import make_live
 
-FOREIGN_PATHS = ["/srv/tasks/B", "/srv/tasks/A/../B", "/srv/tasks/AB", "$ROOT_PATH/../B", "B"]
+FOREIGN_PATHS = [
+    "/srv/tasks/B",
+    "/srv/tasks/A/../B",
+    "/srv/tasks/AB",
+    "$ROOT_PATH/../B",
+    "B",
+    "/srv/tasks/A\n",
+    " /srv/tasks/A",
+]
 
 
 @pytest.fixture
