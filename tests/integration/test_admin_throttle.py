@@ -207,3 +207,21 @@ def test_the_cli_unlocks_a_throttled_account(admin_queue):
     assert attempt(app, "alice", PASSWORD).status_code == 302
     again = run_cli(["admin", "unlock", "alice"], env=admin_queue.env)
     assert "`alice` was not throttled." in again.stdout
+
+
+@pytest.mark.mariadb
+def test_spellings_that_mariadb_takes_for_the_account_share_its_budget(mariadb_url, tmp_path):
+    """MariaDB's collation finds `alice` for `ÁLICE` or `alïce`: one budget for all."""
+    from tests.support.queue import QueueSetup
+
+    queue = QueueSetup(tmp_path / "instance", mariadb_url)
+    try:
+        add_admin(queue)
+        app = queue.app
+        spellings = ["alice", "ALICE", "álice", "alïce", "ÀLICE", "alicé", "alIce"]
+        answers = [attempt(app, name, "wrong", address=f"192.0.2.{i}")
+                   for i, name in enumerate(spellings)]  # fmt: skip
+        assert [a.status_code for a in answers[:5]] == [401] * 5
+        assert all(refused(a) for a in answers[5:])
+    finally:
+        queue.close()

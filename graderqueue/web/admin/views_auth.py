@@ -48,10 +48,15 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     username = request.form.get("username", "").strip()[:255]
     password = request.form.get("password", "")
     address = security.client_address()
+    with rt.db.reading() as session:
+        user = session.scalars(select(AdminUser).where(AdminUser.username == username)).first()
+    # Counted under the account's own name: MariaDB's collation finds `admin`
+    # for `ádmin` or `ADMIN`, and each spelling must not get a budget of its own.
+    account = user.username if user else username
     # Counted before the password is checked: over the limit costs no hash.
     with rt.db.transaction() as session:
         wait = login_throttle.admit(
-            session, login_throttle.Limits.from_settings(rt.settings), username, address, utcnow()
+            session, login_throttle.Limits.from_settings(rt.settings), account, address, utcnow()
         )
     if wait is not None:
         minutes = max(1, math.ceil(wait / 60))
@@ -63,8 +68,6 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
         page = render_template("admin/login.html", username=username, next=target)
         return page, 429, {"Retry-After": str(wait)}
     # The hash is checked outside any transaction: it must not hold SQLite's write lock.
-    with rt.db.reading() as session:
-        user = session.scalars(select(AdminUser).where(AdminUser.username == username)).first()
     # verify() runs the KDF even for unknown users: no timing hint.
     if passwords.verify(user.password_hash if user else None, password) and user:
         with rt.db.transaction() as session:
@@ -72,7 +75,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
             # A password changed (or the account removed) meanwhile: the check is void.
             if current is not None and current.password_hash == user.password_hash:
                 current.last_login = utcnow()
-                login_throttle.succeeded(session, username, address)
+                login_throttle.succeeded(session, account, address)
                 security.log_in(current)
                 return redirect(target or url_for("admin.dashboard"))
     flash("Wrong user name or password.", "error")
