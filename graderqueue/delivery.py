@@ -217,7 +217,8 @@ def post_result(http: requests.Session, url: str, token: str, timeout: float) ->
                     "(the return URL must answer itself)",
                     status,
                 )
-            body = _read_answer(response)
+            # The connect and read timeouts of one post, as the worker's lease allows.
+            body = _read_answer(response, started + 2 * timeout)
     except requests.RequestException as exc:
         return outcome(False, f"{type(exc).__name__}: {exc}")
     text = body[:ANSWER_READ_MAX].decode("utf-8", errors="replace")
@@ -238,15 +239,23 @@ def post_result(http: requests.Session, url: str, token: str, timeout: float) ->
     return outcome(False, f"HTTP {status}: platform refused: {excerpt(said)}", status)
 
 
-def _read_answer(response: requests.Response) -> bytes:
-    """The answer's body, at most one byte more than ``ANSWER_READ_MAX`` (to tell it was cut)."""
+def _read_answer(response: requests.Response, deadline: float) -> bytes:
+    """The answer's body, at most one byte more than ``ANSWER_READ_MAX`` (to tell it was cut).
+
+    The read timeout bounds each read, not the whole: a platform dribbling a
+    byte per read could hold the post past the row's lease, and another
+    worker would then post the result again. So the body must be in by
+    ``deadline`` (time.monotonic()).
+    """
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(16 * 1024):
+    for chunk in response.iter_content(1024):
         chunks.append(chunk)
         size += len(chunk)
         if size > ANSWER_READ_MAX:
             break
+        if time.monotonic() > deadline:
+            raise requests.exceptions.ReadTimeout("the answer was still arriving at the deadline")
     return b"".join(chunks)[: ANSWER_READ_MAX + 1]
 
 
