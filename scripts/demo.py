@@ -297,6 +297,10 @@ log_level = "INFO"
             except subprocess.TimeoutExpired:
                 proc.kill()
         print(f"Stopped. Logs are in {logs}.")
+        print(
+            "Next: `. .venv/bin/activate` puts graderqueue and graderserver on your PATH; "
+            "README.md, 'From the demo to your own queue', sets up a queue of your own."
+        )
 
 
 if __name__ == "__main__":
