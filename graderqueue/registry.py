@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,25 +34,28 @@ def _unique(session: Session, model, name: str, what: str) -> None:  # type: ign
         raise BadRequest(f"{what} {quote(name)} already exists.")
 
 
+_Named = TypeVar("_Named", Tag, ServerType, Platform, Server, ServerToken)
+
+
+def _by_name(session: Session, model: type[_Named], name: str, missing: str) -> _Named:
+    """The row of ``model`` called ``name``; :class:`NotFound` with ``missing`` otherwise."""
+    row = session.scalars(select(model).where(model.name == name)).first()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
 def tag_by_name(session: Session, name: str) -> Tag:
-    tag = session.scalars(select(Tag).where(Tag.name == name)).first()
-    if tag is None:
-        raise NotFound(f"Tag `{name}` unrecognized.")
-    return tag
+    # The protocol's own wording (PROTOCOL.md), not the CLI's.
+    return _by_name(session, Tag, name, f"Tag `{name}` unrecognized.")
 
 
 def type_by_name(session: Session, name: str) -> ServerType:
-    stype = session.scalars(select(ServerType).where(ServerType.name == name)).first()
-    if stype is None:
-        raise NotFound(f"Server type {quote(name)} does not exist.")
-    return stype
+    return _by_name(session, ServerType, name, f"Server type {quote(name)} does not exist.")
 
 
 def platform_by_name(session: Session, name: str) -> Platform:
-    platform = session.scalars(select(Platform).where(Platform.name == name)).first()
-    if platform is None:
-        raise NotFound(f"Platform {quote(name)} does not exist.")
-    return platform
+    return _by_name(session, Platform, name, f"Platform {quote(name)} does not exist.")
 
 
 def add_tag(session: Session, name: str) -> Tag:
@@ -279,17 +283,11 @@ class ServerChanges:
 
 
 def server_by_name(session: Session, name: str) -> Server:
-    server = session.scalars(select(Server).where(Server.name == name)).first()
-    if server is None:
-        raise NotFound(f"Server {quote(name)} does not exist.")
-    return server
+    return _by_name(session, Server, name, f"Server {quote(name)} does not exist.")
 
 
 def server_token_by_name(session: Session, name: str) -> ServerToken:
-    token = session.scalars(select(ServerToken).where(ServerToken.name == name)).first()
-    if token is None:
-        raise NotFound(f"Server token {quote(name)} does not exist.")
-    return token
+    return _by_name(session, ServerToken, name, f"Server token {quote(name)} does not exist.")
 
 
 def update_server(session: Session, name: str, changes: ServerChanges) -> Server:
