@@ -88,17 +88,10 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import jobs, registry, setup
+    # Plain imports: a broken module must fail loudly, not hide its commands.
+    from . import admin_users, jobs, maintenance, registry, security, setup
 
-    for module in (setup, registry, jobs):
-        module.register(cli)
-    for optional in ("maintenance", "admin_users", "security"):
-        try:
-            module = __import__(f"{__name__}.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{optional}":
-                raise
-            continue
+    for module in (setup, registry, jobs, maintenance, admin_users, security):
         module.register(cli)
 
 

@@ -51,16 +51,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
 
 def _register_optional_blueprints(app: Flask, rt: Runtime) -> None:
-    """The admin interface and the in-process delivery worker, when present and enabled."""
-    try:
-        from .admin import init_admin
-    except ImportError:
-        init_admin = None
-    if init_admin is not None and rt.settings.admin_enabled:
+    """The admin interface (when enabled) and the in-process delivery worker.
+
+    Imported plainly: a broken import must stop the app at start, not
+    silently turn off result delivery or the admin pages.
+    """
+    from ..delivery import start_in_app
+    from .admin import init_admin
+
+    if rt.settings.admin_enabled:
         init_admin(app, rt)
-    try:
-        from ..delivery import start_in_app
-    except ImportError:
-        start_in_app = None
-    if start_in_app is not None:
-        start_in_app(app, rt)
+    start_in_app(app, rt)
