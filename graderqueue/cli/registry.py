@@ -307,6 +307,18 @@ def server_add(
     _warn_if_signed(secret, f"server {quote(name)}", "server", name)
 
 
+def _server_changes(
+    wakeup_secret_file: TextIO | None, wakeup_secret: str | None, no_wakeup_secret: bool
+) -> registry.ServerChanges:
+    """What `server update` and `server-token update` were asked to change (never nothing)."""
+    changes = registry.ServerChanges(
+        wakeup_secret=_given_secret(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
+    )
+    if changes.is_empty():
+        raise click.UsageError("Nothing to change: see --help for what can be changed.")
+    return changes
+
+
 @server.command("update", short_help="Change a server's wake-up secret.")
 @click.argument("name")
 @wakeup_secret_options(removable=True)
@@ -323,11 +335,7 @@ def server_update(
     --no-wakeup-secret goes back to plain wake-ups, which the original
     grading server needs.
     """
-    changes = registry.ServerChanges(
-        wakeup_secret=_given_secret(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
-    )
-    if changes.is_empty():
-        raise click.UsageError("Nothing to change: see --help for what can be changed.")
+    changes = _server_changes(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
     with ctx.transaction() as session:
         updated = registry.update_server(session, name, changes)
     click.echo(f"Server {quote(updated.name)} updated: {_secret_state(changes)}.")
@@ -411,11 +419,7 @@ def server_token_update(
     For now its wake-up secret; the servers already registered with the
     token get the same change.
     """
-    changes = registry.ServerChanges(
-        wakeup_secret=_given_secret(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
-    )
-    if changes.is_empty():
-        raise click.UsageError("Nothing to change: see --help for what can be changed.")
+    changes = _server_changes(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
     with ctx.transaction() as session:
         token, servers = registry.update_server_token(session, name, changes)
     click.echo(
