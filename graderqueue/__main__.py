@@ -1,3 +1,3 @@
-from .cli import main
+from graderqueue.cli import main
 
 main()

@@ -29,7 +29,7 @@ from typing import Any
 import requests
 from jwcrypto import jwk
 
-from . import tokens
+from graderqueue.protocol import tokens
 
 
 class ClientError(Exception):

@@ -16,7 +16,7 @@ import time
 
 from sqlalchemy.exc import DBAPIError
 
-from .errors import QueueError
+from graderqueue.errors import QueueError
 
 LOGGER = "graderqueue"
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import tokens
-from .config import Settings
-from .db import Database
-from .directory import Directory
-from .keys import QueueKeys
-from .notify import Hub, hint_key
-from .pollslots import PollSlots
-from .wakeup import Waker
+from graderqueue.config import Settings
+from graderqueue.dispatch.hints import Hub, hint_key
+from graderqueue.dispatch.pollslots import PollSlots
+from graderqueue.dispatch.wakeups import Waker
+from graderqueue.protocol import tokens
+from graderqueue.protocol.keys import QueueKeys
+from graderqueue.registry.view import Directory
+from graderqueue.store.db import Database
 
 
 @dataclass
@@ -60,6 +60,6 @@ def _hint_key(settings: Settings) -> bytes:
     Without a configured secret_key, the one generated into the instance
     folder (nodes on one instance folder, or with a copy of it, agree).
     """
-    from .web.admin.security import secret_key
+    from graderqueue.web.admin.security import secret_key
 
     return hint_key(secret_key(settings))

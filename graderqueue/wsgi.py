@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .web import create_app
+from graderqueue.web import create_app
 
 app = create_app()

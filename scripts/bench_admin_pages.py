@@ -43,10 +43,13 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from graderqueue import keys, migrate, passwords, registry  # noqa: E402
 from graderqueue.config import Settings, load_settings  # noqa: E402
-from graderqueue.db import Database  # noqa: E402
-from graderqueue.models import AdminUser, Job, utcnow  # noqa: E402
+from graderqueue.identity import passwords  # noqa: E402
+from graderqueue.protocol import keys  # noqa: E402
+from graderqueue.registry import actions as registry  # noqa: E402
+from graderqueue.store import migrate  # noqa: E402
+from graderqueue.store.db import Database  # noqa: E402
+from graderqueue.store.models import AdminUser, Job, utcnow  # noqa: E402
 
 BATCH = 5000
 SPAN = timedelta(days=14)

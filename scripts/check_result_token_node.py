@@ -23,9 +23,10 @@ from pathlib import Path
 
 from jwcrypto import jwk
 
-from graderqueue import delivery, keys, tokens
+from graderqueue import delivery
 from graderqueue.config import Settings
-from graderqueue.keys import QueueKey
+from graderqueue.protocol import keys, tokens
+from graderqueue.protocol.keys import QueueKey
 
 HERE = Path(__file__).resolve().parent
 SIZES = {"10k": 10_000, "240k": 240_000, "535k": 535_000, "2m": 2_000_000}

@@ -129,7 +129,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminated)
 
     from graderqueue.client import PlatformClient
-    from graderqueue.keys import generate_rsa_pem
+    from graderqueue.protocol.keys import generate_rsa_pem
 
     shutil.rmtree(INSTANCE, ignore_errors=True)
     INSTANCE.mkdir()

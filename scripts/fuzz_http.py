@@ -53,10 +53,16 @@ import fuzz_tokens as ft  # noqa: E402
 from jwcrypto import jwk  # noqa: E402
 from sqlalchemy import func, inspect, select, text  # noqa: E402
 
-from graderqueue import keys, migrate, passwords, registry, senders, tokens  # noqa: E402
 from graderqueue.config import load_settings  # noqa: E402
-from graderqueue.db import Database  # noqa: E402
-from graderqueue.models import Job, JobStatus, RemoteUser, Server  # noqa: E402
+from graderqueue.identity import passwords, platforms  # noqa: E402
+from graderqueue.protocol import (  # noqa: E402
+    keys,
+    tokens,
+)
+from graderqueue.registry import actions as registry  # noqa: E402
+from graderqueue.store import migrate  # noqa: E402
+from graderqueue.store.db import Database  # noqa: E402
+from graderqueue.store.models import Job, JobStatus, RemoteUser, Server  # noqa: E402
 
 DEFAULT_EXAMPLES = 10_000
 CERT_SERIAL = "0A1B2C3D4E5F"
@@ -145,7 +151,7 @@ class FuzzQueue:
                     username=REMOTE_USER, password_hash=passwords.hash_password(REMOTE_PASSWORD)
                 )
             )
-            self.interface_token = senders.issue_interface_token(session)
+            self.interface_token = platforms.issue_interface_token(session)
         self.secrets += [
             self.server_token,
             REMOTE_PASSWORD,

@@ -8,7 +8,7 @@ Targets (each gets random and mutated inputs):
 - ``verify``: tokens.verify on random and mutated signed payloads, and
   signatures made with other algorithms or keys;
 - ``submissions``: submissions.parse on random sendjob/sendsolution requests;
-- ``identities``: auth.normalize_serial / normalize_dn / cert_key on random text;
+- ``identities``: servers.normalize_serial / normalize_dn / cert_key on random text;
 - ``results``: jobs.parse_result, stats.extract and routing.parse_tags on
   random JSON and text.
 
@@ -50,9 +50,15 @@ if str(ROOT) not in sys.path:
 
 from jwcrypto import jwe, jwk, jws  # noqa: E402
 
-from graderqueue import auth, jobs, keys, routing, stats, submissions, tokens  # noqa: E402
 from graderqueue.config import Settings  # noqa: E402
 from graderqueue.errors import BadRequest, TokenError  # noqa: E402
+from graderqueue.identity import servers  # noqa: E402
+from graderqueue.protocol import (  # noqa: E402
+    keys,
+    submissions,
+    tokens,
+)
+from graderqueue.queue import jobs, routing, stats  # noqa: E402
 
 DEFAULT_EXAMPLES = 10_000
 MAX_BYTES = tokens.DEFAULT_MAX_BYTES
@@ -634,28 +640,28 @@ serial_like = st.one_of(
 def check_identities(value: Any) -> None:
     serial, dn, comps = value
     try:
-        normal = auth.normalize_serial(serial)
+        normal = servers.normalize_serial(serial)
     except ValueError:
         normal = None
     if normal is not None:
         assert re.fullmatch(r"0|[1-9a-f][0-9a-f]*", normal), normal
-        assert auth.normalize_serial(serial.upper()) == normal
-        assert auth.normalize_serial("0" + normal.upper()) == normal
+        assert servers.normalize_serial(serial.upper()) == normal
+        assert servers.normalize_serial("0" + normal.upper()) == normal
     try:
-        canonical = auth.normalize_dn(dn)
+        canonical = servers.normalize_dn(dn)
     except ValueError:
         canonical = None
     if canonical is not None:
         assert canonical.startswith("/"), canonical
     try:
-        key = auth.cert_key(serial, dn)
+        key = servers.cert_key(serial, dn)
     except ValueError:
         assert normal is None or canonical is None
     else:
         assert re.fullmatch(r"[0-9a-f]{64}", key)
     rfc = ",".join(f"{a}={v}" for a, v in reversed(comps))
     slash = "/" + "/".join(f"{a}={v}" for a, v in comps)
-    assert auth.normalize_dn(rfc) == auth.normalize_dn(slash), (rfc, slash)
+    assert servers.normalize_dn(rfc) == servers.normalize_dn(slash), (rfc, slash)
 
 
 numbers = st.one_of(

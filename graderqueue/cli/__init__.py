@@ -13,10 +13,10 @@ import click
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ..config import ConfigError, Settings, load_settings
-from ..db import Database
-from ..errors import QueueError
-from ..logs import describe_error
+from graderqueue.config import ConfigError, Settings, load_settings
+from graderqueue.errors import QueueError
+from graderqueue.logs import describe_error
+from graderqueue.store.db import Database
 
 
 @dataclass
@@ -89,7 +89,7 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     # Plain imports: a broken module must fail loudly, not hide its commands.
-    from . import admin_users, jobs, maintenance, registry, security, setup
+    from graderqueue.cli import admin_users, jobs, maintenance, registry, security, setup
 
     for module in (setup, registry, jobs, maintenance, admin_users, security):
         module.register(cli)

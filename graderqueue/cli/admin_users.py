@@ -7,10 +7,10 @@ import sys
 import click
 from sqlalchemy import select
 
-from .. import login_throttle, passwords
-from ..models import AdminUser
-from ..quoting import quote
-from . import Context, pass_ctx, when
+from graderqueue.cli import Context, pass_ctx, when
+from graderqueue.identity import login_throttle, passwords
+from graderqueue.quoting import quote
+from graderqueue.store.models import AdminUser
 
 PASSWORD_MIN = 8
 USERNAME_MAX = 255

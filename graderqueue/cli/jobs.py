@@ -8,10 +8,10 @@ import json
 import click
 from sqlalchemy import select
 
-from .. import jobs as jobs_mod
-from ..errors import UnknownJob
-from ..models import Job, JobStatus
-from . import Context, echo_rows, pass_ctx, when
+from graderqueue.cli import Context, echo_rows, pass_ctx, when
+from graderqueue.errors import UnknownJob
+from graderqueue.queue import jobs as jobs_mod
+from graderqueue.store.models import Job, JobStatus
 
 TIME_FIELDS = ("received_time", "grading_start_time", "grading_end_time")
 

@@ -10,10 +10,12 @@ from types import FrameType
 
 import click
 
-from .. import delivery, logs, maintenance, registry
-from ..keys import QueueKeys
-from . import Context, fail_clearly, pass_ctx
-from .jobs import job
+from graderqueue import delivery, logs
+from graderqueue.cli import Context, fail_clearly, pass_ctx
+from graderqueue.cli.jobs import job
+from graderqueue.maintenance import cron as maintenance
+from graderqueue.protocol.keys import QueueKeys
+from graderqueue.registry import actions as registry
 
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
 

@@ -9,11 +9,11 @@ from typing import Any, TextIO
 import click
 from sqlalchemy import select
 
-from .. import registry
-from ..config import Settings
-from ..models import Platform, Server, ServerToken, ServerType, Tag
-from ..quoting import quote
-from . import Context, echo_rows, pass_ctx, when
+from graderqueue.cli import Context, echo_rows, pass_ctx, when
+from graderqueue.config import Settings
+from graderqueue.quoting import quote
+from graderqueue.registry import actions as registry
+from graderqueue.store.models import Platform, Server, ServerToken, ServerType, Tag
 
 SIGNED_WAKEUPS_WARNING = (
     "Warning: wake-ups to {what} are now signed. Only this project's graderserver "

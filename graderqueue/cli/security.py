@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy import select
 
-from .. import keys, passwords, registry
-from ..models import PlatformKey, RemoteUser
-from ..quoting import quote
-from . import Context, echo_rows, fail_clearly, pass_ctx, when
-from .registry import _read_key, platform
-from .setup import keys_group
+from graderqueue.cli import Context, echo_rows, fail_clearly, pass_ctx, when
+from graderqueue.cli.registry import _read_key, platform
+from graderqueue.cli.setup import keys_group
+from graderqueue.identity import passwords
+from graderqueue.protocol import keys
+from graderqueue.quoting import quote
+from graderqueue.registry import actions as registry
+from graderqueue.store.models import PlatformKey, RemoteUser
 
 RETIRED_DIR = "retired"
 _DATED_SUFFIX = re.compile(r"-\d{8}(-\d+)?$")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .. import keys, private_files
-from . import Context, fail_clearly, pass_ctx
+from graderqueue.cli import Context, fail_clearly, pass_ctx
+from graderqueue.protocol import keys
+from graderqueue.store import private_files
 
 
 @click.command(short_help="Create or upgrade the database and key.")
@@ -15,7 +16,7 @@ from . import Context, fail_clearly, pass_ctx
 @pass_ctx
 def init(ctx: Context, bits: str) -> None:
     """Create or upgrade the schema, and create the queue's key pair if missing."""
-    from .. import migrate  # Alembic is slow to import; only init needs it
+    from graderqueue.store import migrate  # Alembic is slow to import; only init needs it
 
     settings = ctx.settings
     with fail_clearly():
@@ -57,7 +58,7 @@ def keys_show(ctx: Context) -> None:
 @pass_ctx
 def serve(ctx: Context, host: str, port: int) -> None:
     """Run the development server (use gunicorn in production)."""
-    from ..web import NotInitialized, create_app
+    from graderqueue.web import NotInitialized, create_app
 
     try:
         app = create_app(ctx.settings)

@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import Flask, Response
 
-from .. import logs, migrate
-from ..config import Settings, load_settings
-from ..runtime import Runtime
-from .answers import register_error_handlers
-from .request_size import ChunkedBodyLimit
+from graderqueue import logs
+from graderqueue.config import Settings, load_settings
+from graderqueue.runtime import Runtime
+from graderqueue.store import migrate
+from graderqueue.web.answers import register_error_handlers
+from graderqueue.web.request_size import ChunkedBodyLimit
 
 
 class NotInitialized(RuntimeError):
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["graderqueue"] = rt
     register_error_handlers(app)
 
-    from . import platform_api, server_api
+    from graderqueue.web import platform_api, server_api
 
     app.register_blueprint(platform_api.bp)
     app.register_blueprint(server_api.bp)
@@ -56,8 +57,8 @@ def _register_optional_blueprints(app: Flask, rt: Runtime) -> None:
     Imported plainly: a broken import must stop the app at start, not
     silently turn off result delivery or the admin pages.
     """
-    from ..delivery import start_in_app
-    from .admin import init_admin
+    from graderqueue.delivery import start_in_app
+    from graderqueue.web.admin import init_admin
 
     if rt.settings.admin_enabled:
         init_admin(app, rt)

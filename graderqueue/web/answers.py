@@ -13,8 +13,8 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..errors import TEMPORARY, QueueError
-from ..runtime import Runtime
+from graderqueue.errors import TEMPORARY, QueueError
+from graderqueue.runtime import Runtime
 
 log = logging.getLogger("graderqueue.web")
 

@@ -7,10 +7,13 @@ import json
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import IntegrityError
 
-from .. import jobs, routing, senders, submissions, wakeup
-from ..errors import BadRequest
-from ..numbers import parse_int
-from .answers import answer, form_fields, runtime
+from graderqueue.dispatch import wakeups
+from graderqueue.errors import BadRequest
+from graderqueue.identity import platforms
+from graderqueue.protocol import submissions
+from graderqueue.protocol.numbers import parse_int
+from graderqueue.queue import jobs, routing
+from graderqueue.web.answers import answer, form_fields, runtime
 
 bp = Blueprint("platform_api", __name__)
 
@@ -32,7 +35,7 @@ def api() -> Response:
     rt = runtime()
     form = form_fields()
     # Crypto and password checks happen here, outside any transaction.
-    fields, sender = senders.identify(rt.directory, rt.keys, rt.settings, form)
+    fields, sender = platforms.identify(rt.directory, rt.keys, rt.settings, form)
     kind = fields.get("request")
     if kind in ("sendjob", "sendsolution"):
         sub = submissions.parse(
@@ -48,7 +51,7 @@ def api() -> Response:
         return answer(0, f"Connected as user {sender.name}")
     if kind == "wakeup" and sender.is_interface:
         server_id = _digits(fields.get("serverid"), "Invalid serverid.")
-        if wakeup.wake_server(rt.db, rt.settings, server_id):
+        if wakeups.wake_server(rt.db, rt.settings, server_id):
             return answer(0, "Server wake-up successful.")
         return answer(1, "Server wake-up failed.")
     if kind in (None, ""):
@@ -56,7 +59,7 @@ def api() -> Response:
     raise BadRequest(f"Unknown request `{str(kind)[:50]}`.")
 
 
-def _record(sender: senders.Sender) -> None:
+def _record(sender: platforms.Sender) -> None:
     if sender.replay is not None:
         with runtime().db.transaction() as session:
             sender.record(session)
@@ -70,7 +73,7 @@ def _digits(value: object, message: str) -> int:
     return number
 
 
-def _send(sub: submissions.Submission, sender: senders.Sender) -> Response:
+def _send(sub: submissions.Submission, sender: platforms.Sender) -> Response:
     rt = runtime()
     new = None
     for attempt in range(2):
@@ -107,7 +110,7 @@ def _send(sub: submissions.Submission, sender: senders.Sender) -> Response:
     return answer(0, f"Queued as job ID #{job_id}.", jobid=job_id)
 
 
-def _getjob(fields: dict, sender: senders.Sender) -> Response:
+def _getjob(fields: dict, sender: platforms.Sender) -> Response:
     job_id = _digits(fields.get("jobid"), "Invalid jobid.")
     db = runtime().db
     # A fresh token's jti is recorded only if the request succeeds.

@@ -8,19 +8,21 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 from sqlalchemy.orm import Session
 
-from .. import auth, delivery, jobs
-from ..errors import BadRequest, InvalidResult, NoJob, NotAssigned
-from ..models import utcnow
-from ..numbers import parse_int
-from ..runtime import Runtime
-from .answers import answer, form_fields, runtime
-from .connection import client_gone
+from graderqueue import delivery
+from graderqueue.errors import BadRequest, InvalidResult, NoJob, NotAssigned
+from graderqueue.identity import servers
+from graderqueue.protocol.numbers import parse_int
+from graderqueue.queue import jobs
+from graderqueue.runtime import Runtime
+from graderqueue.store.models import utcnow
+from graderqueue.web.answers import answer, form_fields, runtime
+from graderqueue.web.connection import client_gone
 
 bp = Blueprint("server_api", __name__)
 
 
-def _caller(form: dict[str, str]) -> auth.Caller:
-    return auth.Caller(
+def _caller(form: dict[str, str]) -> servers.Caller:
+    return servers.Caller(
         remote_addr=request.remote_addr or "",
         headers=request.headers,
         server_token=form.get("server_token"),
@@ -33,7 +35,7 @@ def test() -> Response:
     rt = runtime()
     form = form_fields()
     with rt.db.transaction() as session:
-        server = auth.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
+        server = servers.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
         return answer(0, f"Connected as server {server.name} (id {server.id}).")
 
 
@@ -63,7 +65,7 @@ def poll() -> Response:
     # Authentication, bookkeeping and the first claim share one short
     # transaction: on SQLite every write transaction queues for one lock.
     with rt.db.transaction() as session:
-        server = auth.authenticate_server(session, _caller(form), settings.trusted_proxies)
+        server = servers.authenticate_server(session, _caller(form), settings.trusted_proxies)
         server_id, type_id = server.id, server.type_id
         max_jobs = server.max_concurrent_jobs
         seen = rt.hub.generation(type_id)
@@ -126,7 +128,7 @@ def sendresults() -> Response:
     rt = runtime()
     form = form_fields()
     with rt.db.transaction() as session:
-        server = auth.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
+        server = servers.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
         raw_id = form.get("jobid")
         if raw_id is None or raw_id == "":
             raise BadRequest("No job ID sent.")

@@ -50,7 +50,7 @@ JOB_COLUMNS = [
 
 def fill(db, first_id: int, count: int, type_ids: list[int], rng: random.Random) -> float:  # type: ignore[no-untyped-def]
     """Insert jobs first_id.. first_id+count-1 as queued; returns the seconds it took."""
-    from graderqueue.models import utcnow
+    from graderqueue.store.models import utcnow
 
     began = time.monotonic()
     sqlite = db.dialect == "sqlite"
@@ -98,7 +98,7 @@ def requeue(db, job_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
     """Put claimed jobs back exactly as they were (untimed, between rounds)."""
     from sqlalchemy import update
 
-    from graderqueue.models import Job, JobType
+    from graderqueue.store.models import Job, JobType
 
     with db.transaction() as session:
         for start in range(0, len(job_ids), 500):
@@ -116,7 +116,7 @@ Claims = tuple[list[float], list[int]]
 
 
 def domain_round(bench, servers: list[tuple[int, int]], claims: int) -> Claims:  # type: ignore[no-untyped-def]
-    from graderqueue import jobs
+    from graderqueue.queue import jobs
 
     db = bench.setup.db
     settings = bench.setup.settings
@@ -202,7 +202,7 @@ def measure(args, bench, server, servers, tokens) -> dict[str, float]:  # type: 
 
 
 def prepare(bench) -> tuple[list[int], list[tuple[int, int]], list[str]]:  # type: ignore[no-untyped-def]
-    from graderqueue import registry
+    from graderqueue.registry import actions as registry
 
     type_ids, servers, tokens = [], [], []
     with bench.setup.db.transaction() as session:

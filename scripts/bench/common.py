@@ -271,7 +271,7 @@ class Bench:
 
 def make_queue(workdir: Path, database_url: str, **overrides: Any) -> Bench:
     """A queue as production would run it: registry cache on (QueueSetup's tests turn it off)."""
-    from graderqueue import keys
+    from graderqueue.protocol import keys
     from tests.support.queue import QueueSetup
 
     overrides.setdefault("registry_cache_sec", 2)
@@ -537,7 +537,7 @@ def wait_listeners(setup: Any, count: int, timeout: float = 30.0) -> None:
     """Until ``count`` web worker processes have a long-poll waiting (the listeners table)."""
     from sqlalchemy import func, select
 
-    from graderqueue.models import Listener
+    from graderqueue.store.models import Listener
 
     deadline = time.monotonic() + timeout
     while setup.scalar(select(func.count()).select_from(Listener)) < count:

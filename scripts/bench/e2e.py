@@ -140,7 +140,7 @@ class Receiver:
 def ours(args, backend: str, workdir: Path, url: str, stamps: StartStamps):  # type: ignore[no-untyped-def]
     from sqlalchemy import update
 
-    from graderqueue.models import Platform
+    from graderqueue.store.models import Platform
 
     delivers = importlib.util.find_spec("graderqueue.delivery") is not None
     if not delivers:

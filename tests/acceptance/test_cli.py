@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from graderqueue.keys import generate_rsa_pem
+from graderqueue.protocol.keys import generate_rsa_pem
 from tests.support.processes import run_cli
 
 

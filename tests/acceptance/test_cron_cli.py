@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from graderqueue.models import Delivery, DeliveryState, Job, JobType, utcnow
+from graderqueue.store.models import Delivery, DeliveryState, Job, JobType, utcnow
 from tests.integration.test_delivery import make_lane
 from tests.support.processes import run_cli
 from tests.support.queue import ROOT

@@ -55,7 +55,7 @@ def write_keys(queue: QueueSetup, tmp_path: Path, private_pem: str) -> tuple[str
 
 
 def test_platform_and_grading_server_examples_round_trip(sqlite_queue: QueueSetup, tmp_path):  # type: ignore[no-untyped-def]
-    from graderqueue.models import Delivery, DeliveryState
+    from graderqueue.store.models import Delivery, DeliveryState
 
     queue = sqlite_queue
     port = free_port()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from graderqueue import passwords
-from graderqueue.models import AdminUser
+from graderqueue.identity import passwords
+from graderqueue.store.models import AdminUser
 from tests.support.queue import QueueSetup
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from graderqueue import registry
-from graderqueue.models import Event, Job, JobStatus, JobType
+from graderqueue.registry import actions as registry
+from graderqueue.store.models import Event, Job, JobStatus, JobType
 from tests.browser.conftest import ADMIN, PASSWORD
 
 from .conftest import AdminSite, UdpResponder

@@ -7,10 +7,11 @@ import json
 import pytest
 from sqlalchemy import select
 
-from graderqueue import admin_actions, jobs
+from graderqueue.admin import actions as admin_actions
 from graderqueue.client import ClientError
 from graderqueue.errors import BadRequest, UnknownJob
-from graderqueue.models import Event, Job, JobStatus, JobType
+from graderqueue.queue import jobs
+from graderqueue.store.models import Event, Job, JobStatus, JobType
 
 RESULT = json.dumps({"errorcode": 0, "errormsg": "ok", "jobdata": {}})
 

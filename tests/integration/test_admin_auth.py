@@ -8,8 +8,8 @@ import stat
 import pytest
 from sqlalchemy import select
 
-from graderqueue import passwords
-from graderqueue.models import AdminUser
+from graderqueue.identity import passwords
+from graderqueue.store.models import AdminUser
 from graderqueue.web import create_app
 from graderqueue.web.admin.security import safe_next
 from tests.support.processes import run_cli

@@ -13,9 +13,10 @@ from datetime import timedelta
 
 import pytest
 
-from graderqueue import dashboard, passwords
-from graderqueue.dashboard import BucketCache, window_by_key
-from graderqueue.models import AdminUser, Event, Job, JobType, Result, Server, utcnow
+from graderqueue.admin import dashboard
+from graderqueue.admin.dashboard import BucketCache, window_by_key
+from graderqueue.identity import passwords
+from graderqueue.store.models import AdminUser, Event, Job, JobType, Result, Server, utcnow
 from graderqueue.web.admin.keyset import Cursor
 from graderqueue.web.admin.queries import (
     NO_PLATFORM,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from graderqueue import migrate, passwords
-from graderqueue.db import Database
-from graderqueue.models import AdminUser, Job
+from graderqueue.identity import passwords
+from graderqueue.store import migrate
+from graderqueue.store.db import Database
+from graderqueue.store.models import AdminUser, Job
 from tests.integration.test_admin_auth import PASSWORD, add_admin, csrf_of, log_in
 from tests.support.processes import run_cli
 

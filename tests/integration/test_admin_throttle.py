@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from graderqueue import passwords
-from graderqueue.models import LoginThrottle
+from graderqueue.identity import passwords
+from graderqueue.store.models import LoginThrottle
 from graderqueue.web import create_app
 from tests.integration.test_admin_auth import PASSWORD, add_admin, csrf_of
 from tests.support.processes import run_cli

@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from graderqueue.models import Job, JobStatus
+from graderqueue.store.models import Job, JobStatus
 
 JOBS = 150
 POLLERS = 10

@@ -12,8 +12,8 @@ import random
 import pytest
 from sqlalchemy import insert, text
 
-from graderqueue import jobs
-from graderqueue.models import Job, JobType, ServerType, utcnow
+from graderqueue.queue import jobs
+from graderqueue.store.models import Job, JobType, ServerType, utcnow
 
 TYPES = 20
 JOBS = 4000

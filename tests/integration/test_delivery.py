@@ -20,12 +20,15 @@ import pytest
 from jwcrypto import jwk
 from sqlalchemy import select, update
 
-from graderqueue import delivery, events, passwords, tokens
+from graderqueue import delivery
 from graderqueue.config import replace
-from graderqueue.db import Database
 from graderqueue.errors import BadRequest, UnknownJob
-from graderqueue.keys import QueueKeys
-from graderqueue.models import (
+from graderqueue.identity import passwords
+from graderqueue.protocol import tokens
+from graderqueue.protocol.keys import QueueKeys
+from graderqueue.store import events
+from graderqueue.store.db import Database
+from graderqueue.store.models import (
     AdminUser,
     Delivery,
     DeliveryAttempt,

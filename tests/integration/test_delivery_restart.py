@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from graderqueue.models import Delivery, DeliveryState
+from graderqueue.store.models import Delivery, DeliveryState
 from tests.integration.test_delivery import make_lane, wait_until
 from tests.support.form_server import FormServer
 from tests.support.processes import run_cli

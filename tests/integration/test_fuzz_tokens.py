@@ -20,9 +20,10 @@ from types import ModuleType
 
 import pytest
 
-from graderqueue import jobs, stats, submissions
 from graderqueue.config import Settings
 from graderqueue.errors import BadRequest
+from graderqueue.protocol import submissions
+from graderqueue.queue import jobs, stats
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = 200

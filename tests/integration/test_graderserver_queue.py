@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from graderqueue.models import Event, Server
+from graderqueue.store.models import Event, Server
 from tests.support.processes import die_with_parent, run_cli
 from tests.support.queue import QueueSetup
 

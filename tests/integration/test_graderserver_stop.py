@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from graderqueue.models import Listener
+from graderqueue.store.models import Listener
 from tests.integration.test_graderserver_queue import make_live, stop
 
 

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import func, select
 
-from graderqueue.models import Event, Job, JobStatus, Result
+from graderqueue.store.models import Event, Job, JobStatus, Result
 
 TASKGRADER_RESULT = {
     "errorcode": 0,

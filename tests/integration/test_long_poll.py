@@ -16,7 +16,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from graderqueue.models import Job, JobStatus, Listener
+from graderqueue.store.models import Job, JobStatus, Listener
 
 
 def _wait_for_listener(queue, count: int = 1) -> None:

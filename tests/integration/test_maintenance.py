@@ -11,10 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from graderqueue import events, maintenance
 from graderqueue.config import replace
-from graderqueue.db import Database
-from graderqueue.models import (
+from graderqueue.maintenance import cron
+from graderqueue.store import events
+from graderqueue.store.db import Database
+from graderqueue.store.models import (
     AlertSent,
     Delivery,
     DeliveryAttempt,
@@ -100,7 +101,7 @@ def test_jobs_that_failed_too_often_go_to_error(queue):
     )
     set_job(queue, fine, nb_fails=1)
 
-    report = maintenance.run(queue.db, queue.settings)
+    report = cron.run(queue.db, queue.settings)
     assert report.errored_jobs == 2
     assert report.problems == []
     assert [status_of(queue, j) for j in (tired, timed_out, fine)] == ["error", "error", "queued"]
@@ -111,7 +112,7 @@ def test_jobs_that_failed_too_often_go_to_error(queue):
 
     token = queue.server_token("t-c")
     assert queue.post("/poll.php", server_token=token)["jobid"] == fine
-    assert maintenance.run(queue.db, queue.settings).errored_jobs == 0  # idempotent
+    assert cron.run(queue.db, queue.settings).errored_jobs == 0  # idempotent
 
 
 def test_servers_whose_wakeups_failed_are_tried_again(queue):
@@ -131,7 +132,7 @@ def test_servers_whose_wakeups_failed_are_tried_again(queue):
     back = add_server(queue, "back", token=False, fails=4, url=url)
     healthy = add_server(queue, "healthy", token=False, fails=0, url="udp://127.0.0.1:9")
     try:
-        report = maintenance.run(queue.db, queue.settings)
+        report = cron.run(queue.db, queue.settings)
     finally:
         thread.join(15)
         listener.close()
@@ -240,7 +241,7 @@ def check_scene_after_purge(queue, scene: Scene) -> None:  # type: ignore[no-unt
 @pytest.mark.queue_settings(delivery_enabled=False)
 def test_purge_removes_what_is_old_and_keeps_the_rest(queue):
     scene = build_scene(queue)
-    report = maintenance.run(queue.db, queue.settings, hourly=True)
+    report = cron.run(queue.db, queue.settings, hourly=True)
     assert report.problems == []
     assert report.hourly == "done"
     assert report.purged["jobs"] == 2
@@ -249,7 +250,7 @@ def test_purge_removes_what_is_old_and_keeps_the_rest(queue):
     removed = queue.rows(select(Event.server_id).where(Event.kind == events.SERVER_REMOVED))
     assert removed == [(scene.dead_free,)]
 
-    again = maintenance.run(queue.db, queue.settings, hourly=True)
+    again = cron.run(queue.db, queue.settings, hourly=True)
     assert again.problems == []
     assert set(again.purged.values()) == {0}
     check_scene_after_purge(queue, scene)
@@ -269,7 +270,7 @@ def test_admins_are_mailed_once_an_hour(queue, smtp):
     set_job(queue, stuck[0], status=JobStatus.ERROR)
     add_server(queue, "sleepy", token=False, fails=5, url="")
 
-    assert maintenance.run(queue.db, settings).alerts == ["jobs stuck"]
+    assert cron.run(queue.db, settings).alerts == ["jobs stuck"]
     (mail,) = smtp.wait_for(1)
     assert mail.subject == "[graderqueue] jobs stuck or in error (3)"
     assert mail.recipients == ["admin@example.org", "oncall@example.org"]
@@ -277,16 +278,16 @@ def test_admins_are_mailed_once_an_hour(queue, smtp):
     assert "1 error, 2 queued" in mail.body
     assert all(f"#{j} " in mail.body for j in stuck)
 
-    assert maintenance.run(queue.db, settings).alerts == []  # not again within the hour
-    assert maintenance.run(queue.db, settings, hourly=True).alerts == ["servers not waking up"]
-    assert maintenance.run(queue.db, settings, hourly=True).alerts == []
+    assert cron.run(queue.db, settings).alerts == []  # not again within the hour
+    assert cron.run(queue.db, settings, hourly=True).alerts == ["servers not waking up"]
+    assert cron.run(queue.db, settings, hourly=True).alerts == []
     mails = smtp.wait_for(2)
     assert mails[1].subject == "[graderqueue] grading servers do not wake up (1)"
     assert "sleepy:" in mails[1].body
 
     with queue.db.transaction() as session:
         session.execute(update(AlertSent).values(last_sent_at=utcnow() - timedelta(minutes=61)))
-    assert maintenance.run(queue.db, settings).alerts == ["jobs stuck"]
+    assert cron.run(queue.db, settings).alerts == ["jobs stuck"]
     assert len(smtp.wait_for(3)) == 3
     assert queue.scalar(select(func.count()).where(Event.kind == events.ALERT_SENT)) == 3
 
@@ -302,12 +303,12 @@ def test_an_alert_that_could_not_be_sent_is_tried_again(queue, smtp):
     closed.close()
 
     down = replace(mail_settings(queue, smtp, warn_nb=2), smtp_port=dead_port)
-    report = maintenance.run(queue.db, down)
+    report = cron.run(queue.db, down)
     assert report.alerts == []
     assert any("Cannot send e-mail" in p for p in report.problems), report.problems
     assert queue.rows(select(AlertSent.kind)) == []
 
-    assert maintenance.run(queue.db, mail_settings(queue, smtp, warn_nb=2)).alerts == ["jobs stuck"]
+    assert cron.run(queue.db, mail_settings(queue, smtp, warn_nb=2)).alerts == ["jobs stuck"]
     assert smtp.wait_for(1)[0].subject == "[graderqueue] jobs stuck or in error (2)"
 
 
@@ -316,14 +317,14 @@ def test_an_alert_that_could_not_be_sent_is_tried_again(queue, smtp):
 
 def test_the_hourly_lease_is_exclusive_until_released_or_expired(queue):
     db = queue.db
-    assert maintenance.acquire_lease(db, "job", "node-a", 60)
-    assert not maintenance.acquire_lease(db, "job", "node-b", 60)
-    assert maintenance.acquire_lease(db, "job", "node-a", 60)  # renewal
-    maintenance.release_lease(db, "job", "node-b")  # not its lease: no effect
-    assert not maintenance.acquire_lease(db, "job", "node-b", 60)
-    maintenance.release_lease(db, "job", "node-a")
-    assert maintenance.acquire_lease(db, "job", "node-b", -1)  # taken, already expired
-    assert maintenance.acquire_lease(db, "job", "node-a", 60)  # a dead holder's lease
+    assert cron.acquire_lease(db, "job", "node-a", 60)
+    assert not cron.acquire_lease(db, "job", "node-b", 60)
+    assert cron.acquire_lease(db, "job", "node-a", 60)  # renewal
+    cron.release_lease(db, "job", "node-b")  # not its lease: no effect
+    assert not cron.acquire_lease(db, "job", "node-b", 60)
+    cron.release_lease(db, "job", "node-a")
+    assert cron.acquire_lease(db, "job", "node-b", -1)  # taken, already expired
+    assert cron.acquire_lease(db, "job", "node-a", 60)  # a dead holder's lease
 
 
 @pytest.mark.queue_settings(delivery_enabled=False)
@@ -337,11 +338,11 @@ def test_two_crons_at_once_are_safe(queue, smtp):
 
     nodes = [Database(settings) for _ in range(2)]
     start = threading.Barrier(2)
-    reports: list[maintenance.Report] = []
+    reports: list[cron.Report] = []
 
     def node(db: Database) -> None:
         start.wait()
-        reports.append(maintenance.run(db, settings, hourly=True))
+        reports.append(cron.run(db, settings, hourly=True))
 
     threads = [threading.Thread(target=node, args=(db,)) for db in nodes]
     for thread in threads:

@@ -23,7 +23,7 @@ import requests
 from sqlalchemy import delete
 
 from graderqueue.client import PlatformClient
-from graderqueue.models import Server
+from graderqueue.store.models import Server
 from tests.support.certs import PKI, ClientCert, ScriptError, make_pki
 from tests.support.nginx import NginxProcess, start_nginx
 from tests.support.processes import Gunicorn, run_cli

@@ -17,8 +17,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from graderqueue.models import Job, JobStatus, Listener
-from graderqueue.pollslots import PollSlots
+from graderqueue.dispatch.pollslots import PollSlots
+from graderqueue.store.models import Job, JobStatus, Listener
 
 
 def _wait_for_listeners(queue, count: int) -> None:

@@ -22,11 +22,12 @@ from joserfc.jwk import RSAKey
 from jwcrypto import jwk
 from sqlalchemy import select
 
-from graderqueue import client, delivery, keys, tokens
+from graderqueue import client, delivery
 from graderqueue.config import ConfigError, Settings, load_settings
 from graderqueue.errors import TokenError
-from graderqueue.keys import QueueKey
-from graderqueue.models import Delivery, DeliveryState, Job, JobStatus, Result
+from graderqueue.protocol import keys, tokens
+from graderqueue.protocol.keys import QueueKey
+from graderqueue.store.models import Delivery, DeliveryState, Job, JobStatus, Result
 from graderserver.config import Config as DaemonConfig
 from tests.integration.test_delivery import make_lane, queue_keys
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from graderqueue.keys import QueueKeys
-from graderqueue.models import Job, JobStatus, Result, Server
+from graderqueue.protocol.keys import QueueKeys
+from graderqueue.store.models import Job, JobStatus, Result, Server
 from tests.support.form_server import FormServer
 from tests.support.nginx import find_nginx
 from tests.support.platform_endpoint import PlatformEndpoint

@@ -14,7 +14,7 @@ import pytest
 import requests
 from jwcrypto import jwk
 
-from graderqueue import tokens
+from graderqueue.protocol import tokens
 from tests.support.queue import QueueSetup
 
 SERIAL = "6A3BE20E85356D8116A9E6475A8B3801"

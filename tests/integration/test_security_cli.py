@@ -17,8 +17,8 @@ import pytest
 from jwcrypto import jwk
 from sqlalchemy import select
 
-from graderqueue import keys, tokens
-from graderqueue.models import RemoteUser
+from graderqueue.protocol import keys, tokens
+from graderqueue.store.models import RemoteUser
 from tests.support.processes import CliError, run_cli
 from tests.support.queue import ROOT, PlatformIdentity, QueueSetup
 

@@ -20,14 +20,14 @@ from tests.support.queue import ROOT
 WRITE_JOBS = """
 import json
 from graderqueue.web import create_app
-from graderqueue.db import Database
-from graderqueue import registry
+from graderqueue.store.db import Database
+from graderqueue.registry import actions as registry
 app = create_app()
 rt = app.extensions["graderqueue"]
 with rt.db.transaction() as session:
     registry.add_tag(session, "c")
     registry.add_type(session, "t-c", ["c"])
-    from graderqueue.keys import generate_rsa_pem
+    from graderqueue.protocol.keys import generate_rsa_pem
     registry.add_platform(session, "platform1", generate_rsa_pem()[1].decode())
 client = app.test_client()
 for n in range(3):

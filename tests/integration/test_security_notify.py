@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from graderqueue.notify import (
+from graderqueue.dispatch.hints import (
     ALL_TYPES,
     MAX_TYPE_COUNTERS,
     Hub,

@@ -15,7 +15,7 @@ import socket
 import pytest
 from sqlalchemy import select
 
-from graderqueue.models import Result
+from graderqueue.store.models import Result
 from tests.support.queue import QueueSetup
 
 LIMIT = 64 * 1024

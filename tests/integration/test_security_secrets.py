@@ -21,8 +21,9 @@ import pytest
 import requests
 from jwcrypto import jwe, jwk, jws
 
-from graderqueue import keys, passwords, tokens
-from graderqueue.models import RemoteUser
+from graderqueue.identity import passwords
+from graderqueue.protocol import keys, tokens
+from graderqueue.store.models import RemoteUser
 from tests.support.queue import QueueSetup
 
 DEBUG_PASSWORD = "dbg-Xq7Lw2Rk9Pz4Mv"

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from jwcrypto import jwe, jwk, jws
 
-from graderqueue import keys, registry, tokens
 from graderqueue.errors import TokenError
-from graderqueue.keys import parse_public_key
+from graderqueue.protocol import keys, tokens
+from graderqueue.protocol.keys import parse_public_key
+from graderqueue.registry import actions as registry
 from tests.support.queue import PlatformIdentity, QueueSetup
 
 MIB = 1024 * 1024

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from graderqueue.client import ClientError
-from graderqueue.models import Job
-from graderqueue.taskpaths import REVISION_MAX, is_inside
+from graderqueue.protocol.taskpaths import REVISION_MAX, is_inside
+from graderqueue.store.models import Job
 from graderserver import taskpaths as daemon_taskpaths
 from tests.integration.test_graderserver_queue import make_live
 
@@ -105,7 +105,7 @@ def test_a_huge_timeout_is_clamped_to_the_setting(queue):
 
 
 def test_the_queue_and_the_daemon_share_the_revision_rule():
-    from graderqueue import taskpaths
+    from graderqueue.protocol import taskpaths
 
     assert taskpaths._REVISION.pattern == daemon_taskpaths._REVISION.pattern
     assert taskpaths.REVISION_MAX == daemon_taskpaths.REVISION_MAX

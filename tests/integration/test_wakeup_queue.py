@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from graderqueue import wakeup
-from graderqueue.models import Event, Server, utcnow
+from graderqueue.dispatch import wakeups
+from graderqueue.store.models import Event, Server, utcnow
 from graderserver import wakeup_auth
 
 
@@ -107,7 +107,7 @@ def test_servers_polling_now_are_not_woken(sqlite_queue, fakes):
     add_server(queue, "idle", idle.url, polled_ago=600)
     with queue.db.transaction() as session:
         queue_jobs_without_wakeup(queue, session)
-    woken = wakeup.wake_for_types(queue.db, queue.settings, [type_id(queue)])
+    woken = wakeups.wake_for_types(queue.db, queue.settings, [type_id(queue)])
     # Two jobs wait: the listening server takes one, the idle one is woken.
     assert woken == 1
     assert listening.received == []
@@ -115,7 +115,7 @@ def test_servers_polling_now_are_not_woken(sqlite_queue, fakes):
 
 
 def queue_jobs_without_wakeup(queue, session) -> None:  # type: ignore[no-untyped-def]
-    from graderqueue import jobs
+    from graderqueue.queue import jobs
 
     for i in range(2):
         jobs.enqueue(
@@ -126,7 +126,7 @@ def queue_jobs_without_wakeup(queue, session) -> None:  # type: ignore[no-untype
 
 
 def type_id(queue) -> int:  # type: ignore[no-untyped-def]
-    from graderqueue.models import ServerType
+    from graderqueue.store.models import ServerType
 
     return queue.scalar(select(ServerType.id).where(ServerType.name == "t-c"))
 
@@ -137,13 +137,13 @@ def test_strategies(sqlite_queue, fakes, strategy, expected):
     servers = {"oldest": fakes(), "recent": fakes()}
     add_server(queue, "oldest", servers["oldest"].url, polled_ago=3000)
     add_server(queue, "recent", servers["recent"].url, polled_ago=60)
-    from graderqueue import jobs
+    from graderqueue.queue import jobs
 
     with queue.db.transaction() as session:
         jobs.enqueue(session, jobs.NewJob("j", "{}", 0, "c", [type_id(queue)], "s1", "", 300),
                      platform_id=None)  # fmt: skip
     settings = queue.settings.__class__(**{**queue.settings.__dict__, "wakeup_strategy": strategy})
-    assert wakeup.wake_for_types(queue.db, settings, [type_id(queue)]) == 1
+    assert wakeups.wake_for_types(queue.db, settings, [type_id(queue)]) == 1
     woken = [name for name, fake in servers.items() if fake.received]
     assert woken == [expected]
 
@@ -156,12 +156,12 @@ def test_failures_are_counted_and_a_second_pass_tries_any_server(sqlite_queue, f
     backup = add_server(queue, "backup", fake.url, polled_ago=700)
     with queue.db.transaction() as session:  # the backup failed before: first pass skips it
         session.execute(update(Server).where(Server.id == backup).values(wakeup_fails=3))
-    from graderqueue import jobs
+    from graderqueue.queue import jobs
 
     with queue.db.transaction() as session:
         jobs.enqueue(session, jobs.NewJob("j", "{}", 0, "c", [type_id(queue)], "f1", "", 300),
                      platform_id=None)  # fmt: skip
-    assert wakeup.wake_for_types(queue.db, queue.settings, [type_id(queue)]) == 1
+    assert wakeups.wake_for_types(queue.db, queue.settings, [type_id(queue)]) == 1
     assert fake.received == [b"wakeup"]
     fails = dict(queue.rows(select(Server.name, Server.wakeup_fails)))
     assert fails == {"broken": 1, "backup": 0}
@@ -173,7 +173,7 @@ def test_signed_wakeups_for_servers_with_a_secret(sqlite_queue, fakes):
     queue = sqlite_queue
     fake = fakes()
     server_id = add_server(queue, "signed", fake.url, secret="s3cret")
-    assert wakeup.wake_server(queue.db, queue.settings, server_id)
+    assert wakeups.wake_server(queue.db, queue.settings, server_id)
     datagram = fake.received[0]
     assert datagram.startswith(b"wakeup ")
     assert wakeup_auth.verify("s3cret", datagram, time.time(), set())
@@ -184,5 +184,5 @@ def test_unhealthy_answer_counts_as_failure(sqlite_queue, fakes):
     queue = sqlite_queue
     fake = fakes(answer=b"no")
     server_id = add_server(queue, "sick", fake.url)
-    assert not wakeup.wake_server(queue.db, queue.settings, server_id)
+    assert not wakeups.wake_server(queue.db, queue.settings, server_id)
     assert queue.scalar(select(Server.wakeup_fails).where(Server.id == server_id)) == 1

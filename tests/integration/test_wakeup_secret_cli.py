@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from graderqueue.models import Server, ServerToken
+from graderqueue.store.models import Server, ServerToken
 from graderserver import wakeup_auth
 from tests.integration.test_wakeup_queue import FakeServer
 from tests.support.processes import run_cli

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 from jwcrypto import jwk
 
 from graderqueue.client import open_result_token
-from graderqueue.tokens import compact_header
+from graderqueue.protocol.tokens import compact_header
 
 from .processes import free_port
 

@@ -17,11 +17,13 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import inspect, select, text
 
-from graderqueue import keys, migrate, registry
 from graderqueue.client import PlatformClient
 from graderqueue.config import Settings, load_settings
-from graderqueue.db import Database
-from graderqueue.models import Base
+from graderqueue.protocol import keys
+from graderqueue.registry import actions as registry
+from graderqueue.store import migrate
+from graderqueue.store.db import Database
+from graderqueue.store.models import Base
 
 from .processes import Gunicorn
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graderqueue.numbers import parse_int, spells_int
-from graderqueue.routing import parse_tags
+from graderqueue.protocol.numbers import parse_int, spells_int
+from graderqueue.queue.routing import parse_tags
 
 
 @pytest.mark.parametrize(

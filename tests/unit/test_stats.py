@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graderqueue.stats import extract
+from graderqueue.queue.stats import extract
 
 JOB = {"taskPath": "$ROOT_PATH/tasks/sum/", "extraParams": {"solutionLanguage": "cpp"}}
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ...runtime import Runtime
-from . import security, templating
-from .blueprint import bp
-from .cache import AdminState
+from graderqueue.runtime import Runtime
+from graderqueue.web.admin import security, templating
+from graderqueue.web.admin.blueprint import bp
+from graderqueue.web.admin.cache import AdminState
 
 URL_PREFIX = "/admin"
 
@@ -22,7 +22,7 @@ def init_admin(app: Flask, rt: Runtime) -> None:
     """Mount the interface on ``app`` (called by ``create_app`` when admin_enabled)."""
     security.configure(app, rt.settings)
     # Importing the view modules adds their routes to the blueprint.
-    from . import views_auth, views_jobs, views_pages, views_send  # noqa: F401
+    from graderqueue.web.admin import views_auth, views_jobs, views_pages, views_send  # noqa: F401
 
     templating.install(app)
     app.extensions[AdminState.KEY] = AdminState()

@@ -9,7 +9,7 @@ from flask import Blueprint
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter, ValidationError
 
-from ...numbers import parse_int
+from graderqueue.protocol.numbers import parse_int
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "admin"
 

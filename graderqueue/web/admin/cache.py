@@ -10,8 +10,8 @@ from typing import Any
 
 from flask import current_app
 
-from ...dashboard import BucketCache
-from ...models import utcnow
+from graderqueue.admin.dashboard import BucketCache
+from graderqueue.store.models import utcnow
 
 
 class TTLCache:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from ...numbers import parse_int
-from .queries import NO_PLATFORM, EventFilter, JobFilter
+from graderqueue.protocol.numbers import parse_int
+from graderqueue.web.admin.queries import NO_PLATFORM, EventFilter, JobFilter
 
 TIME_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from ...numbers import parse_int
+from graderqueue.protocol.numbers import parse_int
 
 DEFAULT_LIMIT = 50
 SCAN_LIMIT = 50_000

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from ...dashboard import LIVE_STATUSES
-from ...models import (
+from graderqueue.admin.dashboard import LIVE_STATUSES
+from graderqueue.store.models import (
     Delivery,
     DeliveryAttempt,
     Event,
@@ -30,7 +30,14 @@ from ...models import (
     Server,
     ServerType,
 )
-from .keyset import DEFAULT_LIMIT, SCAN_LIMIT, Cursor, Page, keyset_page, noindex
+from graderqueue.web.admin.keyset import (
+    DEFAULT_LIMIT,
+    SCAN_LIMIT,
+    Cursor,
+    Page,
+    keyset_page,
+    noindex,
+)
 
 NO_PLATFORM = -1  # platform filter value for jobs sent by the interface or remote users
 

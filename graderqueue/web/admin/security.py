@@ -22,10 +22,10 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, abort, g, redirect, request, session, url_for
 
-from ... import auth
-from ...config import Settings
-from ...models import AdminUser
-from ..answers import runtime
+from graderqueue.config import Settings
+from graderqueue.identity import servers
+from graderqueue.store.models import AdminUser
+from graderqueue.web.answers import runtime
 
 SESSION_LIFETIME = timedelta(hours=12)
 CSRF_FIELD = "csrf_token"
@@ -151,10 +151,10 @@ def log_out(user: AdminUser | None) -> None:
 
 def client_address() -> str:
     """The visitor's address: nginx's word for it only when nginx is a trusted proxy."""
-    caller = auth.Caller(
+    caller = servers.Caller(
         remote_addr=request.remote_addr or "", headers=request.headers, server_token=None
     )
-    return auth.client_ip(caller, runtime().settings.trusted_proxies)
+    return servers.client_ip(caller, runtime().settings.trusted_proxies)
 
 
 NEXT_MAX = 2000

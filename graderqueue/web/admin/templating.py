@@ -10,10 +10,10 @@ from datetime import datetime
 
 from flask import Flask
 
-from ...dashboard import WINDOWS
-from ...models import utcnow
-from .charts import line_chart
-from .security import CSRF_FIELD, csrf_token
+from graderqueue.admin.dashboard import WINDOWS
+from graderqueue.store.models import utcnow
+from graderqueue.web.admin.charts import line_chart
+from graderqueue.web.admin.security import CSRF_FIELD, csrf_token
 
 # Shown for a missing value (an en dash, as in print).
 MISSING = "\N{EN DASH}"

@@ -8,12 +8,12 @@ from flask import Response, flash, g, redirect, render_template, request, url_fo
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from ... import login_throttle, passwords
-from ...errors import QueueError, Unavailable
-from ...models import AdminUser, utcnow
-from ..answers import runtime
-from . import security
-from .blueprint import bp
+from graderqueue.errors import QueueError, Unavailable
+from graderqueue.identity import login_throttle, passwords
+from graderqueue.store.models import AdminUser, utcnow
+from graderqueue.web.admin import security
+from graderqueue.web.admin.blueprint import bp
+from graderqueue.web.answers import runtime
 
 # CSRF first: a forged POST is refused before anything else looks at it.
 bp.before_request(security.check_csrf)

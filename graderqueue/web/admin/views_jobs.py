@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
-from ... import admin_actions, delivery
-from ...dashboard import LIVE_STATUSES
-from ...errors import QueueError
-from ...models import Job, Result
-from ..answers import runtime
-from .blueprint import bp
-from .forms import FilterForm, job_filter
-from .keyset import Cursor
-from .queries import (
+from graderqueue import delivery
+from graderqueue.admin import actions as admin_actions
+from graderqueue.admin.dashboard import LIVE_STATUSES
+from graderqueue.errors import QueueError
+from graderqueue.store.models import Job, Result
+from graderqueue.web.admin.blueprint import bp
+from graderqueue.web.admin.forms import FilterForm, job_filter
+from graderqueue.web.admin.keyset import Cursor
+from graderqueue.web.admin.queries import (
     done_jobs,
     job_detail,
     live_jobs,
@@ -20,6 +20,7 @@ from .queries import (
     result_summaries,
     server_names,
 )
+from graderqueue.web.answers import runtime
 
 
 def _job_list(kind: str) -> Response | str:

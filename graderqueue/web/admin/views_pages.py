@@ -7,15 +7,17 @@ from datetime import timedelta
 
 from flask import Response, flash, redirect, render_template, request, url_for
 
-from ... import dashboard, events, wakeup
-from ...models import Server, utcnow
-from ..answers import runtime
-from .blueprint import bp
-from .cache import state
-from .charts import Series, line_chart
-from .forms import FilterForm, event_filter
-from .keyset import Cursor
-from .queries import events_page, server_names
+from graderqueue.admin import dashboard
+from graderqueue.dispatch import wakeups
+from graderqueue.store import events
+from graderqueue.store.models import Server, utcnow
+from graderqueue.web.admin.blueprint import bp
+from graderqueue.web.admin.cache import state
+from graderqueue.web.admin.charts import Series, line_chart
+from graderqueue.web.admin.forms import FilterForm, event_filter
+from graderqueue.web.admin.keyset import Cursor
+from graderqueue.web.admin.queries import events_page, server_names
+from graderqueue.web.answers import runtime
 
 
 @bp.get("/", endpoint="dashboard")
@@ -91,7 +93,7 @@ def wake(server_id: int) -> Response:
         name = server.name if server is not None else None
     if name is None:
         flash(f"No server #{server_id}.", "error")
-    elif wakeup.wake_server(rt.db, rt.settings, server_id):
+    elif wakeups.wake_server(rt.db, rt.settings, server_id):
         flash(f"Server {name} woke up: it answered ok.", "ok")
     else:
         flash(f"Server {name} did not answer the wake-up (see its wake-up failures).", "error")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from flask import Response, flash, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
 
-from ... import admin_actions, submissions
-from ...errors import BadRequest, QueueError
-from ...numbers import parse_int
-from ..answers import runtime
-from .blueprint import bp
-from .security import CSRF_FIELD
+from graderqueue.admin import actions as admin_actions
+from graderqueue.errors import BadRequest, QueueError
+from graderqueue.protocol import submissions
+from graderqueue.protocol.numbers import parse_int
+from graderqueue.web.admin.blueprint import bp
+from graderqueue.web.admin.security import CSRF_FIELD
+from graderqueue.web.answers import runtime
 
 # Form fields that are not request fields.
 FORM_ONLY = {CSRF_FIELD, "copies"}

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import events
-from .cache import TTLCache
-from .config import Settings
-from .db import Database
-from .models import Job, JobStatus, JobType, Server, utcnow
+from graderqueue.cache import TTLCache
+from graderqueue.config import Settings
+from graderqueue.store import events
+from graderqueue.store.db import Database
+from graderqueue.store.models import Job, JobStatus, JobType, Server, utcnow
 
 log = logging.getLogger(__name__)
 

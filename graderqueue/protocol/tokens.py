@@ -17,8 +17,8 @@ from typing import Any
 from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException
 
-from .config import Settings
-from .errors import TokenError
+from graderqueue.config import Settings
+from graderqueue.errors import TokenError
 
 JWE_ALG = "RSA-OAEP-256"
 JWE_ENC = "A256CBC-HS512"

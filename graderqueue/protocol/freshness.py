@@ -17,12 +17,12 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .config import Settings
-from .errors import TokenError
+from graderqueue.config import Settings
+from graderqueue.errors import TokenError
 
 if TYPE_CHECKING:
-    from .directory import PlatformInfo
-from .models import SeenTokenId, utcnow
+    from graderqueue.registry.view import PlatformInfo
+from graderqueue.store.models import SeenTokenId, utcnow
 
 CLOCK_SKEW_SEC = 60
 # The latest time a token may name: 2100-01-01 UTC. Times past it are no

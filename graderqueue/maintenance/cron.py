@@ -28,12 +28,15 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import events, mail, wakeup
-from .config import Settings
-from .db import Database
-from .errors import Unavailable
-from .logs import describe_error
-from .models import (
+from graderqueue.config import Settings
+from graderqueue.dispatch import wakeups
+from graderqueue.dispatch.hints import LISTENER_STALE_SEC
+from graderqueue.errors import Unavailable
+from graderqueue.logs import describe_error
+from graderqueue.maintenance import mail
+from graderqueue.store import events
+from graderqueue.store.db import Database
+from graderqueue.store.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,
@@ -49,7 +52,6 @@ from .models import (
     Server,
     utcnow,
 )
-from .notify import LISTENER_STALE_SEC
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +434,7 @@ def run(db: Database, settings: Settings, *, hourly: bool = False) -> Report:
     report.errored_jobs = _step(
         report, "error jobs", lambda: fail_exhausted_jobs(db, settings.max_fails)
     )
-    tried = _step(report, "wake-up retries", lambda: wakeup.retry_failed(db, settings))
+    tried = _step(report, "wake-up retries", lambda: wakeups.retry_failed(db, settings))
     report.wakeups_tried, report.wakeups_ok = tried if tried is not None else (None, None)
     _alert(report, "stuck jobs alert", "jobs stuck", lambda: alert_stuck_jobs(db, settings))
     _alert(

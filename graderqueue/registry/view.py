@@ -18,10 +18,10 @@ from jwcrypto import jwk
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .cache import TTLCache
-from .db import Database
-from .keys import parse_public_key
-from .models import Platform, PlatformKey, ServerType, Tag, TypeTag
+from graderqueue.cache import TTLCache
+from graderqueue.protocol.keys import parse_public_key
+from graderqueue.store.db import Database
+from graderqueue.store.models import Platform, PlatformKey, ServerType, Tag, TypeTag
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwk
 
-from .errors import QueueError, TokenError
-from .private_files import private_dir, write_private
+from graderqueue.errors import QueueError, TokenError
+from graderqueue.store.private_files import private_dir, write_private
 
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

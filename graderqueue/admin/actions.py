@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from . import events, jobs, routing, submissions
-from .config import Settings
-from .directory import Directory
-from .errors import BadRequest, UnknownJob
-from .models import Job, JobStatus, JobType
-from .senders import INTERFACE
+from graderqueue.config import Settings
+from graderqueue.errors import BadRequest, UnknownJob
+from graderqueue.identity.platforms import INTERFACE
+from graderqueue.protocol import submissions
+from graderqueue.queue import jobs, routing
+from graderqueue.registry.view import Directory
+from graderqueue.store import events
+from graderqueue.store.models import Job, JobStatus, JobType
 
 # The send-job form may send the same job several times at once (load tests).
 MAX_COPIES = 100

@@ -43,12 +43,13 @@ import requests
 from sqlalchemy import and_, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import events, tokens
-from .config import Settings
-from .db import Database
-from .errors import BadRequest, UnknownJob
-from .keys import QueueKey, QueueKeys, parse_public_key
-from .models import (
+from graderqueue.config import Settings
+from graderqueue.errors import BadRequest, UnknownJob
+from graderqueue.protocol import tokens
+from graderqueue.protocol.keys import QueueKey, QueueKeys, parse_public_key
+from graderqueue.store import events
+from graderqueue.store.db import Database
+from graderqueue.store.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,

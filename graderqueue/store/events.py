@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from .models import Event, utcnow
+from graderqueue.store.models import Event, utcnow
 
 # Kinds of events, named as the original's log types where one existed.
 TIMEOUT = "error_timeout"

@@ -21,12 +21,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import freshness, passwords, tokens
-from .config import Settings
-from .directory import Directory, PlatformInfo
-from .errors import PlatformAuthError, TokenError
-from .keys import QueueKeys
-from .models import InterfaceToken, Platform, RemoteUser, utcnow
+from graderqueue.config import Settings
+from graderqueue.errors import PlatformAuthError, TokenError
+from graderqueue.identity import passwords
+from graderqueue.protocol import freshness, tokens
+from graderqueue.protocol.keys import QueueKeys
+from graderqueue.registry.view import Directory, PlatformInfo
+from graderqueue.store.models import InterfaceToken, Platform, RemoteUser, utcnow
 
 INTERFACE = "interface"
 

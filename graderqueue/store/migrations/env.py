@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from graderqueue.models import Base
+from graderqueue.store.models import Base
 
 target_metadata = Base.metadata
 

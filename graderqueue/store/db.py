@@ -20,9 +20,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import Settings
-from .errors import Unavailable
-from .private_files import private_dir, touch_private
+from graderqueue.config import Settings
+from graderqueue.errors import Unavailable
+from graderqueue.store.private_files import private_dir, touch_private
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 READ_ONLY = "graderqueue_read_only"

@@ -23,8 +23,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .config import Settings
-from .models import LoginThrottle
+from graderqueue.config import Settings
+from graderqueue.store.models import LoginThrottle
 
 SUBJECT_MAX = 255
 

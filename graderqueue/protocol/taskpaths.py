@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import BadRequest
+from graderqueue.errors import BadRequest
 
 # A leading `$NAME` or `${NAME}`: a folder that only the grading server
 # knows ($ROOT_PATH, or a variable of its configuration).

@@ -35,9 +35,9 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 
-from .cache import TTLCache
-from .db import Database
-from .models import Listener, utcnow
+from graderqueue.cache import TTLCache
+from graderqueue.store.db import Database
+from graderqueue.store.models import Listener, utcnow
 
 log = logging.getLogger(__name__)
 

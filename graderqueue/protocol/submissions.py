@@ -11,12 +11,12 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
-from .errors import BadRequest
-from .jobs import NAME_MAX, dedup_key_for
-from .numbers import parse_int, spells_int
-from .routing import parse_tags
-from .taskpaths import check_job_paths, check_revision
+from graderqueue.config import Settings
+from graderqueue.errors import BadRequest
+from graderqueue.protocol.numbers import parse_int, spells_int
+from graderqueue.protocol.taskpaths import check_job_paths, check_revision
+from graderqueue.queue.jobs import NAME_MAX, dedup_key_for
+from graderqueue.queue.routing import parse_tags
 
 INT_MAX = 2**31 - 1
 

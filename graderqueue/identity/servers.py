@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import events
-from .errors import AuthenticationError
-from .models import Server, ServerToken, utcnow
+from graderqueue.errors import AuthenticationError
+from graderqueue.store import events
+from graderqueue.store.models import Server, ServerToken, utcnow
 
 VERIFY_HEADER = "X-SSL-Client-Verify"
 SERIAL_HEADER = "X-SSL-Client-Serial"

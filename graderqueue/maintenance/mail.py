@@ -11,11 +11,11 @@ from email.utils import formatdate, make_msgid
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
-from . import events
-from .config import Settings
-from .db import Database
-from .errors import QueueError, Unavailable
-from .models import AlertSent, utcnow
+from graderqueue.config import Settings
+from graderqueue.errors import QueueError, Unavailable
+from graderqueue.store import events
+from graderqueue.store.db import Database
+from graderqueue.store.models import AlertSent, utcnow
 
 SMTP_TIMEOUT_SEC = 30.0
 

@@ -28,8 +28,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import FunctionElement
 
-from .config import Settings
-from .models import (
+from graderqueue.config import Settings
+from graderqueue.store.models import (
     Job,
     JobStatus,
     JobType,

@@ -13,11 +13,20 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import auth, keys
-from .errors import BadRequest, NotFound
-from .models import Platform, PlatformKey, Server, ServerToken, ServerType, Tag, TypeTag
-from .quoting import quote
-from .wakeup import parse_url
+from graderqueue.dispatch.wakeups import parse_url
+from graderqueue.errors import BadRequest, NotFound
+from graderqueue.identity import servers
+from graderqueue.protocol import keys
+from graderqueue.quoting import quote
+from graderqueue.store.models import (
+    Platform,
+    PlatformKey,
+    Server,
+    ServerToken,
+    ServerType,
+    Tag,
+    TypeTag,
+)
 
 NAME_MAX = 255
 
@@ -219,10 +228,10 @@ def add_server(
     _unique(session, Server, name, "Server")
     stype = type_by_name(session, type_name)
     try:
-        serial, dn = auth.normalize_serial(ssl_serial), auth.normalize_dn(ssl_dn)
+        serial, dn = servers.normalize_serial(ssl_serial), servers.normalize_dn(ssl_dn)
     except ValueError as exc:
         raise BadRequest(f"Invalid certificate identity: {exc}") from exc
-    key = auth.cert_key(ssl_serial, ssl_dn)
+    key = servers.cert_key(ssl_serial, ssl_dn)
     if session.scalar(select(Server.id).where(Server.ssl_key == key)) is not None:
         raise BadRequest("Another server already uses this certificate.")
     server = Server(
@@ -255,7 +264,7 @@ def add_server_token(
     token = secrets.token_urlsafe(32)
     record = ServerToken(
         name=name,
-        token_hash=auth.hash_token(token),
+        token_hash=servers.hash_token(token),
         type_id=stype.id,
         max_concurrent_jobs=_max_jobs(max_jobs),
         wakeup_secret=_wakeup_secret(wakeup_secret),
@@ -308,11 +317,11 @@ def update_server_token(
     the original grading server must be removed from them too.
     """
     token = server_token_by_name(session, name)
-    servers = list(session.scalars(select(Server).where(Server.token_id == token.id)))
+    registered = list(session.scalars(select(Server).where(Server.token_id == token.id)))
     if changes.wakeup_secret is not None:
         secret = _wakeup_secret(changes.wakeup_secret)
         token.wakeup_secret = secret
-        for server in servers:
+        for server in registered:
             server.wakeup_secret = secret
     session.flush()
-    return token, len(servers)
+    return token, len(registered)

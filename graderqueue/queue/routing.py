@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .directory import Directory
-from .errors import BadRequest
+from graderqueue.errors import BadRequest
+from graderqueue.registry.view import Directory
 
 
 def parse_tags(raw: object) -> list[str]:

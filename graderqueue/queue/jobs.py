@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from . import events, stats
-from .errors import BadRequest, NotAssigned, TooManyJobs
-from .models import (
+from graderqueue.errors import BadRequest, NotAssigned, TooManyJobs
+from graderqueue.protocol.numbers import parse_int
+from graderqueue.queue import stats
+from graderqueue.store import events
+from graderqueue.store.models import (
     Delivery,
     DeliveryState,
     Job,
@@ -30,7 +32,6 @@ from .models import (
     Server,
     utcnow,
 )
-from .numbers import parse_int
 
 # The hot paths (enqueue, claim, complete) run Core statements on the tables,
 # not ORM-enabled ones on the classes: the ORM's bookkeeping (autoflush,
@@ -505,7 +506,7 @@ def job_row(session: Session, job: Job) -> tuple[str, dict[str, Any]]:
 
 def get_for_platform(session: Session, job_id: int, platform_id: int | None, via: str) -> Job:
     """The job if this sender sent it; foreign and unknown ids look the same."""
-    from .errors import UnknownJob
+    from graderqueue.errors import UnknownJob
 
     job = session.get(Job, job_id)
     if job is None or job.platform_id != platform_id:
