@@ -16,9 +16,7 @@ from sqlalchemy import select
 
 from graderqueue.registry import actions as registry
 from graderqueue.store.models import Event, Job, JobStatus, JobType
-from tests.browser.conftest import ADMIN, PASSWORD
-
-from .conftest import AdminSite, UdpResponder
+from tests.browser.conftest import ADMIN, PASSWORD, AdminSite, UdpResponder
 
 pytestmark = pytest.mark.slow
 

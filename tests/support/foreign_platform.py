@@ -282,7 +282,7 @@ class ServedQueue:
     def server(self, type_name: str, suffix: str = ".php", **options: Any):  # type: ignore[no-untyped-def]
         """A form-protocol grading server with a fresh token of *type_name*
         (``max_jobs``)."""
-        from .form_server import FormServer
+        from tests.support.form_server import FormServer
 
         token = self.setup.server_token(type_name, self.unique("tok"), **options)
         return FormServer(self.url, token, suffix=suffix)

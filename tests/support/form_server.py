@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from .foreign_platform import protocol_answer
+from tests.support.foreign_platform import protocol_answer
 
 _OMIT = object()
 

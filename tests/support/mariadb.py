@@ -38,7 +38,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from .processes import die_with_parent, free_port
+from tests.support.processes import die_with_parent, free_port
 
 __all__ = [
     "ENV_URL",

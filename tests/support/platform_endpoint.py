@@ -23,8 +23,7 @@ from jwcrypto import jwk
 
 from graderqueue.client import open_result_token
 from graderqueue.protocol.tokens import compact_header
-
-from .processes import free_port
+from tests.support.processes import free_port
 
 
 @dataclass

@@ -24,8 +24,7 @@ from graderqueue.registry import actions as registry
 from graderqueue.store import migrate
 from graderqueue.store.db import Database
 from graderqueue.store.models import Base
-
-from .processes import Gunicorn
+from tests.support.processes import Gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 
