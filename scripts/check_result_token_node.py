@@ -23,9 +23,8 @@ from pathlib import Path
 
 from jwcrypto import jwk
 
-from graderqueue import delivery
 from graderqueue.config import Settings
-from graderqueue.protocol import keys, tokens
+from graderqueue.protocol import keys, results, tokens
 from graderqueue.protocol.keys import QueueKey
 
 HERE = Path(__file__).resolve().parent
@@ -52,14 +51,14 @@ def main() -> int:
     queue_key = QueueKey("graderqueue", jwk.JWK.from_pem(queue_private), queue_public.decode())
     found: dict[str, str] = {}
     for name, size in SIZES.items():
-        payload = delivery.result_payload(
+        payload = results.result_payload(
             f"job-{name}", json.dumps({"jobdata": grader_output(size)}), date.today()
         )
         pem = platform_public.decode()
-        found[f"{name} current rule"] = delivery.result_token(
+        found[f"{name} current rule"] = results.result_token(
             payload, queue_key, "plat", pem, Settings.result_zip_max_bytes
         )
-        found[f"{name} always zip"] = delivery.result_token(payload, queue_key, "plat", pem, None)
+        found[f"{name} always zip"] = results.result_token(payload, queue_key, "plat", pem, None)
     request = {
         "queue_public_pem": queue_public.decode(),
         "platform_private_pem": platform_private.decode(),  # PKCS#8

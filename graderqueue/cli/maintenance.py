@@ -10,9 +10,11 @@ from types import FrameType
 
 import click
 
-from graderqueue import delivery, logs
+from graderqueue import logs
 from graderqueue.cli import Context, fail_clearly, pass_ctx
 from graderqueue.cli.jobs import job
+from graderqueue.delivery import redelivery
+from graderqueue.delivery.worker import Worker
 from graderqueue.maintenance import cron as maintenance
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.registry import actions as registry
@@ -69,7 +71,7 @@ def deliver(ctx: Context, once: bool, verbose: bool) -> None:
     logs.setup(verbose=verbose, tracebacks=verbose)
     with fail_clearly():
         keys = QueueKeys(ctx.settings.resolved_key_dir, ctx.settings.key_name)
-        worker = delivery.Worker(ctx.db, ctx.settings, keys)
+        worker = Worker(ctx.db, ctx.settings, keys)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if worker.stopping.is_set():
@@ -119,11 +121,11 @@ def redeliver(
         raise click.UsageError("--since and --until go with --platform.")
     with ctx.transaction() as session:
         if job_id is not None:
-            delivery.redeliver_job(session, job_id)
+            redelivery.redeliver_job(session, job_id)
             count = 1
         else:
             platform = registry.platform_by_name(session, platform_name or "")
-            count = delivery.redeliver_matching(session, platform, since, until)
+            count = redelivery.redeliver_matching(session, platform, since, until)
     click.echo(f"{count} result(s) queued for delivery.")
 
 

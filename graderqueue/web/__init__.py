@@ -57,7 +57,7 @@ def _register_optional_blueprints(app: Flask, rt: Runtime) -> None:
     Imported plainly: a broken import must stop the app at start, not
     silently turn off result delivery or the admin pages.
     """
-    from graderqueue.delivery import start_in_app
+    from graderqueue.delivery.in_app import start_in_app
     from graderqueue.web.admin import init_admin
 
     if rt.settings.admin_enabled:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 from sqlalchemy.orm import Session
 
-from graderqueue import delivery
 from graderqueue.errors import BadRequest, InvalidResult, NoJob, NotAssigned
 from graderqueue.identity import servers
+from graderqueue.protocol import results
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import jobs
 from graderqueue.runtime import Runtime
@@ -133,7 +133,7 @@ def sendresults() -> Response:
         if raw_id is None or raw_id == "":
             raise BadRequest("No job ID sent.")
         result = jobs.parse_result(form.get("resultdata"))
-        delivery.check_result_size(result, rt.settings.max_result_bytes)
+        results.check_result_size(result, rt.settings.max_result_bytes)
         job_id = parse_int(raw_id)
         if job_id is None:
             raise NotAssigned()

@@ -20,8 +20,9 @@ import pytest
 from jwcrypto import jwk
 from sqlalchemy import select, update
 
-from graderqueue import delivery
 from graderqueue.config import replace
+from graderqueue.delivery import outbox, post, redelivery
+from graderqueue.delivery.worker import Worker
 from graderqueue.errors import BadRequest, UnknownJob
 from graderqueue.identity import passwords
 from graderqueue.protocol import tokens
@@ -75,9 +76,9 @@ class Lane:
         client = self.queue.client_for(self.platform)
         return [self.finish_job(name, client=client) for name in names]
 
-    def worker(self, **changes: Any) -> delivery.Worker:
+    def worker(self, **changes: Any) -> Worker:
         settings = replace(self.queue.settings, **changes)
-        return delivery.Worker(self.queue.db, settings, queue_keys(self.queue))
+        return Worker(self.queue.db, settings, queue_keys(self.queue))
 
 
 def queue_keys(queue: QueueSetup) -> QueueKeys:
@@ -274,15 +275,22 @@ def _environ() -> dict[str, str]:
 def test_a_claim_lost_to_a_redelivery_is_not_overwritten(queue):
     lane = make_lane(queue)
     jobid = lane.finish_job("raced")
-    (due,) = delivery.claim_due(queue.db, "worker-a/1", lease_sec=60)
+    dialect = queue.db.dialect
+    with queue.db.transaction() as session:
+        (due,) = outbox.claim(session, dialect, "worker-a/1", lease_sec=60, limit=10)
     assert delivery_of(queue, jobid).locked_by == "worker-a/1"
     # Nobody else may take it while the lease runs.
-    assert delivery.claim_due(queue.db, "worker-b/1", lease_sec=60) == []
+    with queue.db.transaction() as session:
+        assert outbox.claim(session, dialect, "worker-b/1", lease_sec=60, limit=10) == []
 
     with queue.db.transaction() as session:
-        delivery.redeliver_job(session, jobid)
-    ok = delivery.Outcome(ok=True, http_status=200)
-    assert delivery.record(queue.db, due, "worker-a/1", ok, queue.settings) is None
+        redelivery.redeliver_job(session, jobid)
+    ok = post.Outcome(ok=True, http_status=200)
+    with queue.db.transaction() as session:
+        (recorded,) = outbox.record(
+            session, [outbox.Finished(due, "worker-a/1", ok)], queue.settings
+        )
+    assert recorded.state is None
     row = delivery_of(queue, jobid)
     assert (row.state, row.attempts, row.locked_by) == (DeliveryState.PENDING, 0, None)
     # The post happened, so it is in the attempts, but the row is due again.
@@ -367,7 +375,7 @@ def test_a_batch_is_recorded_in_one_transaction(queue):
     ids = [lane.finish_job(f"job-{i}") for i in range(5)]
     db = CountingDatabase(queue.settings)
     try:
-        worker = delivery.Worker(db, queue.settings, queue_keys(queue))
+        worker = Worker(db, queue.settings, queue_keys(queue))
         with lane.endpoint:
             counts = worker.run_pass()
         worker.close()
@@ -390,7 +398,7 @@ def test_a_claim_stolen_during_a_batch_is_not_overwritten_the_others_are_recorde
         # An operator asks for a redelivery while the queue's post is under way.
         if payload is not None and payload["sTaskName"] == "stolen":
             with queue.db.transaction() as session:
-                delivery.redeliver_job(session, ids["stolen"])
+                redelivery.redeliver_job(session, ids["stolen"])
 
     lane = make_lane(queue, delay=0.2, on_arrival=steal)
     ids = {name: lane.finish_job(name) for name in ("a", "stolen", "c", "d")}
@@ -460,7 +468,7 @@ def test_a_warm_stop_records_the_posts_under_way_and_gives_back_the_rest(queue):
 def test_an_idle_worker_only_reads_and_a_kicked_one_claims_without_looking_first(queue):
     lane = make_lane(queue)
     db = CountingDatabase(queue.settings)
-    worker = delivery.Worker(db, queue.settings, queue_keys(queue))
+    worker = Worker(db, queue.settings, queue_keys(queue))
     try:
         for _ in range(3):
             worker.step()
@@ -492,7 +500,7 @@ def test_redeliver_by_id_and_by_filter(queue):
         assert lane.worker().run_pass()[DeliveryState.DELIVERED] == 4
 
     with queue.db.transaction() as session:
-        delivery.redeliver_job(session, ids[1])
+        redelivery.redeliver_job(session, ids[1])
     with lane.endpoint:
         assert lane.worker().run_pass() == Counter({DeliveryState.DELIVERED: 1})
     assert Counter(lane.endpoint.accepted_names())["job-1"] == 2
@@ -512,7 +520,7 @@ def test_redeliver_by_id_and_by_filter(queue):
         )
         session.query(Delivery).filter(Delivery.job_id == ids[2]).delete()
         platform = session.get(Platform, lane.platform.id)
-        count = delivery.redeliver_matching(
+        count = redelivery.redeliver_matching(
             session, platform, since=now - timedelta(days=2, hours=12), until=now
         )
     assert count == 2
@@ -524,16 +532,16 @@ def test_redeliver_by_id_and_by_filter(queue):
     )
 
     with queue.db.transaction() as session, pytest.raises(UnknownJob):
-        delivery.redeliver_job(session, 999999)
+        redelivery.redeliver_job(session, 999999)
     queued = queue.client_for(lane.platform).sendjob({"taskPath": "/t"}, tags="c")
     with queue.db.transaction() as session, pytest.raises(BadRequest, match="not done"):
-        delivery.redeliver_job(session, queued)
+        redelivery.redeliver_job(session, queued)
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter(queue):
     settings = replace(queue.settings, delivery_backoff_base_sec=10, delivery_backoff_max_sec=300)
-    low = [delivery.backoff_sec(n, settings, rand=0.0) for n in range(1, 8)]
-    high = [delivery.backoff_sec(n, settings, rand=1.0) for n in range(1, 8)]
+    low = [outbox.backoff_sec(n, settings, rand=0.0) for n in range(1, 8)]
+    high = [outbox.backoff_sec(n, settings, rand=1.0) for n in range(1, 8)]
     assert high == [10, 20, 40, 80, 160, 300, 300]
     assert low == [h / 2 for h in high]
 
@@ -546,7 +554,7 @@ def test_a_database_outage_is_logged_when_it_starts_not_every_pass(sqlite_queue,
         delivery_poll_sec=0.01,
     )
     db = Database(settings)
-    worker = delivery.Worker(db, settings, queue_keys(sqlite_queue))
+    worker = Worker(db, settings, queue_keys(sqlite_queue))
     try:
         with caplog.at_level("INFO", logger="graderqueue.delivery"):
             for _ in range(3):
@@ -631,7 +639,7 @@ def test_a_redirect_is_a_failed_attempt_and_the_token_goes_nowhere_else(queue, s
         assert row.next_attempt_at > row.last_attempt_at  # the usual backoff
         assert f"HTTP {status}: redirect to {lane.endpoint.url}?xxx" in row.last_error
         assert "refused" in row.last_error
-        assert len(row.last_error) <= delivery.ERROR_MAX  # the long Location is cut
+        assert len(row.last_error) <= post.ERROR_MAX  # the long Location is cut
         assert [(a.ok, a.http_status) for a in attempts_of(queue, jobid)] == [(False, status)]
 
         # The platform fixes its return URL: the next try delivers, once.
@@ -675,9 +683,9 @@ def test_only_a_short_printable_excerpt_of_the_answer_is_stored_and_shown_escape
         assert len(stored) <= 300
         assert stored.isprintable(), stored  # no control, format or line-break characters
         assert "<script>alert('x')</script>" in stored  # printable text is kept...
-    if len(body) > delivery.ANSWER_READ_MAX:
+    if len(body) > post.ANSWER_READ_MAX:
         # Not read whole: a megabyte answer is refused for its size.
-        assert f"larger than {delivery.ANSWER_READ_MAX} bytes" in row.last_error
+        assert f"larger than {post.ANSWER_READ_MAX} bytes" in row.last_error
     # ... and the admin page shows it escaped.
     with queue.db.transaction() as session:
         session.add(AdminUser(username="alice", password_hash=passwords.hash_password("pw-pw-pw")))
@@ -693,10 +701,10 @@ def test_only_a_short_printable_excerpt_of_the_answer_is_stored_and_shown_escape
 
 
 def test_excerpt_keeps_printable_text_and_bounds_the_length():
-    assert delivery.excerpt("  short\r\n answer ") == "short answer"
-    assert delivery.excerpt("a\x1bb\u202ec\x00") == "a\ufffdb\ufffdc\ufffd"
-    cut = delivery.excerpt("x" * 10_000, 50)
+    assert post.excerpt("  short\r\n answer ") == "short answer"
+    assert post.excerpt("a\x1bb\u202ec\x00") == "a\ufffdb\ufffdc\ufffd"
+    cut = post.excerpt("x" * 10_000, 50)
     assert len(cut) == 50 and cut.endswith("...")
-    assert len(delivery.excerpt(" " * 10_000 + "y" * 10_000)) <= delivery.EXCERPT_CHARS
+    assert len(post.excerpt(" " * 10_000 + "y" * 10_000)) <= post.EXCERPT_CHARS
     # An old row's long error, shown on the admin page through the same excerpt.
-    assert len(delivery.Outcome(False, "\x07" * 5000).error) <= delivery.ERROR_MAX
+    assert len(post.Outcome(False, "\x07" * 5000).error) <= post.ERROR_MAX

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from graderqueue import delivery
+from graderqueue.delivery import post
 
 
 def dribbling_platform(stop: threading.Event) -> tuple[socket.socket, threading.Thread]:
@@ -41,7 +41,7 @@ def test_a_dribbled_answer_is_a_failed_attempt_at_the_deadline():
     port = listener.getsockname()[1]
     try:
         with requests.Session() as http:
-            outcome = delivery.post_result(http, f"http://127.0.0.1:{port}/", "token", 0.5)
+            outcome = post.post_result(http, f"http://127.0.0.1:{port}/", "token", 0.5)
         assert not outcome.ok
         assert "deadline" in outcome.error, outcome.error
     finally:

@@ -22,10 +22,10 @@ from joserfc.jwk import RSAKey
 from jwcrypto import jwk
 from sqlalchemy import select
 
-from graderqueue import client, delivery
+from graderqueue import client
 from graderqueue.config import ConfigError, Settings, load_settings
 from graderqueue.errors import TokenError
-from graderqueue.protocol import keys, tokens
+from graderqueue.protocol import keys, results, tokens
 from graderqueue.protocol.keys import QueueKey
 from graderqueue.store.models import Delivery, DeliveryState, Job, JobStatus, Result
 from graderserver.config import Config as DaemonConfig
@@ -114,8 +114,8 @@ def test_the_compression_rule_follows_the_jws_size_and_the_setting():
     key = QueueKey("graderqueue", jwk.JWK.from_pem(queue_private), queue_public.decode())
 
     def header(jobdata: Any, zip_max: int | None) -> dict[str, Any]:
-        payload = delivery.result_payload("job", json.dumps({"jobdata": jobdata}), date.today())
-        token = delivery.result_token(payload, key, "plat", platform_public.decode(), zip_max)
+        payload = results.result_payload("job", json.dumps({"jobdata": jobdata}), date.today())
+        token = results.result_token(payload, key, "plat", platform_public.decode(), zip_max)
         return tokens.compact_header(token, 5)
 
     small, large = exactly(1000), exactly(200_000)  # JWS about 1.4 KB and 267 KB

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
-from graderqueue import delivery
 from graderqueue.admin import actions as admin_actions
 from graderqueue.admin.dashboard import LIVE_STATUSES
+from graderqueue.delivery import post
 from graderqueue.errors import QueueError
 from graderqueue.store.models import Job, Result
 from graderqueue.web.admin.blueprint import bp
@@ -74,7 +74,7 @@ def job(job_id: int) -> str:
 
 
 def _error_excerpt(error: str) -> str:
-    return delivery.excerpt(error, delivery.ERROR_MAX)
+    return post.excerpt(error, post.ERROR_MAX)
 
 
 @bp.get("/jobs/<id:job_id>/<any(job, result):what>.json")

@@ -1,0 +1,305 @@
+"""The outbox in the database: claiming due deliveries, recording outcomes, backoff.
+
+Every function that changes rows takes the caller's session, so the worker
+records the posts that ended, gives back untried rows and claims new ones in
+one transaction.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from graderqueue.config import Settings
+from graderqueue.delivery.post import Outcome
+from graderqueue.store import events
+from graderqueue.store.db import Database
+from graderqueue.store.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Job,
+    Platform,
+    PlatformKey,
+    Result,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class Due:
+    """A claimed delivery with everything needed to post it."""
+
+    id: int
+    job_id: int
+    platform_id: int
+    attempts: int
+    created_at: datetime
+    url: str
+    platform_name: str
+    platform_key_pem: str | None
+    job_name: str
+    resultdata: str
+
+
+def backoff_sec(attempts: int, settings: Settings, rand: float | None = None) -> float:
+    """Delay before the next try after ``attempts`` failures.
+
+    Doubles from ``delivery_backoff_base_sec`` up to ``delivery_backoff_max_sec``,
+    with "equal jitter" (half fixed, half random), so that rows which failed
+    together (a platform outage) do not all come back in the same second.
+    """
+    base = max(settings.delivery_backoff_base_sec, 0.001)
+    ceiling = max(float(settings.delivery_backoff_max_sec), base)
+    delay = min(ceiling, base * 2 ** min(max(attempts, 1) - 1, 40))
+    return delay / 2 + (random.random() if rand is None else rand) * delay / 2
+
+
+def _due(now: datetime, due_before: datetime) -> Any:
+    return and_(
+        Delivery.state == DeliveryState.PENDING,
+        Delivery.next_attempt_at <= due_before,
+        or_(Delivery.locked_until.is_(None), Delivery.locked_until < now),
+    )
+
+
+def any_due(db: Database, due_before: datetime | None = None) -> bool:
+    """Whether an unclaimed row is due (by ``due_before``, default now); only reads."""
+    now = utcnow()
+    with db.reading() as session:
+        found = session.scalar(select(Delivery.id).where(_due(now, due_before or now)).limit(1))
+    return found is not None
+
+
+def claim(
+    session: Session,
+    dialect: str,
+    holder: str,
+    lease_sec: float,
+    limit: int,
+    due_before: datetime | None = None,
+) -> list[Due]:
+    """Claim up to ``limit`` rows due by ``due_before`` (default now) for ``holder``.
+
+    ``holder`` is unique per claim; the rows are its own until the lease of
+    ``lease_sec`` ends, and only its :func:`record` of them counts.
+    """
+    now = utcnow()
+    due = _due(now, due_before or now)
+    query = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at, Delivery.id)
+    query = query.limit(limit)
+    if dialect != "sqlite":
+        # Two workers scanning at once take disjoint rows instead of waiting.
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if not ids:
+        return []
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), due)
+        .values(locked_by=holder, locked_until=now + timedelta(seconds=lease_sec))
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.job_id,
+            Delivery.platform_id,
+            Delivery.attempts,
+            Delivery.created_at,
+            Platform.return_url,
+            Platform.name,
+            Job.name,
+            Result.resultdata,
+        )
+        .join(Job, Job.id == Delivery.job_id)
+        .join(Platform, Platform.id == Delivery.platform_id)
+        .outerjoin(Result, Result.job_id == Delivery.job_id)
+        .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+    ).all()
+    keys = _newest_keys(session, {row[2] for row in rows})
+    return [
+        Due(
+            id=row[0],
+            job_id=row[1],
+            platform_id=row[2],
+            attempts=row[3],
+            created_at=row[4],
+            url=row[5],
+            platform_name=row[6],
+            platform_key_pem=keys.get(row[2]),
+            job_name=row[7],
+            resultdata=row[8] if row[8] is not None else "{}",
+        )
+        for row in rows
+    ]
+
+
+def _newest_keys(session: Session, platform_ids: set[int]) -> dict[int, str]:
+    """Each platform's newest active key: during a rotation, the one it added last."""
+    found: dict[int, str] = {}
+    if not platform_ids:
+        return found
+    for platform_id, pem in session.execute(
+        select(PlatformKey.platform_id, PlatformKey.public_key)
+        .where(PlatformKey.platform_id.in_(platform_ids), PlatformKey.active.is_(True))
+        .order_by(PlatformKey.id.desc())
+    ):
+        found.setdefault(platform_id, pem)
+    return found
+
+
+def release(session: Session, holder: str, ids: list[int]) -> None:
+    """Give back claimed rows that were not tried (the worker is stopping)."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
+        .values(locked_by=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+class Finished(NamedTuple):
+    """A post that is over, waiting to be recorded under the claim it was made with."""
+
+    due: Due
+    holder: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Recorded:
+    state: str | None  # None: the claim was lost meanwhile, nothing was overwritten
+    retry_at: datetime | None = None  # a failed row's next try
+    brought_forward: bool = False  # this success made the platform's other rows due now
+
+
+def record(session: Session, finished: Sequence[Finished], settings: Settings) -> list[Recorded]:
+    """Store each attempt and its row's next state, in the order given.
+
+    A row whose claim was lost meanwhile (an operator asked for a
+    redelivery while the post was under way, or the lease ran out) belongs
+    to someone else: its outcome overwrites nothing (``Recorded(None)``).
+    """
+    now = utcnow()
+    recorded: list[Recorded | None] = [None] * len(finished)
+    lost: list[int] = []
+    forward: dict[int, None] = {}  # platforms whose backed-off rows go now (ordered set)
+    # Rows in id order: two workers recording at once on MariaDB lock them in
+    # the same order, so they wait for each other instead of deadlocking.
+    for index in sorted(range(len(finished)), key=lambda i: finished[i].due.id):
+        due, holder, outcome = finished[index]
+        state, values, retry_at = _next_state(due, outcome, settings, now)
+        won = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == due.id,
+                Delivery.locked_by == holder,
+                Delivery.state == DeliveryState.PENDING,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if won.rowcount != 1:
+            lost.append(due.id)
+            recorded[index] = Recorded(None)
+            continue
+        if outcome.ok and due.attempts > 0:
+            # The platform answers again: its rows waiting out a backoff go now
+            # instead of up to delivery_backoff_max_sec later. (Only after a
+            # retry succeeds: a first-try success rarely follows an outage,
+            # and this spares an UPDATE per delivery.)
+            forward[due.platform_id] = None
+        elif state == DeliveryState.GIVEN_UP:
+            events.log_event(
+                session,
+                events.DELIVERY_GIVEN_UP,
+                job_id=due.job_id,
+                message=f"gave up after {due.attempts + 1} attempts: {outcome.error}",
+            )
+        elif not outcome.ok and due.attempts == 0:
+            # One event when a result starts failing, not one per retry: the
+            # attempts table has every try.
+            events.log_event(
+                session, events.DELIVERY_FAILED, job_id=due.job_id, message=outcome.error
+            )
+        recorded[index] = Recorded(state, retry_at, outcome.ok and due.attempts > 0)
+
+    # A lost row keeps its attempt (the post did happen) unless the job was
+    # deleted meanwhile, which took the row with it.
+    gone = set(lost)
+    if lost:
+        gone -= set(session.scalars(select(Delivery.id).where(Delivery.id.in_(lost))))
+    attempts = [
+        {
+            "delivery_id": due.id,
+            "time": now,
+            "ok": outcome.ok,
+            "http_status": outcome.http_status,
+            "error": outcome.error,
+            "duration_ms": outcome.duration_ms,
+        }
+        for due, _holder, outcome in finished
+        if due.id not in gone
+    ]
+    if attempts:
+        session.execute(insert(DeliveryAttempt), attempts)
+
+    if forward:
+        # Not the rows just recorded: one that failed in this batch was tried
+        # a moment ago, with the platform up; it waits out its own backoff.
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.state == DeliveryState.PENDING,
+                Delivery.next_attempt_at > now,
+                Delivery.platform_id.in_(list(forward)),
+                Delivery.id.not_in([f.due.id for f in finished]),
+            )
+            .values(next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return [r if r is not None else Recorded(None) for r in recorded]
+
+
+def _next_state(
+    due: Due, outcome: Outcome, settings: Settings, now: datetime
+) -> tuple[str, dict[str, Any], datetime | None]:
+    """The row's new state, the values that say so, and its next try if it has one."""
+    values: dict[str, Any] = {
+        "attempts": Delivery.attempts + 1,
+        "last_attempt_at": now,
+        "locked_by": None,
+        "locked_until": None,
+    }
+    if outcome.ok:
+        values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error="")
+        return DeliveryState.DELIVERED, values, None
+    if (now - due.created_at).total_seconds() >= settings.delivery_give_up_after_sec:
+        values.update(state=DeliveryState.GIVEN_UP, last_error=outcome.error)
+        return DeliveryState.GIVEN_UP, values, None
+    retry_at = now + timedelta(seconds=backoff_sec(due.attempts + 1, settings))
+    values.update(next_attempt_at=retry_at, last_error=outcome.error)
+    return DeliveryState.PENDING, values, retry_at
+
+
+def next_due_in(db: Database, max_wait: float) -> float:
+    """Seconds until an unclaimed pending row is due, at most ``max_wait``; 0 if one is due."""
+    now = utcnow()
+    with db.reading() as session:
+        soonest = session.scalar(
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.state == DeliveryState.PENDING,
+                or_(Delivery.locked_until.is_(None), Delivery.locked_until < now),
+            )
+        )
+    if soonest is None:
+        return max_wait
+    return min(max_wait, max(0.0, (soonest - now).total_seconds()))
