@@ -9,7 +9,7 @@ Targets (each gets random and mutated inputs):
   signatures made with other algorithms or keys;
 - ``submissions``: submissions.parse on random sendjob/sendsolution requests;
 - ``identities``: servers.normalize_serial / normalize_dn / cert_key on random text;
-- ``results``: jobs.parse_result, stats.extract and routing.parse_tags on
+- ``results``: results.parse_result, stats.extract and routing.parse_tags on
   random JSON and text.
 
 Each input must give either the function's documented refusal (TokenError,
@@ -55,10 +55,11 @@ from graderqueue.errors import BadRequest, TokenError  # noqa: E402
 from graderqueue.identity import servers  # noqa: E402
 from graderqueue.protocol import (  # noqa: E402
     keys,
+    results,
     submissions,
     tokens,
 )
-from graderqueue.queue import jobs, routing, stats  # noqa: E402
+from graderqueue.queue import routing, stats  # noqa: E402
 
 DEFAULT_EXAMPLES = 10_000
 MAX_BYTES = tokens.DEFAULT_MAX_BYTES
@@ -605,7 +606,7 @@ def check_submission(value: Any) -> None:
     outcome(f"accepted {request.get('request')}")
     assert isinstance(sub.job, dict)
     json.dumps(sub.job)  # it is stored as JSON
-    assert isinstance(sub.name, str) and 0 < len(sub.name) <= jobs.NAME_MAX, sub.name
+    assert isinstance(sub.name, str) and 0 < len(sub.name) <= submissions.NAME_MAX, sub.name
     assert isinstance(sub.jobusertaskid, str) and 0 < len(sub.jobusertaskid) <= 255
     assert isinstance(sub.taskrevision, str) and len(sub.taskrevision) <= 255
     assert isinstance(sub.priority, int) and 0 <= sub.priority <= submissions.INT_MAX
@@ -706,7 +707,7 @@ taskgrader_results = st.fixed_dictionaries(
 def check_results(value: Any) -> None:
     raw, jobdata, result, tags = value
     try:
-        parsed = jobs.parse_result(raw)
+        parsed = results.parse_result(raw)
     except BadRequest:
         parsed = None
     if parsed is not None:

@@ -1,6 +1,6 @@
 """Results to the platforms' return URLs.
 
-``jobs.complete()`` writes a ``Delivery`` row in the transaction that makes
+``queue.complete.complete()`` writes a ``Delivery`` row in the transaction that makes
 a job done, so a result is never done without a delivery being owed. This
 module works the outbox off: it claims due rows for a short lease, posts the
 result tokens (PROTOCOL.md "Result delivery") outside any transaction, up to

@@ -34,6 +34,7 @@ from graderqueue.dispatch.hints import LISTENER_STALE_SEC
 from graderqueue.errors import Unavailable
 from graderqueue.logs import describe_error
 from graderqueue.maintenance import mail
+from graderqueue.queue import states
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
@@ -134,67 +135,6 @@ def release_lease(db: Database, name: str, holder: str) -> None:
 
 
 # -- every run ------------------------------------------------------------------
-
-
-def set_types_status(session: Session, job_ids: list[int], status: str) -> None:
-    """Keep the ``job_types`` copies of a job's status in step (see jobs.py)."""
-    session.execute(
-        update(JobType)
-        .where(JobType.job_id.in_(job_ids))
-        .values(status=status)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def fail_exhausted_jobs(db: Database, max_fails: int) -> int:
-    """Jobs no server may take any more become ``error``; returns how many.
-
-    Queued jobs with ``nb_fails`` >= max_fails, as the original; and sent jobs
-    in that state whose lease ran out, which no claim would ever pick up
-    again and would otherwise stay ``sent`` for ever.
-    """
-    total = 0
-    while True:
-        now = utcnow()
-        exhausted = and_(
-            Job.nb_fails >= max_fails,
-            or_(
-                Job.status == JobStatus.QUEUED,
-                and_(Job.status == JobStatus.SENT, Job.lease_expires <= now),
-            ),
-        )
-        with db.transaction() as session:
-            query = select(Job.id, Job.status).where(exhausted).order_by(Job.id).limit(BATCH)
-            if db.dialect != "sqlite":
-                query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
-            if not rows:
-                return total
-            ids = [row.id for row in rows]
-            # The guard repeats the condition: a job requeued or claimed since
-            # the read (other node, same moment) is left alone.
-            session.execute(
-                update(Job)
-                .where(Job.id.in_(ids), exhausted)
-                .values(status=JobStatus.ERROR, lease_expires=None)
-                .execution_options(synchronize_session=False)
-            )
-            errored = list(
-                session.scalars(
-                    select(Job.id).where(Job.id.in_(ids), Job.status == JobStatus.ERROR)
-                )
-            )
-            set_types_status(session, errored, JobStatus.ERROR)
-            for job_id in errored:
-                events.log_event(
-                    session,
-                    events.JOB_ERROR,
-                    job_id=job_id,
-                    message=f"failed {max_fails} times or more: no server will get it again",
-                )
-            total += len(errored)
-        if len(rows) < BATCH:
-            return total
 
 
 def alert_stuck_jobs(db: Database, settings: Settings) -> bool:
@@ -432,7 +372,7 @@ def _step(report: Report, name: str, action: Callable[[], T]) -> T | None:
 def run(db: Database, settings: Settings, *, hourly: bool = False) -> Report:
     report = Report()
     report.errored_jobs = _step(
-        report, "error jobs", lambda: fail_exhausted_jobs(db, settings.max_fails)
+        report, "error jobs", lambda: states.fail_exhausted(db, settings.max_fails)
     )
     tried = _step(report, "wake-up retries", lambda: wakeups.retry_failed(db, settings))
     report.wakeups_tried, report.wakeups_ok = tried if tried is not None else (None, None)

@@ -10,6 +10,7 @@ from graderqueue.config import Settings
 from graderqueue.errors import BadRequest
 from graderqueue.protocol import tokens
 from graderqueue.protocol.keys import QueueKey, parse_public_key
+from graderqueue.protocol.numbers import parse_int
 
 
 def result_payload(job_name: str, resultdata: str, day: date) -> dict[str, Any]:
@@ -57,3 +58,29 @@ def result_token(
         platform_name,
         zip_max_bytes=zip_max_bytes,
     )
+
+
+def parse_result(raw: str | None) -> dict[str, Any]:
+    """Validate ``resultdata`` from a grading server before touching the database."""
+    if raw is None or raw == "":
+        raise BadRequest("No resultdata received.")
+    try:
+        result = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"Cannot decode resultdata: {exc.args[0]}") from exc
+    except RecursionError as exc:
+        raise BadRequest("Cannot decode resultdata: nested too deeply.") from exc
+    if not isinstance(result, dict):
+        raise BadRequest("Cannot decode resultdata: not a JSON object.")
+    return result
+
+
+def result_errorcode(result: dict[str, Any]) -> int | None:
+    code = result.get("errorcode")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str):
+        return parse_int(code, signed=True, max_digits=12)
+    return None

@@ -6,6 +6,7 @@ touched, so a bad request changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 from dataclasses import dataclass
@@ -15,10 +16,18 @@ from graderqueue.config import Settings
 from graderqueue.errors import BadRequest
 from graderqueue.protocol.numbers import parse_int, spells_int
 from graderqueue.protocol.taskpaths import check_job_paths, check_revision
-from graderqueue.queue.jobs import NAME_MAX, dedup_key_for
 from graderqueue.queue.routing import parse_tags
 
 INT_MAX = 2**31 - 1
+
+# Names, jobusertaskids and other text fields, as the original's columns.
+NAME_MAX = 255
+
+
+def dedup_key_for(request: dict[str, Any]) -> str:
+    """A stable id for a request without ``jobusertaskid``: identical requests dedup."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return "auto-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, request
-from sqlalchemy.exc import IntegrityError
 
 from graderqueue.dispatch import wakeups
 from graderqueue.errors import BadRequest
 from graderqueue.identity import platforms
 from graderqueue.protocol import submissions
 from graderqueue.protocol.numbers import parse_int
-from graderqueue.queue import jobs, routing
+from graderqueue.queue import enqueue, lookup
 from graderqueue.web.answers import answer, form_fields, runtime
 
 bp = Blueprint("platform_api", __name__)
@@ -75,38 +72,18 @@ def _digits(value: object, message: str) -> int:
 
 def _send(sub: submissions.Submission, sender: platforms.Sender) -> Response:
     rt = runtime()
-    new = None
-    for attempt in range(2):
-        try:
-            with rt.db.transaction() as session:
-                sender.record(session)
-                tags, type_ids = routing.resolve(
-                    rt.directory,
-                    sub.tag_names,
-                    forced_tag_id=sender.force_tag_id,
-                    default_tags=rt.settings.default_tags,
-                )
-                new = jobs.NewJob(
-                    name=sub.name,
-                    jobdata=json.dumps(sub.job),
-                    priority=sub.priority,
-                    tags=tags,
-                    type_ids=type_ids,
-                    jobusertaskid=sub.jobusertaskid,
-                    taskrevision=sub.taskrevision,
-                    timeout_sec=sub.timeout_sec,
-                )
-                job_id, _created = jobs.enqueue(
-                    session, new, platform_id=sender.platform_id, received_via=sender.via
-                )
-            break
-        except IntegrityError:
-            # Two identical requests raced to create the same job: the second
-            # attempt finds the first's row and updates it, as dedup says.
-            if attempt:
-                raise
-    assert new is not None
-    rt.jobs_available(new.type_ids)
+    queued = enqueue.submit(
+        rt.db,
+        rt.directory,
+        rt.settings,
+        [sub],
+        platform_id=sender.platform_id,
+        received_via=sender.via,
+        forced_tag_id=sender.force_tag_id,
+        before=sender.record,  # a fresh token's jti is spent with the job it queued
+    )
+    rt.jobs_available(queued.type_ids)
+    (job_id,) = queued.job_ids
     return answer(0, f"Queued as job ID #{job_id}.", jobid=job_id)
 
 
@@ -116,6 +93,6 @@ def _getjob(fields: dict, sender: platforms.Sender) -> Response:
     # A fresh token's jti is recorded only if the request succeeds.
     with db.transaction() if sender.replay else db.reading() as session:
         sender.record(session)
-        job = jobs.get_for_platform(session, job_id, sender.platform_id, sender.via)
-        origin, row = jobs.job_row(session, job)
+        job = lookup.get_for_platform(session, job_id, sender.platform_id, sender.via)
+        origin, row = lookup.job_row(session, job)
     return answer(0, "Success", origin=origin, data=row)

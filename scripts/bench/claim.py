@@ -2,10 +2,10 @@
 
 Jobs are spread over 20 server types, with random priorities 0..4, bulk
 inserted with executemany straight into ``jobs`` and ``job_types`` (the
-``job_types`` copies of status and priority match, as jobs.enqueue keeps
+``job_types`` copies of status and priority match, as enqueue.enqueue keeps
 them). Two ways of claiming are timed at each depth:
 
-- ``jobs.claim()`` in-process, one thread, one transaction per claim: the
+- ``claim.claim()`` in-process, one thread, one transaction per claim: the
   database cost alone;
 - ``/poll.php`` over HTTP through gunicorn (examples/gunicorn.conf.py), with
   server tokens and several concurrent pollers: what a grading server sees.
@@ -116,7 +116,7 @@ Claims = tuple[list[float], list[int]]
 
 
 def domain_round(bench, servers: list[tuple[int, int]], claims: int) -> Claims:  # type: ignore[no-untyped-def]
-    from graderqueue.queue import jobs
+    from graderqueue.queue import claim
 
     db = bench.setup.db
     settings = bench.setup.settings
@@ -127,7 +127,7 @@ def domain_round(bench, servers: list[tuple[int, int]], claims: int) -> Claims: 
         server_id, type_id = servers[n % len(servers)]
         t0 = time.perf_counter()
         with db.transaction() as session:
-            job = jobs.claim(
+            job = claim.claim(
                 session, server_id, type_id, max_fails=settings.max_fails, skip_locked=skip_locked
             )
         latencies.append(time.perf_counter() - t0)
@@ -279,7 +279,7 @@ def analyzed_row(args, bench, server, servers, tokens, reference, depth: int) ->
     """The same depth after ``ANALYZE``: SQLite's statistics then see one status in jobs.
 
     With every job queued, sqlite_stat1 says ``status = 'sent'`` matches all
-    rows, and the planner drives the expired-lease lookup of jobs.claim from
+    rows, and the planner drives the expired-lease lookup of claim.claim from
     job_types (all jobs of the type) instead of ix_jobs_status_lease.
     """
     raw = bench.setup.db.engine.raw_connection()

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from graderqueue.admin import actions as admin_actions
 from graderqueue.client import ClientError
 from graderqueue.errors import BadRequest, UnknownJob
-from graderqueue.queue import jobs
+from graderqueue.queue import states
+from graderqueue.registry.view import Directory
 from graderqueue.store.models import Event, Job, JobStatus, JobType
 
 RESULT = json.dumps({"errorcode": 0, "errormsg": "ok", "jobdata": {}})
@@ -31,11 +32,11 @@ def test_requeue_brings_a_job_in_error_back_and_a_server_can_claim_it(queue):
         session.execute(
             Job.__table__.update().where(Job.id == job_id).values(status="error", nb_fails=2)
         )
-        jobs._sync_types(session, job_id, JobStatus.ERROR)
+        states.sync_types(session, job_id, JobStatus.ERROR)
     assert queue.post("/poll.php", server_token=token, nbtasks="0")["errorcode"] == 1
 
     with queue.db.transaction() as session:
-        type_ids = admin_actions.requeue(session, job_id, actor="alice")
+        type_ids = states.requeue_by_admin(session, job_id, actor="alice")
     assert sorted(type_ids) == sorted(jobs_types(queue, job_id))
     assert job_state(queue, job_id) == ("queued", 0, {"queued"})
     assert queue.post("/poll.php", server_token=token, nbtasks="0")["jobid"] == job_id
@@ -46,7 +47,7 @@ def test_requeue_brings_a_job_in_error_back_and_a_server_can_claim_it(queue):
 
 def jobs_types(queue, job_id: int) -> list[int]:  # type: ignore[no-untyped-def]
     with queue.db.transaction() as session:
-        return jobs.type_ids_of(session, job_id)
+        return states.type_ids_of(session, job_id)
 
 
 def test_requeue_takes_a_job_from_the_server_holding_it(queue):
@@ -56,7 +57,7 @@ def test_requeue_takes_a_job_from_the_server_holding_it(queue):
     assert queue.post("/poll.php", server_token=holder, nbtasks="1")["jobid"] == job_id
 
     with queue.db.transaction() as session:
-        admin_actions.requeue(session, job_id)
+        states.requeue_by_admin(session, job_id)
     assert job_state(queue, job_id) == ("queued", 0, {"queued"})
     late = queue.post("/sendresults.php", server_token=holder, jobid=str(job_id), resultdata=RESULT)
     assert late["errorcode"] == 2, "the old holder's result is refused"
@@ -67,7 +68,7 @@ def test_cancel_removes_a_live_job_and_logs_what_it_was(queue):
     client = queue.client_for(queue.platform("p2"))
     job_id = client.sendjob({"x": 1}, jobname="unwanted", tags="c")
     with queue.db.transaction() as session:
-        admin_actions.cancel(session, job_id, actor="alice")
+        states.cancel(session, job_id, actor="alice")
     with queue.db.transaction() as session:
         assert session.get(Job, job_id) is None
         assert session.scalars(select(JobType).where(JobType.job_id == job_id)).all() == []
@@ -88,7 +89,7 @@ def test_done_and_unknown_jobs_are_refused_and_left_alone(queue):
     queue.post("/poll.php", server_token=token, nbtasks="0")
     queue.post("/sendresults.php", server_token=token, jobid=str(job_id), resultdata=RESULT)
     before = queue.snapshot()
-    for action in (admin_actions.requeue, admin_actions.cancel):
+    for action in (states.requeue_by_admin, states.cancel):
         with pytest.raises(BadRequest, match="is done"), queue.db.transaction() as session:
             action(session, job_id)
         with pytest.raises(UnknownJob), queue.db.transaction() as session:
@@ -98,15 +99,16 @@ def test_done_and_unknown_jobs_are_refused_and_left_alone(queue):
 
 def test_send_from_interface_queues_jobs_without_a_platform(queue):
     fields = {"request": "sendjob", "jobdata": '{"taskPath": "/t"}', "tags": "java", "jobname": "j"}
-    with queue.db.transaction() as session:
-        sent = admin_actions.send_from_interface(session, queue.settings, fields, copies=3)
+    sent = admin_actions.send_from_interface(
+        queue.db, Directory(queue.db, 0), queue.settings, fields, copies=3
+    )
     assert len(set(sent.job_ids)) == 3, "each copy is a new job"
     with queue.db.transaction() as session:
         rows = session.scalars(select(Job).where(Job.id.in_(sent.job_ids))).all()
         assert {(r.platform_id, r.received_via, r.name, r.status) for r in rows} == {
             (None, "interface", "j", "queued")
         }
-        assert sent.type_ids == jobs.type_ids_of(session, sent.job_ids[0])
+        assert sent.type_ids == states.type_ids_of(session, sent.job_ids[0])
     assert len(sent.type_ids) == 1, "only t-java handles the java tag"
 
 
@@ -120,9 +122,8 @@ def test_send_from_interface_validates_like_the_api(queue):
         ({"request": "sendjob", "jobdata": "{}", "jobusertaskid": "a"}, 2, "distinct"),
     ]
     for fields, copies, message in bad:
-        with (
-            pytest.raises(BadRequest, match=f"(?i){message}"),
-            queue.db.transaction() as session,
-        ):
-            admin_actions.send_from_interface(session, queue.settings, fields, copies=copies)
+        with pytest.raises(BadRequest, match=f"(?i){message}"):
+            admin_actions.send_from_interface(
+                queue.db, Directory(queue.db, 0), queue.settings, fields, copies=copies
+            )
     assert queue.snapshot() == before

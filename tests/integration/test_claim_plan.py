@@ -12,7 +12,7 @@ import random
 import pytest
 from sqlalchemy import insert, text
 
-from graderqueue.queue import jobs
+from graderqueue.queue import claim
 from graderqueue.store.models import Job, JobType, ServerType, utcnow
 
 TYPES = 20
@@ -57,7 +57,7 @@ def _sql(queue, statement) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "after-analyze"])
 def test_claim_uses_the_claim_index_without_sorting(queue, analyzed: bool):
     _fill(queue)
-    queued_q, expired_q = jobs.claim_queries(1, 3, 2, utcnow())
+    queued_q, expired_q = claim.claim_queries(1, 3, 2, utcnow())
     with queue.db.engine.connect() as conn:
         if analyzed and queue.db.dialect == "sqlite":
             # Statistics of a table where every job is queued (what

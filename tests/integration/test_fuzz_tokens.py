@@ -22,8 +22,8 @@ import pytest
 
 from graderqueue.config import Settings
 from graderqueue.errors import BadRequest
-from graderqueue.protocol import submissions
-from graderqueue.queue import jobs, stats
+from graderqueue.protocol import results, submissions
+from graderqueue.queue import stats
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = 200
@@ -98,11 +98,11 @@ def test_an_integer_of_5000_digits_is_a_bad_request() -> None:
 
 def test_deeply_nested_resultdata_is_a_bad_request() -> None:
     with pytest.raises(BadRequest):
-        jobs.parse_result(DEEP)
+        results.parse_result(DEEP)
 
 
 def test_an_errorcode_of_5000_digits_is_not_an_error() -> None:
-    jobs.result_errorcode({"errorcode": "9" * 5000})
+    results.result_errorcode({"errorcode": "9" * 5000})
 
 
 def taskgrader_result(time_ms: object) -> dict:
@@ -141,4 +141,4 @@ def test_odd_unicode_digits_in_an_integer_field_are_a_bad_request(text: str) -> 
 
 @pytest.mark.parametrize("text", ODD_DIGITS)
 def test_odd_unicode_digits_as_a_result_errorcode_are_no_errorcode(text: str) -> None:
-    assert jobs.result_errorcode({"errorcode": text}) is None
+    assert results.result_errorcode({"errorcode": text}) is None

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from graderqueue.dispatch import wakeups
+from graderqueue.queue import enqueue
 from graderqueue.store.models import Event, Server, utcnow
 from graderserver import wakeup_auth
 
@@ -115,12 +116,11 @@ def test_servers_polling_now_are_not_woken(sqlite_queue, fakes):
 
 
 def queue_jobs_without_wakeup(queue, session) -> None:  # type: ignore[no-untyped-def]
-    from graderqueue.queue import jobs
 
     for i in range(2):
-        jobs.enqueue(
+        enqueue.enqueue(
             session,
-            jobs.NewJob(f"j{i}", "{}", 0, "c", [type_id(queue)], f"nw{i}", "", 300),
+            enqueue.NewJob(f"j{i}", "{}", 0, "c", [type_id(queue)], f"nw{i}", "", 300),
             platform_id=None,
         )
 
@@ -137,10 +137,9 @@ def test_strategies(sqlite_queue, fakes, strategy, expected):
     servers = {"oldest": fakes(), "recent": fakes()}
     add_server(queue, "oldest", servers["oldest"].url, polled_ago=3000)
     add_server(queue, "recent", servers["recent"].url, polled_ago=60)
-    from graderqueue.queue import jobs
 
     with queue.db.transaction() as session:
-        jobs.enqueue(session, jobs.NewJob("j", "{}", 0, "c", [type_id(queue)], "s1", "", 300),
+        enqueue.enqueue(session, enqueue.NewJob("j", "{}", 0, "c", [type_id(queue)], "s1", "", 300),
                      platform_id=None)  # fmt: skip
     settings = queue.settings.__class__(**{**queue.settings.__dict__, "wakeup_strategy": strategy})
     assert wakeups.wake_for_types(queue.db, settings, [type_id(queue)]) == 1
@@ -156,10 +155,9 @@ def test_failures_are_counted_and_a_second_pass_tries_any_server(sqlite_queue, f
     backup = add_server(queue, "backup", fake.url, polled_ago=700)
     with queue.db.transaction() as session:  # the backup failed before: first pass skips it
         session.execute(update(Server).where(Server.id == backup).values(wakeup_fails=3))
-    from graderqueue.queue import jobs
 
     with queue.db.transaction() as session:
-        jobs.enqueue(session, jobs.NewJob("j", "{}", 0, "c", [type_id(queue)], "f1", "", 300),
+        enqueue.enqueue(session, enqueue.NewJob("j", "{}", 0, "c", [type_id(queue)], "f1", "", 300),
                      platform_id=None)  # fmt: skip
     assert wakeups.wake_for_types(queue.db, queue.settings, [type_id(queue)]) == 1
     assert fake.received == [b"wakeup"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
-from graderqueue.admin import actions as admin_actions
 from graderqueue.admin.dashboard import LIVE_STATUSES
 from graderqueue.delivery import post
 from graderqueue.errors import QueueError
+from graderqueue.queue import states
 from graderqueue.store.models import Job, Result
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.forms import FilterForm, job_filter
@@ -97,7 +97,7 @@ def requeue(job_id: int) -> Response:
     rt = runtime()
     try:
         with rt.db.transaction() as session:
-            type_ids = admin_actions.requeue(session, job_id, actor=g.admin)
+            type_ids = states.requeue_by_admin(session, job_id, actor=g.admin)
     except QueueError as exc:
         flash(exc.message, "error")
     else:
@@ -110,7 +110,7 @@ def requeue(job_id: int) -> Response:
 def cancel(job_id: int) -> Response:
     try:
         with runtime().db.transaction() as session:
-            admin_actions.cancel(session, job_id, actor=g.admin)
+            states.cancel(session, job_id, actor=g.admin)
     except QueueError as exc:
         flash(exc.message, "error")
         return redirect(url_for("admin.job", job_id=job_id))

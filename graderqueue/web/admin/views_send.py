@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Response, flash, redirect, render_template, request, url_for
-from sqlalchemy.exc import IntegrityError
 
 from graderqueue.admin import actions as admin_actions
 from graderqueue.errors import BadRequest, QueueError
@@ -54,17 +53,9 @@ def send() -> Response | tuple[str, int] | str:
     try:
         upload = _upload() if fields.get("request") == "sendsolution" else None
         copies = _copies()
-        for attempt in range(2):
-            try:
-                with rt.db.transaction() as session:
-                    sent = admin_actions.send_from_interface(
-                        session, rt.settings, fields, upload=upload, copies=copies
-                    )
-                break
-            except IntegrityError:
-                # A platform raced us to the same jobusertaskid: the retry updates it.
-                if attempt:
-                    raise
+        sent = admin_actions.send_from_interface(
+            rt.db, rt.directory, rt.settings, fields, upload=upload, copies=copies
+        )
     except QueueError as exc:
         flash(exc.message, "error")
         values = {**DEFAULTS, **request.form.to_dict()}

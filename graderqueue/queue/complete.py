@@ -1,0 +1,128 @@
+"""Taking a result back from the server that holds the job."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from graderqueue.errors import NotAssigned
+from graderqueue.protocol.results import result_errorcode
+from graderqueue.queue import states, stats
+from graderqueue.store import events
+from graderqueue.store.models import (
+    Delivery,
+    DeliveryState,
+    Job,
+    JobStatus,
+    Platform,
+    Result,
+    utcnow,
+)
+
+JOBS = Job.__table__
+RESULTS = Result.__table__
+DELIVERIES = Delivery.__table__
+PLATFORMS = Platform.__table__
+_INSERT_RESULT = insert(RESULTS)
+_INSERT_DELIVERY = insert(DELIVERIES)
+
+
+@dataclass(frozen=True)
+class Completion:
+    job_id: int
+    accepted: bool  # False: the result reported an error, the job was requeued
+    type_ids: list[int]
+    # The same result again from the server that completed the job (its first
+    # answer was lost): nothing changed, nothing more to deliver.
+    repeated: bool = False
+
+
+def complete(session: Session, server_id: int, job_id: int, result: dict[str, Any]) -> Completion:
+    """Take a result from the server that holds the job.
+
+    errorcode 0 or 1: the job is done, its statistics saved and, if its
+    platform has a return URL, a delivery is owed (same transaction).
+    Anything else: the job goes back to the queue with one more failure.
+    """
+    j = JOBS.c
+    held = session.execute(
+        select(j.jobdata, j.platform_id)
+        .where(j.id == job_id, j.status == JobStatus.SENT, j.sent_to == server_id)
+        .with_for_update()
+    ).first()
+    if held is None:
+        if _already_saved(session, server_id, job_id, result):
+            return Completion(job_id=job_id, accepted=True, type_ids=[], repeated=True)
+        raise NotAssigned()
+    type_ids = states.type_ids_of(session, job_id)
+    code = result_errorcode(result)
+    if code not in (0, 1):
+        states.requeue(session, job_id, count_failure=True)
+        message = result.get("errormsg")
+        events.log_event(
+            session,
+            events.BAD_RESULT,
+            job_id=job_id,
+            server_id=server_id,
+            message=f"errorcode {code}: {message if isinstance(message, str) else ''}",
+        )
+        return Completion(job_id=job_id, accepted=False, type_ids=type_ids)
+
+    try:
+        jobdata = json.loads(held.jobdata)
+    except ValueError:
+        jobdata = {}
+    figures = stats.extract(jobdata, result)
+    now = utcnow()
+    session.execute(
+        update(JOBS)
+        .where(j.id == job_id)
+        .values(status=JobStatus.DONE, dedup_key=None, grading_end_time=now, lease_expires=None)
+    )
+    states.sync_types(session, job_id, JobStatus.DONE)
+    session.execute(
+        _INSERT_RESULT, {"job_id": job_id, "resultdata": json.dumps(result), **figures.as_dict()}
+    )
+    if held.platform_id is not None:
+        return_url = session.scalar(
+            select(PLATFORMS.c.return_url).where(PLATFORMS.c.id == held.platform_id)
+        )
+        if return_url:
+            session.execute(
+                _INSERT_DELIVERY,
+                {
+                    "job_id": job_id,
+                    "platform_id": held.platform_id,
+                    "state": DeliveryState.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "last_error": "",
+                },
+            )
+    return Completion(job_id=job_id, accepted=True, type_ids=type_ids)
+
+
+def _already_saved(session: Session, server_id: int, job_id: int, result: dict[str, Any]) -> bool:
+    """Whether this server completed the job with this very result.
+
+    A grading server whose answer to sendresults was lost sends the result
+    again; telling it "not assigned" would make it log a refused result for
+    a job that is done and delivered.
+    """
+    r = RESULTS.c
+    stored = session.scalar(
+        select(r.resultdata)
+        .select_from(RESULTS.join(JOBS, JOBS.c.id == r.job_id))
+        .where(r.job_id == job_id, JOBS.c.status == JobStatus.DONE, JOBS.c.sent_to == server_id)
+    )
+    if stored is None:
+        return False
+    try:
+        return json.loads(stored) == result
+    except ValueError:
+        return False

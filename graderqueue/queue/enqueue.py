@@ -1,0 +1,163 @@
+"""Queueing a job: a new one, or an update of the live job with the same ``jobusertaskid``.
+
+:func:`submit` is the one way in, for the platforms' ``sendjob``, the admin
+send form and every later entry point: it routes tags to server types and
+retries the one race a unique key can lose.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from graderqueue.config import Settings
+from graderqueue.protocol.submissions import Submission
+from graderqueue.queue import routing, states
+from graderqueue.registry.view import Directory
+from graderqueue.store.db import Database
+from graderqueue.store.models import Job, JobStatus, utcnow
+
+JOBS = Job.__table__
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a platform asks to queue, already validated."""
+
+    name: str
+    jobdata: str  # JSON text of the job object
+    priority: int
+    tags: str
+    type_ids: list[int]
+    jobusertaskid: str
+    taskrevision: str
+    timeout_sec: int
+
+
+@dataclass(frozen=True)
+class Queued:
+    job_ids: list[int]
+    type_ids: list[int]  # the server types to wake, after the commit
+
+
+# One statement for every new job, values bound as parameters: building
+# insert().values(...) per call costs more than executing it (a new
+# statement, and a cache key over every value).
+_INSERT_JOB = insert(JOBS)
+
+
+def enqueue(
+    session: Session,
+    new: NewJob,
+    *,
+    platform_id: int | None,
+    received_via: str = "",
+) -> tuple[int, bool]:
+    """Queue a job, or update the live job with the same ``jobusertaskid``.
+
+    Returns (job id, created). A job in ``error`` keeps its status when sent
+    again; any other live job goes back to ``queued`` with its failures reset.
+    """
+    j = JOBS.c
+    query = select(j.id, j.status).where(j.dedup_key == new.jobusertaskid)
+    if platform_id is None:
+        query = query.where(j.platform_id.is_(None), j.received_via == received_via)
+    else:
+        query = query.where(j.platform_id == platform_id)
+    existing = session.execute(query.with_for_update()).first()
+    fields = {
+        "name": new.name,
+        "priority": new.priority,
+        "tags": new.tags,
+        "jobdata": new.jobdata,
+        "taskrevision": new.taskrevision,
+        "timeout_sec": new.timeout_sec,
+    }
+    if existing is None:
+        job_id = session.execute(
+            _INSERT_JOB,
+            {
+                "platform_id": platform_id,
+                "received_via": received_via,
+                "jobusertaskid": new.jobusertaskid,
+                "dedup_key": new.jobusertaskid,
+                "status": JobStatus.QUEUED,
+                "received_time": utcnow(),
+                "job_repeats": 0,
+                "nb_fails": 0,
+                **fields,
+            },
+        ).inserted_primary_key[0]
+        states.add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority)
+        return job_id, True
+
+    status = existing.status if existing.status == JobStatus.ERROR else JobStatus.QUEUED
+    values: dict[str, Any] = {**fields, "job_repeats": j.job_repeats + 1, "nb_fails": 0}
+    if status == JobStatus.QUEUED:
+        values.update(status=JobStatus.QUEUED, sent_to=None, lease_expires=None)
+    session.execute(update(JOBS).where(j.id == existing.id).values(**values))
+    states.set_types(session, existing.id, new.type_ids, status, new.priority)
+    return existing.id, False
+
+
+def new_job(
+    sub: Submission, view: Directory, settings: Settings, forced_tag_id: int | None = None
+) -> NewJob:
+    """A validated submission, routed: its tags resolved to server types."""
+    tags, type_ids = routing.resolve(
+        view, sub.tag_names, forced_tag_id=forced_tag_id, default_tags=settings.default_tags
+    )
+    return NewJob(
+        name=sub.name,
+        jobdata=json.dumps(sub.job),
+        priority=sub.priority,
+        tags=tags,
+        type_ids=type_ids,
+        jobusertaskid=sub.jobusertaskid,
+        taskrevision=sub.taskrevision,
+        timeout_sec=sub.timeout_sec,
+    )
+
+
+def submit(
+    db: Database,
+    view: Directory,
+    settings: Settings,
+    subs: Sequence[Submission],
+    *,
+    platform_id: int | None,
+    received_via: str,
+    forced_tag_id: int | None = None,
+    before: Callable[[Session], None] | None = None,
+) -> Queued:
+    """Queue submissions in one transaction; ``before(session)`` runs first in it.
+
+    Two identical requests may race to create the same job: the loser's
+    insert breaks the unique dedup key, and its second attempt finds the
+    winner's row and updates it, as dedup says.
+    """
+    for attempt in range(2):
+        try:
+            with db.transaction() as session:
+                if before is not None:
+                    before(session)
+                job_ids: list[int] = []
+                type_ids: dict[int, None] = {}
+                for sub in subs:
+                    new = new_job(sub, view, settings, forced_tag_id)
+                    job_id, _created = enqueue(
+                        session, new, platform_id=platform_id, received_via=received_via
+                    )
+                    job_ids.append(job_id)
+                    type_ids.update(dict.fromkeys(new.type_ids))
+            return Queued(job_ids, list(type_ids))
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
