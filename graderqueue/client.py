@@ -29,15 +29,15 @@ from typing import Any
 import requests
 from jwcrypto import jwk
 
+from graderqueue.errors import QueueError
 from graderqueue.protocol import tokens
 
 
-class ClientError(Exception):
+class ClientError(QueueError):
     """The queue refused a request; ``errorcode`` and ``errormsg`` say why."""
 
     def __init__(self, errorcode: int, errormsg: str) -> None:
-        super().__init__(f"errorcode {errorcode}: {errormsg}")
-        self.errorcode = errorcode
+        super().__init__(f"errorcode {errorcode}: {errormsg}", errorcode=errorcode)
         self.errormsg = errormsg
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graderqueue.errors import ConfigError
+
 ENV_PREFIX = "GRADERQUEUE_"
 
 #: Default solution file extensions per language (sendsolution), as the original.
@@ -36,10 +38,6 @@ DEFAULT_EXTENSIONS: dict[str, str] = {
 #: The most result_zip_max_bytes may be: jwcrypto's inflate limit in the
 #: platform client (graderqueue.tokens.DEFAULT_MAX_BYTES).
 RESULT_ZIP_CEILING = 1024 * 1024
-
-
-class ConfigError(Exception):
-    """The configuration is invalid."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,23 @@
-"""One exception tree for everything the queue refuses.
+"""One exception tree for everything the queue refuses, and the protocol's error codes.
 
 Each class carries the protocol ``errorcode`` (PROTOCOL.md) and a default
-message; the web layer turns any :class:`QueueError` into the protocol's JSON
-answer, the CLI into a message and a non-zero exit. Library errors are
-translated where they occur (``raise ... from exc``).
+message (its docstring's first line); the web layer turns any
+:class:`QueueError` into the protocol's JSON answer, the CLI into a message
+and a non-zero exit. Library errors are translated where they occur
+(``raise ... from exc``). No other module writes an error code::
+
+    QueueError (2)
+    ├── BadRequest, TokenError, UnknownJob, NotAssigned, InvalidResult, NotFound (2)
+    ├── TooLarge (2)                  request body over max_request_bytes
+    ├── AuthenticationError (3)       grading servers; PlatformAuthError (2) for platforms
+    ├── TooManyJobs, NoJob (1)        poll answers that say "later"
+    ├── Unavailable, InternalError (1) our fault: the client must try again
+    ├── WakeupFailed (1)              the interface's wake-up of a server
+    ├── ConfigError                   settings file or environment (startup, CLI)
+    ├── NotInitialized                database schema missing or old (startup)
+    ├── KeyProblem                    protocol/keys.py: the queue's key pair
+    ├── MailError                     maintenance/mail.py: SMTP
+    └── ClientError                   client.py: the queue's refusal, seen by a platform
 """
 
 from __future__ import annotations
@@ -83,3 +97,27 @@ class Unavailable(QueueError):
 
 class NotFound(QueueError):
     """Not found."""
+
+
+class TooLarge(QueueError):
+    """Request too large."""
+
+
+class WakeupFailed(QueueError):
+    """Server wake-up failed."""
+
+    errorcode = TEMPORARY
+
+
+class InternalError(QueueError):
+    """Internal error, try again later."""
+
+    errorcode = TEMPORARY
+
+
+class ConfigError(QueueError):
+    """The configuration is invalid."""
+
+
+class NotInitialized(QueueError):
+    """The database schema is missing or old: run `graderqueue init` first."""

@@ -13,8 +13,8 @@ import click
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from graderqueue.config import ConfigError, Settings, load_settings
-from graderqueue.errors import QueueError
+from graderqueue.config import Settings, load_settings
+from graderqueue.errors import ConfigError, QueueError
 from graderqueue.logs import describe_error
 from graderqueue.store.db import Database
 

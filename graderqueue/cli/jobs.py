@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from graderqueue.cli import Context, echo_rows, pass_ctx, when
 from graderqueue.errors import UnknownJob
-from graderqueue.queue import jobs as jobs_mod
+from graderqueue.queue import lookup
 from graderqueue.store.models import Job, JobStatus
 
 TIME_FIELDS = ("received_time", "grading_start_time", "grading_end_time")
@@ -62,7 +62,7 @@ def job_show(ctx: Context, job_id: int) -> None:
         found = session.get(Job, job_id)
         if found is None:
             raise UnknownJob(f"No job #{job_id}.")
-        origin, row = jobs_mod.job_row(session, found)
+        origin, row = lookup.job_row(session, found)
     for key in TIME_FIELDS:
         if isinstance(row.get(key), str):
             row[key] += " UTC"

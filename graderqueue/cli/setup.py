@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from graderqueue.cli import Context, fail_clearly, pass_ctx
+from graderqueue.errors import NotInitialized
 from graderqueue.protocol import keys
 from graderqueue.store import private_files
 
@@ -58,7 +59,7 @@ def keys_show(ctx: Context) -> None:
 @pass_ctx
 def serve(ctx: Context, host: str, port: int) -> None:
     """Run the development server (use gunicorn in production)."""
-    from graderqueue.web import NotInitialized, create_app
+    from graderqueue.web import create_app
 
     try:
         app = create_app(ctx.settings)

@@ -8,14 +8,11 @@ from flask import Flask, Response
 
 from graderqueue import logs
 from graderqueue.config import Settings, load_settings
+from graderqueue.errors import NotInitialized
 from graderqueue.runtime import Runtime
 from graderqueue.store import migrate
 from graderqueue.web.answers import register_error_handlers
 from graderqueue.web.request_size import ChunkedBodyLimit
-
-
-class NotInitialized(RuntimeError):
-    pass
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -24,7 +21,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(overrides or None)
     rt = Runtime.create(settings)
     if not migrate.is_up_to_date(rt.db):
-        raise NotInitialized("The database schema is missing or old: run `graderqueue init` first.")
+        raise NotInitialized()
 
     app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
     app.config.update(

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from graderqueue.errors import TEMPORARY, QueueError
+from graderqueue.errors import SUCCESS, InternalError, QueueError, TooLarge
 from graderqueue.runtime import Runtime
 
 log = logging.getLogger("graderqueue.web")
@@ -21,7 +21,17 @@ log = logging.getLogger("graderqueue.web")
 PROTOCOL_PREFIXES = ("/api", "/poll", "/sendresults", "/test")
 
 
-def answer(errorcode: int = 0, errormsg: str = "Success", **fields: Any) -> Response:
+def success(message: str = "Success", **fields: Any) -> Response:
+    """A request done: errorcode 0, ``message``, and the request's own fields."""
+    return _answer(SUCCESS, message, **fields)
+
+
+def refusal(exc: QueueError) -> Response:
+    """A refused request: the error's own code and message (see errors.py)."""
+    return _answer(exc.errorcode, exc.message)
+
+
+def _answer(errorcode: int, errormsg: str, **fields: Any) -> Response:
     body = {"errorcode": errorcode, "errormsg": errormsg, **fields}
     return Response(json.dumps(body), status=200, mimetype="application/json")
 
@@ -62,13 +72,13 @@ def is_protocol_path(path: str) -> bool:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(QueueError)
     def _queue_error(exc: QueueError) -> Response:
-        return answer(exc.errorcode, exc.message)
+        return refusal(exc)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
         _discard_body(2 * (app.config.get("MAX_CONTENT_LENGTH") or 0))
         if is_protocol_path(request.path):
-            return answer(2, "Request too large.")
+            return refusal(TooLarge())
         return exc
 
     @app.errorhandler(Exception)
@@ -78,5 +88,5 @@ def register_error_handlers(app: Flask) -> None:
         # Never a stack trace or a secret in an answer; the log has the details.
         log.exception("unexpected error on %s", request.path)
         if is_protocol_path(request.path):
-            return answer(TEMPORARY, "Internal error, try again later.")
+            return refusal(InternalError())
         return Response("Internal error.", status=500, mimetype="text/plain")

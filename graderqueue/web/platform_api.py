@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from graderqueue.dispatch import wakeups
-from graderqueue.errors import BadRequest
+from graderqueue.errors import BadRequest, WakeupFailed
 from graderqueue.identity import platforms
 from graderqueue.protocol import submissions
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import enqueue, lookup
-from graderqueue.web.answers import answer, form_fields, runtime
+from graderqueue.web.answers import form_fields, runtime, success
 
 bp = Blueprint("platform_api", __name__)
 
@@ -44,13 +44,13 @@ def api() -> Response:
     if kind == "test":
         _record(sender)
         if sender.platform_id is not None:
-            return answer(0, f"Connected as platform id {sender.platform_id}")
-        return answer(0, f"Connected as user {sender.name}")
+            return success(f"Connected as platform id {sender.platform_id}")
+        return success(f"Connected as user {sender.name}")
     if kind == "wakeup" and sender.is_interface:
         server_id = _digits(fields.get("serverid"), "Invalid serverid.")
         if wakeups.wake_server(rt.db, rt.settings, server_id):
-            return answer(0, "Server wake-up successful.")
-        return answer(1, "Server wake-up failed.")
+            return success("Server wake-up successful.")
+        raise WakeupFailed()
     if kind in (None, ""):
         raise BadRequest("No request made.")
     raise BadRequest(f"Unknown request `{str(kind)[:50]}`.")
@@ -84,7 +84,7 @@ def _send(sub: submissions.Submission, sender: platforms.Sender) -> Response:
     )
     rt.jobs_available(queued.type_ids)
     (job_id,) = queued.job_ids
-    return answer(0, f"Queued as job ID #{job_id}.", jobid=job_id)
+    return success(f"Queued as job ID #{job_id}.", jobid=job_id)
 
 
 def _getjob(fields: dict, sender: platforms.Sender) -> Response:
@@ -95,4 +95,4 @@ def _getjob(fields: dict, sender: platforms.Sender) -> Response:
         sender.record(session)
         job = lookup.get_for_platform(session, job_id, sender.platform_id, sender.via)
         origin, row = lookup.job_row(session, job)
-    return answer(0, "Success", origin=origin, data=row)
+    return success(origin=origin, data=row)

@@ -10,7 +10,7 @@ from graderqueue.identity import servers
 from graderqueue.protocol import results
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import complete
-from graderqueue.web.answers import answer, form_fields, runtime
+from graderqueue.web.answers import form_fields, runtime, success
 from graderqueue.web.connection import client_gone
 
 bp = Blueprint("server_api", __name__)
@@ -31,7 +31,7 @@ def test() -> Response:
     form = form_fields()
     with rt.db.transaction() as session:
         server = servers.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
-        return answer(0, f"Connected as server {server.name} (id {server.id}).")
+        return success(f"Connected as server {server.name} (id {server.id}).")
 
 
 @bp.route("/poll.php", methods=["GET", "POST"])
@@ -48,9 +48,7 @@ def poll() -> Response:
         holds_nothing=form.get("nbtasks", "").strip() == "0",
         client_gone=lambda: client_gone(request.environ),
     )
-    return answer(
-        0,
-        "Success",
+    return success(
         jobid=job.id,
         jobname=job.name,
         taskrevision=job.taskrevision,
@@ -84,9 +82,9 @@ def sendresults() -> Response:
             raise NotAssigned()
         done = complete.complete(session, server.id, job_id, result)
     if done.repeated:
-        return answer(0, "Saved resultdata.")
+        return success("Saved resultdata.")
     if not done.accepted:
         rt.jobs_available(done.type_ids)
         raise InvalidResult()
     rt.results_stored(done.job_id)
-    return answer(0, "Saved resultdata.")
+    return success("Saved resultdata.")

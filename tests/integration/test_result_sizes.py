@@ -23,8 +23,8 @@ from jwcrypto import jwk
 from sqlalchemy import select
 
 from graderqueue import client
-from graderqueue.config import ConfigError, Settings, load_settings
-from graderqueue.errors import TokenError
+from graderqueue.config import Settings, load_settings
+from graderqueue.errors import ConfigError, TokenError
 from graderqueue.protocol import keys, results, tokens
 from graderqueue.protocol.keys import QueueKey
 from graderqueue.store.models import Delivery, DeliveryState, Job, JobStatus, Result

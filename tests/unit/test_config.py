@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graderqueue.config import ConfigError, load_settings
+from graderqueue.config import load_settings
+from graderqueue.errors import ConfigError
 
 
 def test_defaults():
