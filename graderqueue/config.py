@@ -147,6 +147,34 @@ class Settings:
     admin_login_account_limit: int = 5
     admin_login_address_limit: int = 20
 
+    # -- internals: timings with safe defaults, rarely worth changing -----------
+    # Seconds of clock difference allowed on a token's exp and nbf.
+    token_clock_skew_sec: int = 60
+    # SQLite: how long a writer waits for the write lock before failing.
+    sqlite_busy_timeout_ms: int = 15000
+    # Hints to waiting polls (dispatch/hints.py): a listener re-registers this
+    # often, counts as gone after listener_stale_sec without doing so, and a
+    # sender's list of listeners may be this old. A signed hint older or newer
+    # than hint_window_sec is dropped (nodes' clocks are NTP-synced).
+    listener_heartbeat_sec: float = 30.0
+    listener_stale_sec: float = 120.0
+    listener_list_cache_sec: float = 1.0
+    hint_window_sec: float = 30.0
+    # A failure that repeats (database outage, forged hints) is logged when it
+    # starts and then at most this often.
+    failure_log_interval_sec: float = 60.0
+    # Delivery worker: lease slack on top of the posts' own time; how long a
+    # busy worker gathers outcomes into one transaction; its wait when rows are
+    # due but another worker holds them (never spin on the database).
+    delivery_lease_slack_sec: float = 30.0
+    delivery_gather_sec: float = 0.05
+    delivery_busy_wait_sec: float = 0.1
+    # Mail: SMTP connection timeout; the same alert at most once per alert_repeat_sec.
+    smtp_timeout_sec: float = 30.0
+    alert_repeat_sec: int = 3600
+    # The hourly cron's lease: one node at a time does the heavy deletes.
+    hourly_lease_sec: int = 15 * 60
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

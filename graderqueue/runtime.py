@@ -28,7 +28,7 @@ class Runtime:
     delivery_kick: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
-        self.hub = Hub(self.db, self.settings.notify_host, _hint_key(self.settings))
+        self.hub = Hub(self.db, self.settings.notify_host, _hint_key(self.settings), self.settings)
         self.waker = Waker(self.db, self.settings)
         self.directory = Directory(self.db, self.settings.registry_cache_sec)
         self.poll_slots = PollSlots(

@@ -27,17 +27,6 @@ from graderqueue.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
-# Lease slack on top of the time the posts and their record may take.
-LEASE_SLACK_SEC = 30.0
-# While posts are under way, a worker records and claims at most this often:
-# results stored and posts ended in the meantime share one transaction. An
-# idle worker acts on a kick at once.
-GATHER_SEC = 0.05
-# Floor of an idle worker's wait when due rows exist that it could not claim
-# (another worker holds them right now): never spin on the database.
-BUSY_WAIT_SEC = 0.1
-FAILURE_LOG_SEC = 60.0
-
 
 class Worker:
     """Posts due deliveries, up to ``delivery_concurrency`` at once.
@@ -72,7 +61,9 @@ class Worker:
         # for free slots, so each starts at once; its outcome is recorded at
         # the latest when the posts under way at its end are over too.
         self.post_budget = 2 * settings.delivery_timeout_sec + 1
-        self.lease_sec = 2 * self.post_budget + GATHER_SEC + LEASE_SLACK_SEC
+        self.lease_sec = (
+            2 * self.post_budget + settings.delivery_gather_sec + settings.delivery_lease_slack_sec
+        )
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -279,10 +270,10 @@ class Worker:
 
     def _ready_at(self, now: float) -> float:
         # With posts under way or outcomes to record, more posts end and more
-        # results come a moment later: gathering them for GATHER_SEC lets one
+        # results come a moment later: gathering them for delivery_gather_sec lets one
         # transaction do the work of several. An idle worker acts at once.
         if self._in_flight or self._finished:
-            return self._last_write + GATHER_SEC
+            return self._last_write + self.settings.delivery_gather_sec
         return now
 
     def _turn(self, max_wait: float) -> float:
@@ -315,7 +306,7 @@ class Worker:
                 elif looked and got == 0:
                     # Due rows that another worker is claiming right now:
                     # never spin on the database.
-                    self._look_at = time.monotonic() + BUSY_WAIT_SEC
+                    self._look_at = time.monotonic() + self.settings.delivery_busy_wait_sec
                 elif claim and self._look_at <= time.monotonic():
                     # The claim answered this look too: nothing else is due now.
                     self._look_at = time.monotonic() + max_wait
@@ -354,7 +345,10 @@ class Worker:
         # A database outage fails every pass of every process: say so when it
         # starts and then once a minute, not every few seconds.
         now = time.monotonic()
-        if self._failing_since is None or now - self._last_failure_log >= FAILURE_LOG_SEC:
+        if (
+            self._failing_since is None
+            or now - self._last_failure_log >= self.settings.failure_log_interval_sec
+        ):
             if self._failing_since is None:
                 self._failing_since = now
             self._last_failure_log = now

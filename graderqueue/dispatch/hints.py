@@ -36,14 +36,12 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 
 from graderqueue.cache import TTLCache
+from graderqueue.config import Settings
 from graderqueue.store.db import Database
 from graderqueue.store.models import Listener, utcnow
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SEC = 30.0
-PEERS_TTL_SEC = 1.0
-LISTENER_STALE_SEC = 120.0
 ALL_TYPES = 0
 
 # Signed hints: MAGIC, a big-endian uint64 of milliseconds since the epoch,
@@ -53,12 +51,8 @@ HINT_KEY_LABEL = b"graderqueue notify hint key v1"
 _STAMP = struct.Struct(">Q")
 _MAC_BYTES = 32
 _HEADER_BYTES = len(HINT_MAGIC) + _STAMP.size
-# A hint older or newer than this is dropped (clocks of nodes are NTP-synced;
-# a replay within the window only makes pollers look once more).
-HINT_WINDOW_SEC = 30.0
 MAX_HINT_BYTES = 1400  # one unfragmented datagram
 MAX_TYPE_COUNTERS = 1024
-DROP_LOG_INTERVAL_SEC = 60.0
 
 
 def hint_key(secret_key: str) -> bytes:
@@ -79,7 +73,12 @@ def sign_hint(key: bytes, type_ids: Iterable[int], now: float | None = None) -> 
     return body + hmac.new(key, body, hashlib.sha256).digest()
 
 
-def read_hint(key: bytes, data: bytes, now: float | None = None) -> list[int] | None:
+def read_hint(
+    key: bytes,
+    data: bytes,
+    now: float | None = None,
+    window_sec: float = Settings.hint_window_sec,
+) -> list[int] | None:
     """The type ids of a datagram signed with ``key`` and recent; None otherwise.
 
     The MAC is checked first: nothing of an unsigned datagram is parsed.
@@ -93,7 +92,9 @@ def read_hint(key: bytes, data: bytes, now: float | None = None) -> list[int] | 
         return None
     (stamp,) = _STAMP.unpack_from(body, len(HINT_MAGIC))
     current = time.time() if now is None else now
-    if abs(current - stamp / 1000) > HINT_WINDOW_SEC:
+    # Older or newer than the window: dropped (a replay within it only makes
+    # pollers look once more).
+    if abs(current - stamp / 1000) > window_sec:
         return None
     ids: list[int] = []
     for part in body[_HEADER_BYTES:].split(b","):
@@ -106,10 +107,13 @@ def read_hint(key: bytes, data: bytes, now: float | None = None) -> list[int] | 
 class Hub:
     """One per process (and database)."""
 
-    def __init__(self, db: Database, host: str, key: bytes) -> None:
+    def __init__(
+        self, db: Database, host: str, key: bytes, settings: Settings | None = None
+    ) -> None:
         self.db = db
         self.host = host
         self._key = key
+        self.settings = settings or Settings()
         # Datagrams that failed the MAC, the window or the format.
         self.dropped_hints = 0
         self._dropped_logged = 0
@@ -123,8 +127,8 @@ class Hub:
         self._stopped = False
         # Listeners come and go with worker processes; a list a moment old
         # spares a query per queued job. A process that starts listening is
-        # missed for at most PEERS_TTL_SEC, its waiters then recheck anyway.
-        self._peers = TTLCache(ttl=PEERS_TTL_SEC)
+        # missed for at most listener_list_cache_sec, its waiters then recheck anyway.
+        self._peers = TTLCache(ttl=self.settings.listener_list_cache_sec)
 
     # -- waiting side -------------------------------------------------------
 
@@ -182,7 +186,7 @@ class Hub:
                     continue
 
     def _load_peers(self) -> list:  # type: ignore[type-arg]
-        fresh = utcnow() - timedelta(seconds=LISTENER_STALE_SEC)
+        fresh = utcnow() - timedelta(seconds=self.settings.listener_stale_sec)
         with self.db.reading() as session:
             return list(
                 session.execute(
@@ -207,7 +211,7 @@ class Hub:
             # After a fork the parent's socket and row belong to the parent.
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((self.host, 0))
-            sock.settimeout(HEARTBEAT_SEC)
+            sock.settimeout(self.settings.listener_heartbeat_sec)
             port = sock.getsockname()[1]
             with self.db.transaction() as session:
                 row = Listener(host=self.host, port=port, pid=os.getpid(), heartbeat=utcnow())
@@ -231,12 +235,12 @@ class Hub:
             except OSError:
                 return
             if data:
-                ids = read_hint(self._key, data)
+                ids = read_hint(self._key, data, window_sec=self.settings.hint_window_sec)
                 if ids is None:
                     self._dropped()
                 else:
                     self._bump(self._bounded(ids))
-            if time.monotonic() - last_beat >= HEARTBEAT_SEC:
+            if time.monotonic() - last_beat >= self.settings.listener_heartbeat_sec:
                 last_beat = time.monotonic()
                 self._heartbeat()
 
@@ -256,7 +260,7 @@ class Hub:
         # One line a minute at most: a flood must not become a log flood.
         self.dropped_hints += 1
         now = time.monotonic()
-        if now - self._drop_logged_at >= DROP_LOG_INTERVAL_SEC:
+        if now - self._drop_logged_at >= self.settings.failure_log_interval_sec:
             log.warning(
                 "dropped %d hint datagram(s) with a bad signature, time or format "
                 "(do all nodes share secret_key?)",
@@ -272,7 +276,7 @@ class Hub:
                     .where(Listener.id == self._listener_id)
                     .values(heartbeat=utcnow())
                 )
-                stale = utcnow() - timedelta(seconds=LISTENER_STALE_SEC * 5)
+                stale = utcnow() - timedelta(seconds=self.settings.listener_stale_sec * 5)
                 session.execute(delete(Listener).where(Listener.heartbeat < stale))
         except Exception:
             log.warning("listener heartbeat failed", exc_info=True)

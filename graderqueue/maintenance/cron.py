@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
 from graderqueue.dispatch import wakeups
-from graderqueue.dispatch.hints import LISTENER_STALE_SEC
 from graderqueue.errors import Unavailable
 from graderqueue.logs import describe_error
 from graderqueue.maintenance import mail
@@ -59,7 +58,6 @@ log = logging.getLogger(__name__)
 HOURLY_LOCK = "cron-hourly"
 # Longer than any hourly run; a node that dies holding it delays the next
 # run by at most this much.
-HOURLY_LEASE_SEC = 15 * 60
 # Rows changed or deleted per transaction: short transactions keep SQLite's
 # write lock and MariaDB's row locks from holding up the queue.
 BATCH = 500
@@ -307,10 +305,10 @@ def remove_dead_token_servers(db: Database, max_wakeup_fails: int) -> int:
     return removed
 
 
-def purge_expired(db: Database) -> dict[str, int]:
+def purge_expired(db: Database, listener_stale_sec: float) -> dict[str, int]:
     """Interface tokens and replay-guard token ids past their expiry, dead listeners."""
     now = utcnow()
-    stale = now - timedelta(seconds=LISTENER_STALE_SEC * 5)
+    stale = now - timedelta(seconds=listener_stale_sec * 5)
     with db.transaction() as session:
         return {
             "interface tokens": session.execute(
@@ -399,7 +397,9 @@ def _alert(report: Report, step: str, what: str, action: Callable[[], bool]) -> 
 def _run_hourly(db: Database, settings: Settings, report: Report) -> None:
     holder = holder_name()
     taken = _step(
-        report, "hourly lease", lambda: acquire_lease(db, HOURLY_LOCK, holder, HOURLY_LEASE_SEC)
+        report,
+        "hourly lease",
+        lambda: acquire_lease(db, HOURLY_LOCK, holder, settings.hourly_lease_sec),
     )
     if taken is None:
         report.hourly = None
@@ -419,7 +419,7 @@ def _run_hourly(db: Database, settings: Settings, report: Report) -> None:
                     "servers": remove_dead_token_servers(db, settings.token_server_max_wakeup_fails)
                 },
             ),
-            ("purge expired", lambda: purge_expired(db)),
+            ("purge expired", lambda: purge_expired(db, settings.listener_stale_sec)),
         ]
         for name, action in steps:
             report.purged.update(_step(report, name, action) or {})

@@ -17,8 +17,6 @@ from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import AlertSent, utcnow
 
-SMTP_TIMEOUT_SEC = 30.0
-
 
 class MailError(QueueError):
     """Cannot send e-mail."""
@@ -44,7 +42,9 @@ def send_mail(settings: Settings, subject: str, body: str, to: list[str] | None 
         return
     message = build_message(settings, recipients, subject, body)
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SEC) as smtp:
+        with smtplib.SMTP(
+            settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_sec
+        ) as smtp:
             if settings.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if settings.smtp_user:
@@ -57,9 +57,7 @@ def send_mail(settings: Settings, subject: str, body: str, to: list[str] | None 
         ) from exc
 
 
-# -- alerts: the same alert at most once per ALERT_REPEAT_SEC ------------------
-
-ALERT_REPEAT_SEC = 3600
+# -- alerts: the same alert at most once per alert_repeat_sec ------------------
 
 
 def alert_admins(db: Database, settings: Settings, kind: str, subject: str, body: str) -> bool:
@@ -76,7 +74,9 @@ def alert_admins(db: Database, settings: Settings, kind: str, subject: str, body
     try:
         with db.transaction() as session:
             row = session.get(AlertSent, kind, with_for_update=True)
-            if row is not None and row.last_sent_at > now - timedelta(seconds=ALERT_REPEAT_SEC):
+            if row is not None and row.last_sent_at > now - timedelta(
+                seconds=settings.alert_repeat_sec
+            ):
                 return False
             previous = row.last_sent_at if row is not None else None
             if row is None:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from graderqueue.registry.view import PlatformInfo
 from graderqueue.store.models import SeenTokenId, utcnow
 
-CLOCK_SKEW_SEC = 60
 # The latest time a token may name: 2100-01-01 UTC. Times past it are no
 # time at all but an attack on the arithmetic: 1e300 or a 400-digit integer
 # overflows float() and datetime, and JSON's Infinity/NaN compare oddly.
@@ -62,11 +61,12 @@ def check(platform: PlatformInfo, payload: dict[str, Any], settings: Settings) -
     jti to record with :func:`remember`, when there is one.
     """
     now = time.time()
+    skew = settings.token_clock_skew_sec
     exp = _number(payload, "exp")
-    if exp is not None and now > exp + CLOCK_SKEW_SEC:
+    if exp is not None and now > exp + skew:
         raise TokenError("Invalid token: expired.")
     nbf = _number(payload, "nbf")
-    if nbf is not None and now < nbf - CLOCK_SKEW_SEC:
+    if nbf is not None and now < nbf - skew:
         raise TokenError("Invalid token: not valid yet.")
     if not platform.require_fresh:
         return None
@@ -79,7 +79,8 @@ def check(platform: PlatformInfo, payload: dict[str, Any], settings: Settings) -
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             raise TokenError("Invalid token: a fresh token needs a `jti`.")
         horizon = exp if exp is not None else iat + settings.token_max_age_sec  # type: ignore[operator]
-        return Replay(platform.id, jti, horizon)
+        # Kept as long as a clock a little behind would still take the token.
+        return Replay(platform.id, jti, horizon + skew)
 
     date = payload.get("date")
     if not isinstance(date, str):
@@ -96,7 +97,7 @@ def check(platform: PlatformInfo, payload: dict[str, Any], settings: Settings) -
 
 def remember(session: Session, replay: Replay) -> None:
     """Record a fresh token's jti; a jti seen before is a replay."""
-    expires = datetime.fromtimestamp(replay.horizon + CLOCK_SKEW_SEC, UTC).replace(tzinfo=None)
+    expires = datetime.fromtimestamp(replay.horizon, UTC).replace(tzinfo=None)
     session.execute(delete(SeenTokenId).where(SeenTokenId.expires_at < utcnow()))
     try:
         with session.begin_nested():

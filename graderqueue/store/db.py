@@ -24,14 +24,13 @@ from graderqueue.config import Settings
 from graderqueue.errors import Unavailable
 from graderqueue.store.private_files import private_dir, touch_private
 
-SQLITE_BUSY_TIMEOUT_MS = 15000
 READ_ONLY = "graderqueue_read_only"
 
 
 def make_engine(settings: Settings) -> Engine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, settings.sqlite_busy_timeout_ms)
     return create_engine(
         url,
         pool_pre_ping=True,
@@ -42,7 +41,7 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     path = url.split("///", 1)[-1]
     if path and path != ":memory:" and not path.startswith("file:"):
         # Private whatever the umask: the folder 0700 and the file 0600
@@ -51,7 +50,7 @@ def _sqlite_engine(url: str) -> Engine:
         touch_private(Path(path))
     engine = create_engine(
         url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
     )
 
     @event.listens_for(engine, "connect")
@@ -62,7 +61,7 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cur.close()
 
     @event.listens_for(engine, "begin")
