@@ -8,7 +8,7 @@ Targets (each gets random and mutated inputs):
 - ``verify``: tokens.verify on random and mutated signed payloads, and
   signatures made with other algorithms or keys;
 - ``submissions``: submissions.parse on random sendjob/sendsolution requests;
-- ``identities``: servers.normalize_serial / normalize_dn / cert_key on random text;
+- ``identities``: certificates.normalize_serial / normalize_dn / cert_key on random text;
 - ``results``: results.parse_result, stats.extract and routing.parse_tags on
   random JSON and text.
 
@@ -52,7 +52,7 @@ from jwcrypto import jwe, jwk, jws  # noqa: E402
 
 from graderqueue.config import Settings  # noqa: E402
 from graderqueue.errors import BadRequest, TokenError  # noqa: E402
-from graderqueue.identity import servers  # noqa: E402
+from graderqueue.identity import certificates  # noqa: E402
 from graderqueue.protocol import (  # noqa: E402
     keys,
     results,
@@ -641,28 +641,28 @@ serial_like = st.one_of(
 def check_identities(value: Any) -> None:
     serial, dn, comps = value
     try:
-        normal = servers.normalize_serial(serial)
+        normal = certificates.normalize_serial(serial)
     except ValueError:
         normal = None
     if normal is not None:
         assert re.fullmatch(r"0|[1-9a-f][0-9a-f]*", normal), normal
-        assert servers.normalize_serial(serial.upper()) == normal
-        assert servers.normalize_serial("0" + normal.upper()) == normal
+        assert certificates.normalize_serial(serial.upper()) == normal
+        assert certificates.normalize_serial("0" + normal.upper()) == normal
     try:
-        canonical = servers.normalize_dn(dn)
+        canonical = certificates.normalize_dn(dn)
     except ValueError:
         canonical = None
     if canonical is not None:
         assert canonical.startswith("/"), canonical
     try:
-        key = servers.cert_key(serial, dn)
+        key = certificates.cert_key(serial, dn)
     except ValueError:
         assert normal is None or canonical is None
     else:
         assert re.fullmatch(r"[0-9a-f]{64}", key)
     rfc = ",".join(f"{a}={v}" for a, v in reversed(comps))
     slash = "/" + "/".join(f"{a}={v}" for a, v in comps)
-    assert servers.normalize_dn(rfc) == servers.normalize_dn(slash), (rfc, slash)
+    assert certificates.normalize_dn(rfc) == certificates.normalize_dn(slash), (rfc, slash)
 
 
 numbers = st.one_of(

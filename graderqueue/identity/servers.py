@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import AuthenticationError
+from graderqueue.identity.certificates import cert_key
 from graderqueue.store import events
 from graderqueue.store.models import Server, ServerToken, utcnow
 
@@ -77,89 +77,6 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def normalize_serial(serial: str) -> str:
-    """Hex serial, case-, colon- and leading-zero-insensitive."""
-    text = serial.strip().lower().replace(":", "").replace(" ", "")
-    if text.startswith("0x"):
-        text = text[2:]
-    if not text or not re.fullmatch(r"[0-9a-f]+", text):
-        raise ValueError(f"not a hexadecimal serial: {serial!r}")
-    return text.lstrip("0") or "0"
-
-
-_ATTR_ALIASES = {"e": "emailaddress", "email": "emailaddress", "street": "street"}
-
-
-def _split_rfc2253(dn: str) -> list[str]:
-    parts, current, escaped = [], [], False
-    for char in dn:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            current.append(char)
-            escaped = True
-        elif char in ",;":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
-def _unescape(value: str) -> str:
-    """Undo RFC 2253 escaping; ``\\C3\\9C`` hex pairs are UTF-8 bytes."""
-    value = value.strip()
-    out = bytearray()
-    i = 0
-    while i < len(value):
-        char = value[i]
-        if char == "\\" and i + 1 < len(value):
-            pair = value[i + 1 : i + 3]
-            if re.fullmatch(r"[0-9a-fA-F]{2}", pair):
-                out.append(int(pair, 16))
-                i += 3
-                continue
-            out.extend(value[i + 1].encode())
-            i += 2
-            continue
-        out.extend(char.encode())
-        i += 1
-    return out.decode("utf-8", errors="replace")
-
-
-def normalize_dn(dn: str) -> str:
-    """Issuer DN in one form, whether given as RFC 2253 or as ``/C=../O=..``.
-
-    RFC 2253 lists the most specific part first, the slash form the root
-    first; both become the slash form with lower-case attribute names.
-    """
-    text = dn.strip()
-    if not text:
-        raise ValueError("empty DN")
-    if text.startswith("/"):
-        # A "/" inside a value is not a separator: split only before "attr=".
-        rdns = [part for part in re.split(r"/(?=[A-Za-z][A-Za-z0-9.-]*=)", text[1:]) if part]
-    else:
-        rdns = list(reversed([part for part in _split_rfc2253(text) if part.strip()]))
-    canonical = []
-    for rdn in rdns:
-        if "=" not in rdn:
-            raise ValueError(f"not a DN: {dn!r}")
-        attr, value = rdn.split("=", 1)
-        attr = attr.strip().lower()
-        attr = _ATTR_ALIASES.get(attr, attr)
-        canonical.append(f"{attr}={_unescape(value)}")
-    return "/" + "/".join(canonical)
-
-
-def cert_key(serial: str, dn: str) -> str:
-    """The servers.ssl_key of a certificate identity (unique, fits an index)."""
-    ident = normalize_serial(serial) + "\n" + normalize_dn(dn)
-    return hashlib.sha256(ident.encode()).hexdigest()
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -203,10 +120,26 @@ def server_by_certificate(
     return _identity(session, _SERVERS.c.ssl_key == key)
 
 
+@dataclass(frozen=True)
+class NewAddress:
+    """A valid server token from an address with no server yet: one is to be registered."""
+
+    token_id: int
+    token_name: str
+    type_id: int
+    ip: str
+    wakeup_secret: str
+    max_concurrent_jobs: int
+
+
 def server_by_token(
     session: Session, caller: Caller, trusted_proxies: Sequence[str]
-) -> Authenticated | None:
-    """A server token names a type; each new address registers a server of its own."""
+) -> Authenticated | NewAddress | None:
+    """A server token names a type; each address it is used from is a server of its own.
+
+    Only reads: a token used from a new address gives :class:`NewAddress`,
+    for :func:`register` to write.
+    """
     token = caller.server_token
     if not token or len(token) > TOKEN_MAX:
         return None
@@ -219,15 +152,27 @@ def server_by_token(
     known = _identity(session, _SERVERS.c.token_id == record.id, _SERVERS.c.ip == ip)
     if known is not None:
         return known
-    host = f"[{ip}]" if ":" in ip else ip
+    return NewAddress(
+        record.id,
+        record.name,
+        record.type_id,
+        ip,
+        record.wakeup_secret,
+        record.max_concurrent_jobs,
+    )
+
+
+def register(session: Session, new: NewAddress) -> Authenticated:
+    """Register the server a token was first used from (the token's settings, its address)."""
+    host = f"[{new.ip}]" if ":" in new.ip else new.ip
     server = Server(
-        name=f"{record.name}-{ip}",
-        type_id=record.type_id,
-        token_id=record.id,
-        ip=ip,
+        name=f"{new.token_name}-{new.ip}",
+        type_id=new.type_id,
+        token_id=new.token_id,
+        ip=new.ip,
         wakeup_url=f"udp://{host}:{WAKEUP_PORT}",
-        wakeup_secret=record.wakeup_secret,
-        max_concurrent_jobs=record.max_concurrent_jobs,
+        wakeup_secret=new.wakeup_secret,
+        max_concurrent_jobs=new.max_concurrent_jobs,
         created_at=utcnow(),
     )
     try:
@@ -235,12 +180,12 @@ def server_by_token(
             session.add(server)
     except IntegrityError:
         # Another request from the same address registered it a moment ago.
-        known = _identity(session, _SERVERS.c.token_id == record.id, _SERVERS.c.ip == ip)
+        known = _identity(session, _SERVERS.c.token_id == new.token_id, _SERVERS.c.ip == new.ip)
         if known is None:
             raise
         return known
     events.log_event(
-        session, events.SERVER_REGISTERED, server_id=server.id, message=f"token {record.name}"
+        session, events.SERVER_REGISTERED, server_id=server.id, message=f"token {new.token_name}"
     )
     return Authenticated(server.id, server.name, server.type_id, server.max_concurrent_jobs)
 
@@ -248,10 +193,17 @@ def server_by_token(
 def authenticate_server(
     session: Session, caller: Caller, trusted_proxies: Sequence[str]
 ) -> Authenticated:
-    """The calling grading server, or :class:`AuthenticationError` (errorcode 3)."""
-    server = server_by_certificate(session, caller, trusted_proxies)
-    if server is None:
-        server = server_by_token(session, caller, trusted_proxies)
+    """The calling grading server, or :class:`AuthenticationError` (errorcode 3).
+
+    The one write of authentication, as the protocol has it: a server token
+    used from a new address registers a server there (in the caller's
+    transaction, so a refused request registers nothing it keeps).
+    """
+    server = server_by_certificate(session, caller, trusted_proxies) or server_by_token(
+        session, caller, trusted_proxies
+    )
     if server is None:
         raise AuthenticationError()
+    if isinstance(server, NewAddress):
+        return register(session, server)
     return server

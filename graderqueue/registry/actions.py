@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.dispatch.wakeups import parse_url
 from graderqueue.errors import BadRequest, NotFound
-from graderqueue.identity import servers
+from graderqueue.identity import certificates, servers
 from graderqueue.protocol import keys
 from graderqueue.quoting import quote
 from graderqueue.store.models import (
@@ -228,10 +228,10 @@ def add_server(
     _unique(session, Server, name, "Server")
     stype = type_by_name(session, type_name)
     try:
-        serial, dn = servers.normalize_serial(ssl_serial), servers.normalize_dn(ssl_dn)
+        serial, dn = certificates.normalize_serial(ssl_serial), certificates.normalize_dn(ssl_dn)
     except ValueError as exc:
         raise BadRequest(f"Invalid certificate identity: {exc}") from exc
-    key = servers.cert_key(ssl_serial, ssl_dn)
+    key = certificates.cert_key(ssl_serial, ssl_dn)
     if session.scalar(select(Server.id).where(Server.ssl_key == key)) is not None:
         raise BadRequest("Another server already uses this certificate.")
     server = Server(

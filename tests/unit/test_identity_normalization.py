@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graderqueue.identity.servers import cert_key, normalize_dn, normalize_serial
+from graderqueue.identity.certificates import cert_key, normalize_dn, normalize_serial
 
 
 @pytest.mark.parametrize(
