@@ -330,7 +330,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def mariadb_base() -> str | None:
     """The MariaDB server to use, if one answers on this machine."""
-    from tests.support.mariadb import DEFAULT_LOCAL_URL, ENV_URL, server_answers
+    from harness.mariadb import DEFAULT_LOCAL_URL, ENV_URL, server_answers
 
     url = os.environ.get(ENV_URL, "").strip() or DEFAULT_LOCAL_URL
     if make_url(url).host not in LOCAL_HOSTS:
@@ -410,7 +410,7 @@ def main() -> None:
         if base is None and not reuse and args.backend == "mariadb":
             raise SystemExit("no MariaDB on this machine")
         if base is not None or reuse:
-            from tests.support.mariadb import create_test_database, drop_test_database
+            from harness.mariadb import create_test_database, drop_test_database
 
             url = args.reuse_mariadb or create_test_database(base)
             if make_url(url).host not in LOCAL_HOSTS:

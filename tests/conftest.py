@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.mariadb import (
+from harness.mariadb import (
     create_test_database,
     drop_test_database,
     mariadb_base_url_or_skip,
 )
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import die_with_parent, free_port  # noqa: E402
+from harness.processes import die_with_parent, free_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 # Spawned (not forked) helpers: the parent may hold threads and open sockets.
@@ -210,7 +210,7 @@ def mariadb_base() -> str | None:
     """The MariaDB server for the whole run (127.0.0.1:3306 as root, or a throwaway)."""
     global _mariadb
     if _mariadb is None:
-        from tests.support.mariadb import MariaDBUnavailable, mariadb_base_url
+        from harness.mariadb import MariaDBUnavailable, mariadb_base_url
 
         try:
             _mariadb = mariadb_base_url()
@@ -231,7 +231,7 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield ""
         return
-    from tests.support.mariadb import create_test_database, drop_test_database
+    from harness.mariadb import create_test_database, drop_test_database
 
     base = mariadb_base()
     if base is None:
@@ -254,7 +254,7 @@ class Unavailable(Exception):
 class Bench:
     """A queue under test, with one platform whose keys the clients use."""
 
-    setup: Any  # tests.support.queue.QueueSetup
+    setup: Any  # harness.queue.QueueSetup
     platform: Any  # PlatformIdentity
     queue_public_pem: str
     queue_private_path: Path
@@ -272,7 +272,7 @@ class Bench:
 def make_queue(workdir: Path, database_url: str, **overrides: Any) -> Bench:
     """A queue as production would run it: registry cache on (QueueSetup's tests turn it off)."""
     from graderqueue import keys
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     overrides.setdefault("registry_cache_sec", 2)
     setup = QueueSetup(workdir / "instance", database_url, **overrides)

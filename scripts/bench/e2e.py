@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import die_with_parent, free_port
+from harness.processes import die_with_parent, free_port
 
 from .common import (
     MP,

@@ -15,7 +15,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from tests.support.processes import Gunicorn
+from harness.processes import Gunicorn
 
 from .common import (
     ROOT,

@@ -21,7 +21,7 @@ import pytest
 
 from graderqueue import passwords
 from graderqueue.models import AdminUser
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

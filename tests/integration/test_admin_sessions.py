@@ -9,8 +9,8 @@ from sqlalchemy import select
 from graderqueue import migrate, passwords
 from graderqueue.db import Database
 from graderqueue.models import AdminUser, Job
+from harness.processes import run_cli
 from tests.integration.test_admin_auth import PASSWORD, add_admin, csrf_of, log_in
-from tests.support.processes import run_cli
 
 COOKIE = "graderqueue_admin"
 

@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import select, update
 
 from graderqueue.models import Event, Server
-from tests.support.processes import die_with_parent, run_cli
-from tests.support.queue import QueueSetup
+from harness.processes import die_with_parent, run_cli
+from harness.queue import QueueSetup
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"PYTHONPATH": str(ROOT), "GRADERSERVER_CONFIG": None}
@@ -354,8 +354,8 @@ def test_signed_wakeups_from_the_queue(live, udp_port, daemon_secret):
 
 @pytest.mark.queue_settings(trusted_proxies=["127.0.0.1"])
 def test_connection_test_with_a_client_certificate(sqlite_queue, tmp_path):
-    from tests.support.certs import ScriptError, make_pki
-    from tests.support.nginx import start_nginx
+    from harness.certs import ScriptError, make_pki
+    from harness.nginx import start_nginx
 
     try:
         pki = make_pki(tmp_path / "pki", n_clients=1)

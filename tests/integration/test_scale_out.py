@@ -26,11 +26,11 @@ from sqlalchemy import select
 
 from graderqueue.keys import QueueKeys
 from graderqueue.models import Job, JobStatus, Result, Server
-from tests.support.form_server import FormServer
-from tests.support.nginx import find_nginx
-from tests.support.platform_endpoint import PlatformEndpoint
-from tests.support.processes import Gunicorn, die_with_parent, free_port
-from tests.support.queue import PlatformIdentity, QueueSetup
+from harness.form_server import FormServer
+from harness.nginx import find_nginx
+from harness.platform_endpoint import PlatformEndpoint
+from harness.processes import Gunicorn, die_with_parent, free_port
+from harness.queue import PlatformIdentity, QueueSetup
 
 pytestmark = pytest.mark.mariadb
 

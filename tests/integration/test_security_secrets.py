@@ -23,7 +23,7 @@ from jwcrypto import jwe, jwk, jws
 
 from graderqueue import keys, passwords, tokens
 from graderqueue.models import RemoteUser
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 DEBUG_PASSWORD = "dbg-Xq7Lw2Rk9Pz4Mv"
 REMOTE_PASSWORD = "rmt-Jh3Nc8Ty5Bd1Fs"

@@ -23,7 +23,7 @@ from jwcrypto import jwe, jwk, jws
 from graderqueue import keys, registry, tokens
 from graderqueue.errors import TokenError
 from graderqueue.keys import parse_public_key
-from tests.support.queue import PlatformIdentity, QueueSetup
+from harness.queue import PlatformIdentity, QueueSetup
 
 MIB = 1024 * 1024
 

@@ -1,6 +1,6 @@
 """The test harness itself, checked on real parts.
 
-If these fail, every integration test built on tests/support would fail or,
+If these fail, every integration test built on harness/ would fail or,
 worse, skip for the wrong reason; so they run against a real MariaDB, a
 real throwaway server and real gunicorn processes.
 """
@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from tests.support import mariadb
-from tests.support.mariadb import (
+from harness import mariadb
+from harness.mariadb import (
     MariaDBServer,
     MariaDBUnavailable,
     create_test_database,
@@ -29,7 +29,7 @@ from tests.support.mariadb import (
     mariadb_base_url_or_skip,
     server_answers,
 )
-from tests.support.processes import CliError, Gunicorn, free_port, run_cli
+from harness.processes import CliError, Gunicorn, free_port, run_cli
 
 # -- helpers -------------------------------------------------------------------
 

@@ -297,7 +297,7 @@ def served_queue(
 ) -> Iterator[ServedQueue]:
     """A queue set up as tests/conftest.py's ``queue`` fixture (tags c, java,
     gpu; types t-c [c] and t-java [c, java]; platform1), served by one gunicorn."""
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     settings.setdefault("poll_wait_sec", 1)
     setup = QueueSetup(instance, database_url, **settings)
@@ -316,7 +316,7 @@ def served_queue(
 def served_queue_for(request: Any, tmp_path_factory: Any, **settings: Any) -> Iterator[ServedQueue]:
     """``served_queue`` on the backend named by ``request.param`` ("sqlite" or
     "mariadb"), for a module-scoped fixture."""
-    from tests.support.mariadb import create_test_database, drop_test_database
+    from harness.mariadb import create_test_database, drop_test_database
 
     database_url = ""
     if request.param == "mariadb":

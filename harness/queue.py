@@ -23,9 +23,8 @@ from graderqueue.config import Settings, load_settings
 from graderqueue.db import Database
 from graderqueue.models import Base
 
+from . import ROOT
 from .processes import Gunicorn
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
