@@ -20,7 +20,7 @@ import hmac
 import json
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -316,18 +316,16 @@ def served_queue(
 def served_queue_for(request: Any, tmp_path_factory: Any, **settings: Any) -> Iterator[ServedQueue]:
     """``served_queue`` on the backend named by ``request.param`` ("sqlite" or
     "mariadb"), for a module-scoped fixture."""
-    from harness.mariadb import create_test_database, drop_test_database
+    from harness.mariadb import temporary_database
 
-    database_url = ""
-    if request.param == "mariadb":
-        database_url = create_test_database(request.getfixturevalue("mariadb_base"))
-    try:
+    with ExitStack() as stack:
+        database_url = ""
+        if request.param == "mariadb":
+            base = request.getfixturevalue("mariadb_base")
+            database_url = stack.enter_context(temporary_database(base))
         instance = tmp_path_factory.mktemp(f"queue-{request.param}") / "instance"
         with served_queue(instance, database_url, **settings) as served:
             yield served
-    finally:
-        if database_url:
-            drop_test_database(database_url)
 
 
 def queue_public_pem(setup: Any) -> str:

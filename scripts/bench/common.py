@@ -231,16 +231,13 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield ""
         return
-    from harness.mariadb import create_test_database, drop_test_database
+    from harness.mariadb import temporary_database
 
     base = mariadb_base()
     if base is None:
         raise Unavailable("no MariaDB")
-    url = create_test_database(base)
-    try:
+    with temporary_database(base) as url:
         yield url
-    finally:
-        drop_test_database(url)
 
 
 class Unavailable(Exception):

@@ -28,6 +28,7 @@ from harness.mariadb import (
     mariadb_base_url,
     mariadb_base_url_or_skip,
     server_answers,
+    temporary_database,
 )
 from harness.processes import CliError, Gunicorn, free_port, run_cli
 
@@ -141,6 +142,15 @@ def test_two_test_databases_get_different_names(base_url):
     finally:
         drop_test_database(first)
         drop_test_database(second)
+
+
+@pytest.mark.mariadb
+def test_temporary_database_is_dropped_even_when_the_block_fails(base_url):
+    with pytest.raises(RuntimeError, match="on purpose"), temporary_database(base_url) as url:
+        name = make_url(url).database
+        assert _database_exists(base_url, name)
+        raise RuntimeError("failed on purpose")
+    assert not _database_exists(base_url, name)
 
 
 @pytest.mark.mariadb
