@@ -23,8 +23,7 @@ from graderqueue.config import Settings, load_settings
 from graderqueue.db import Database
 from graderqueue.models import Base
 
-from . import ROOT
-from .processes import Gunicorn
+from .processes import Gunicorn, documented_gunicorn
 
 
 @dataclass
@@ -156,13 +155,8 @@ class QueueSetup:
         return response.get_json()
 
     def gunicorn(self, workers: int = 2, threads: int = 16, **env: str) -> Gunicorn:
-        server = Gunicorn(
-            env={**self.env, **env, "PYTHONPATH": str(ROOT)},
-            workers=workers,
-            threads=threads,
-            ready_path="/healthz",
-            cwd=str(ROOT),
-            extra_args=["-c", str(ROOT / "examples" / "gunicorn.conf.py")],
+        server = documented_gunicorn(
+            "graderqueue.wsgi:app", {**self.env, **env}, workers=workers, threads=threads
         )
         server.start()
         self._gunicorns.append(server)

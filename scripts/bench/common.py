@@ -14,8 +14,6 @@ import multiprocessing
 import os
 import platform as _platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness.processes import die_with_parent, free_port  # noqa: E402
+from harness.processes import die_with_parent, free_port, stop_process, wait_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 # Spawned (not forked) helpers: the parent may hold threads and open sockets.
@@ -144,31 +142,6 @@ def children_of(pid: int) -> list[int]:
             with contextlib.suppress(OSError):
                 out += [int(x) for x in (task / "children").read_text().split()]
     return out
-
-
-def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL the process (and its group when it leads one)."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.kill()
-        proc.wait(timeout)
-
-
-def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} while starting")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 @dataclass
