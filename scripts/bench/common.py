@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from harness.graderserver_config import toml_text  # noqa: E402
 from harness.processes import die_with_parent, free_port, stop_process, wait_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -480,12 +481,7 @@ def graderserver_config(
             "log_level": "WARNING",
         },
     }
-    path.write_text(
-        "".join(
-            f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
-            for name, values in sections.items()
-        )
-    )
+    path.write_text(toml_text(sections))
     return path
 
 
