@@ -51,25 +51,22 @@ for path in (str(ROOT), str(HERE)):
 
 import fuzz_tokens as ft  # noqa: E402
 from jwcrypto import jwk  # noqa: E402
-from sqlalchemy import func, inspect, select, text  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
-from graderqueue.config import load_settings  # noqa: E402
-from graderqueue.identity import passwords, platforms  # noqa: E402
-from graderqueue.protocol import (  # noqa: E402
-    keys,
-    tokens,
+from graderqueue.config import Settings  # noqa: E402
+from graderqueue.identity import (  # noqa: E402
+    passwords,
+    platforms,
 )
-from graderqueue.registry import actions as registry  # noqa: E402
-from graderqueue.store import migrate  # noqa: E402
-from graderqueue.store.db import Database  # noqa: E402
+from graderqueue.protocol import tokens  # noqa: E402
 from graderqueue.store.models import Job, JobStatus, RemoteUser, Server  # noqa: E402
+from harness.queue import QueueSetup  # noqa: E402
 
 DEFAULT_EXAMPLES = 10_000
 CERT_SERIAL = "0A1B2C3D4E5F"
 CERT_DN = "CN=fuzz CA,O=graderqueue"
 DEBUG_PASSWORD = "debug-Zq9vL2mX8rT4"
 REMOTE_USER, REMOTE_PASSWORD = "remote1", "remote-Pw7nK3sQ1"
-EPHEMERAL_TABLES = ("alembic_version", "listeners")
 # Errorcode 2 answers that still change the database, by design: a result
 # that reports a failure puts the job back in the queue.
 CHANGING_REFUSALS = ("Resultdata received invalid.",)
@@ -102,6 +99,7 @@ class FuzzQueue:
     """A queue on SQLite with one of every kind of credential, and its app."""
 
     instance: Path
+    queue: QueueSetup | None = None
     settings: Any = None
     db: Any = None
     app: Any = None
@@ -116,36 +114,30 @@ class FuzzQueue:
     baseline: dict[str, list[tuple]] | None = None
 
     def setup(self) -> FuzzQueue:
-        self.settings = load_settings(
-            {
-                "instance_path": str(self.instance),
-                "poll_wait_sec": 0,
-                "trusted_proxies": "127.0.0.1",
-                "debug_password": DEBUG_PASSWORD,
-                "admin_enabled": False,
-            },
-            environ={},
+        queue = self.queue = QueueSetup(
+            self.instance,
+            poll_wait_sec=0,
+            trusted_proxies="127.0.0.1",
+            debug_password=DEBUG_PASSWORD,
+            admin_enabled=False,
+            # QueueSetup turns the registry cache off for tests; fuzz with it as deployed.
+            registry_cache_sec=Settings.registry_cache_sec,
         )
-        self.db = Database(self.settings)
-        migrate.upgrade(self.db)
+        self.settings, self.db = queue.settings, queue.db
         key_dir = self.settings.resolved_key_dir
-        keys.create_key(key_dir, self.settings.key_name)
         queue_pem = (key_dir / f"{self.settings.key_name}.pem").read_bytes()
         self.queue_public = jwk.JWK.from_pem(
             (key_dir / f"{self.settings.key_name}.pub.pem").read_bytes()
         )
         self.secrets += _key_secrets(queue_pem)
+        queue.tag("c", "java", "gpu")
+        queue.server_type("t-c", ["c"])
+        queue.server_type("t-java", ["c", "java"])
+        self.platform = self._platform("platform1", require_fresh=False)
+        self.fresh = self._platform("fresh1", require_fresh=True)
+        self.server_token = queue.server_token("t-c", "fuzz")
+        queue.cert_server("cert1", "t-c", CERT_SERIAL, CERT_DN, max_jobs=2)
         with self.db.transaction() as session:
-            for tag in ("c", "java", "gpu"):
-                registry.add_tag(session, tag)
-            registry.add_type(session, "t-c", ["c"])
-            registry.add_type(session, "t-java", ["c", "java"])
-            self.platform = self._platform(session, "platform1", require_fresh=False)
-            self.fresh = self._platform(session, "fresh1", require_fresh=True)
-            self.server_token = registry.add_server_token(session, "fuzz", "t-c").token
-            registry.add_server(
-                session, "cert1", "t-c", ssl_serial=CERT_SERIAL, ssl_dn=CERT_DN, max_jobs=2
-            )
             session.add(
                 RemoteUser(
                     username=REMOTE_USER, password_hash=passwords.hash_password(REMOTE_PASSWORD)
@@ -159,9 +151,7 @@ class FuzzQueue:
             self.interface_token,
         ]
 
-        from graderqueue.web import create_app
-
-        self.app = create_app(self.settings)
+        self.app = queue.app
         self.app.extensions["graderqueue"].waker = _NoWakeups()
         self.client = self.app.test_client()
         logging.getLogger("graderqueue").addHandler(self.errors)
@@ -169,18 +159,17 @@ class FuzzQueue:
         self.post("/test.php", {"server_token": self.server_token})
         return self
 
-    def _platform(self, session, name: str, *, require_fresh: bool) -> Platform:  # type: ignore[no-untyped-def]
-        private, public = keys.generate_rsa_pem()
-        registry.add_platform(session, name, public.decode(), require_fresh=require_fresh)
+    def _platform(self, name: str, *, require_fresh: bool) -> Platform:
+        assert self.queue is not None
+        identity = self.queue.platform(name, require_fresh=require_fresh)
+        private = identity.private_pem.encode()
         self.secrets += _key_secrets(private)
         return Platform(name, jwk.JWK.from_pem(private))
 
     def close(self) -> None:
         logging.getLogger("graderqueue").removeHandler(self.errors)
-        rt = self.app.extensions["graderqueue"]
-        rt.hub.close()
-        rt.db.dispose()
-        self.db.dispose()
+        if self.queue is not None:
+            self.queue.close()
 
     # -- requests ------------------------------------------------------------
 
@@ -195,14 +184,8 @@ class FuzzQueue:
     # -- database ------------------------------------------------------------
 
     def snapshot(self) -> dict[str, list[tuple]]:
-        out: dict[str, list[tuple]] = {}
-        with self.db.engine.connect() as conn:
-            for table in sorted(inspect(self.db.engine).get_table_names()):
-                if table in EPHEMERAL_TABLES:
-                    continue
-                rows = conn.execute(text(f"SELECT * FROM {table}")).all()
-                out[table] = sorted((tuple(r) for r in rows), key=repr)
-        return out
+        assert self.queue is not None
+        return self.queue.snapshot()
 
     def trim(self) -> None:
         """Keep the database small, so snapshots stay cheap over 10,000 cases."""

@@ -90,11 +90,11 @@ KNOWN_ISSUES: list[KnownIssue] = []
 
 
 def failure_site(exc: BaseException) -> str:
-    """``path:function`` of the last frame in graderqueue/ (or scripts/), for grouping."""
+    """``path:function`` of the last frame in graderqueue/ (or scripts/, harness/), for grouping."""
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     for frame in reversed(frames):
         path = Path(frame.filename).resolve()
-        for top in ("graderqueue", "scripts"):
+        for top in ("graderqueue", "scripts", "harness"):
             if path.is_relative_to(ROOT / top):
                 return f"{path.relative_to(ROOT)}:{frame.name}"
     return f"{Path(frames[-1].filename).name}:{frames[-1].name}" if frames else "?"

@@ -7,12 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.mariadb import (
-    create_test_database,
-    drop_test_database,
-    mariadb_base_url_or_skip,
-)
-from tests.support.queue import QueueSetup
+from harness.mariadb import mariadb_base_url_or_skip, temporary_database
+from harness.queue import QueueSetup
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +22,8 @@ def mariadb_base() -> Iterator[str]:
 
 @pytest.fixture
 def mariadb_url(mariadb_base: str) -> Iterator[str]:
-    url = create_test_database(mariadb_base)
-    yield url
-    drop_test_database(url)
+    with temporary_database(mariadb_base) as url:
+        yield url
 
 
 def _make_queue(request: pytest.FixtureRequest, tmp_path, backend: str, **overrides):  # type: ignore[no-untyped-def]

@@ -10,20 +10,28 @@ import time
 from . import common
 
 NAMES = ["enqueue", "claim", "dispatch", "e2e", "memory"]
+# Run only when named: they time no queue work, and their fills take minutes.
+ON_REQUEST = ["admin-pages"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench/run", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*NAMES, []], help="default: all")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[*NAMES, *ON_REQUEST, []],
+        help=f"default: all but {', '.join(ON_REQUEST)}",
+    )
     parser.add_argument(
         "--backends", default="sqlite,mariadb", help="comma-separated: sqlite,mariadb"
     )
     modules = {}
-    for name in NAMES:
+    for name in NAMES + ON_REQUEST:
+        path = f"scripts.bench.{name.replace('-', '_')}"
         try:
-            modules[name] = importlib.import_module(f"scripts.bench.{name}")
+            modules[name] = importlib.import_module(path)
         except ModuleNotFoundError as exc:
-            if exc.name != f"scripts.bench.{name}":
+            if exc.name != path:
                 raise
     for module in modules.values():
         module.add_arguments(parser)

@@ -14,8 +14,6 @@ import multiprocessing
 import os
 import platform as _platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import die_with_parent, free_port  # noqa: E402
+from harness.graderserver_config import toml_text  # noqa: E402
+from harness.processes import die_with_parent, free_port, stop_process, wait_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 # Spawned (not forked) helpers: the parent may hold threads and open sockets.
@@ -146,31 +145,6 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL the process (and its group when it leads one)."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.kill()
-        proc.wait(timeout)
-
-
-def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} while starting")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
 @dataclass
 class Redis:
     port: int
@@ -210,7 +184,7 @@ def mariadb_base() -> str | None:
     """The MariaDB server for the whole run (127.0.0.1:3306 as root, or a throwaway)."""
     global _mariadb
     if _mariadb is None:
-        from tests.support.mariadb import MariaDBUnavailable, mariadb_base_url
+        from harness.mariadb import MariaDBUnavailable, mariadb_base_url
 
         try:
             _mariadb = mariadb_base_url()
@@ -231,16 +205,13 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield ""
         return
-    from tests.support.mariadb import create_test_database, drop_test_database
+    from harness.mariadb import temporary_database
 
     base = mariadb_base()
     if base is None:
         raise Unavailable("no MariaDB")
-    url = create_test_database(base)
-    try:
+    with temporary_database(base) as url:
         yield url
-    finally:
-        drop_test_database(url)
 
 
 class Unavailable(Exception):
@@ -254,7 +225,7 @@ class Unavailable(Exception):
 class Bench:
     """A queue under test, with one platform whose keys the clients use."""
 
-    setup: Any  # tests.support.queue.QueueSetup
+    setup: Any  # harness.queue.QueueSetup
     platform: Any  # PlatformIdentity
     queue_public_pem: str
     queue_private_path: Path
@@ -272,7 +243,7 @@ class Bench:
 def make_queue(workdir: Path, database_url: str, **overrides: Any) -> Bench:
     """A queue as production would run it: registry cache on (QueueSetup's tests turn it off)."""
     from graderqueue.protocol import keys
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     overrides.setdefault("registry_cache_sec", 2)
     setup = QueueSetup(workdir / "instance", database_url, **overrides)
@@ -510,12 +481,7 @@ def graderserver_config(
             "log_level": "WARNING",
         },
     }
-    path.write_text(
-        "".join(
-            f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
-            for name, values in sections.items()
-        )
-    )
+    path.write_text(toml_text(sections))
     return path
 
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import die_with_parent, free_port
+from harness.processes import die_with_parent, free_port, stop_process, wait_port
 
 from .common import (
     MP,
@@ -55,10 +55,8 @@ from .common import (
     redis_server,
     sendjob_request,
     start_graderserver,
-    stop_process,
     tmpdir,
     wait_listeners,
-    wait_port,
 )
 
 SERVER_COUNTS = (1, 2, 4)

@@ -15,10 +15,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from tests.support.processes import Gunicorn
+from harness.processes import Gunicorn, documented_gunicorn
 
 from .common import (
-    ROOT,
     Senders,
     Unavailable,
     children_of,
@@ -40,18 +39,11 @@ SHAPES = {"sqlite": [(1, 64), (2, 64)], "mariadb": [(2, 64), (1, 64)]}
 def ceiling_server(bench, workdir: Path, workers: int, threads: int) -> Gunicorn:  # type: ignore[no-untyped-def]
     pub = workdir / "platform.pub.pem"
     pub.write_text(bench.platform.public_pem)
-    server = Gunicorn(
+    server = documented_gunicorn(
         "scripts.bench.ceiling_app:app",
-        env={
-            "BENCH_QUEUE_KEY": str(bench.queue_private_path),
-            "BENCH_PLATFORM_PUB": str(pub),
-            "PYTHONPATH": str(ROOT),
-        },
+        {"BENCH_QUEUE_KEY": str(bench.queue_private_path), "BENCH_PLATFORM_PUB": str(pub)},
         workers=workers,
         threads=threads,
-        cwd=str(ROOT),
-        ready_path="/healthz",
-        extra_args=["-c", str(ROOT / "examples" / "gunicorn.conf.py")],
     )
     return server.start()
 

@@ -13,6 +13,8 @@ import argparse
 import shutil
 import time
 
+from harness.processes import stop_process
+
 from .common import (
     Senders,
     StartStamps,
@@ -27,7 +29,6 @@ from .common import (
     redis_server,
     sendjob_request,
     start_graderserver,
-    stop_process,
     tmpdir,
     wait_listeners,
 )

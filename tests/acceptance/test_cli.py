@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from graderqueue.protocol.keys import generate_rsa_pem
-from tests.support.processes import run_cli
+from harness.processes import run_cli
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_setup_from_scratch(env, platform_key, tmp_path):
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):  # type: ignore[no-untyped-def]
     """One queue for all refusals: a refusal that changed anything fails its own test."""
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     base = tmp_path_factory.mktemp("refusals")
     env = {"GRADERQUEUE_INSTANCE_PATH": str(base / "inst"), "GRADERQUEUE_CONFIG": None}
@@ -144,7 +144,7 @@ def test_job_show_prints_the_job(env, platform_key, tmp_path):
     cli(env, "init")
     cli(env, "tag", "add", "c")
     cli(env, "type", "add", "general", "--tags", "c")
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     setup = QueueSetup(tmp_path / "inst")
     client = setup.client_for(setup.platform("p"))

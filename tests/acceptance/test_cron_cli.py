@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select, update
 
 from graderqueue.store.models import Delivery, DeliveryState, Job, JobType, utcnow
+from harness import ROOT
+from harness.processes import run_cli
+from harness.smtp_sink import SMTPSink
 from tests.integration.test_delivery import make_lane
-from tests.support.processes import run_cli
-from tests.support.queue import ROOT
-from tests.support.smtp_sink import SMTPSink
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def test_deliver_service_delivers_as_results_come_and_stops_on_sigterm(sqlite_qu
 
 def outage_env(tmp_path) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
     """MariaDB down as a client sees it: nothing listens on the port."""
-    from tests.support.processes import free_port
+    from harness.processes import free_port
 
     return {
         "GRADERQUEUE_CONFIG": None,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import die_with_parent, free_port
+from harness.processes import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

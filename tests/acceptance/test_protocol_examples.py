@@ -18,8 +18,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tests.support.processes import free_port
-from tests.support.queue import ROOT, QueueSetup
+from harness import ROOT
+from harness.processes import free_port
+from harness.queue import QueueSetup
 
 EXAMPLES = ROOT / "examples" / "clients" / "python"
 # A stand-in grader run by the example: job JSON in, a result object out.

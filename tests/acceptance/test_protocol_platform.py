@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.support.foreign_platform import ForeignPlatform, ServedQueue, served_queue_for
+from harness.foreign_platform import ForeignPlatform, ServedQueue, served_queue_for
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 ROW_FIELDS = {

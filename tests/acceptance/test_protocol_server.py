@@ -24,7 +24,7 @@ from joserfc import jwe, jws
 from joserfc.jwk import RSAKey
 from sqlalchemy import text
 
-from tests.support.foreign_platform import (
+from harness.foreign_platform import (
     ForeignPlatform,
     ServedQueue,
     queue_public_pem,

@@ -14,14 +14,14 @@ import json
 
 import pytest
 
-from tests.support.foreign_platform import (
+from harness.foreign_platform import (
     ForeignPlatform,
     ServedQueue,
     generate_rsa_pem,
     hs256_with_random_key,
     served_queue_for,
 )
-from tests.support.form_server import FormServer
+from harness.form_server import FormServer
 
 JOB = {"taskPath": "/tasks/add", "extraParams": {"solutionLanguage": "c"}}
 SENDJOB = {"request": "sendjob", "jobdata": json.dumps(JOB), "jobname": "bad-token", "tags": "c"}

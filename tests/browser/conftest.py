@@ -21,7 +21,7 @@ import pytest
 
 from graderqueue.identity import passwords
 from graderqueue.store.models import AdminUser
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

@@ -12,7 +12,7 @@ from graderqueue.identity import passwords
 from graderqueue.store.models import AdminUser
 from graderqueue.web import create_app
 from graderqueue.web.admin.security import safe_next
-from tests.support.processes import run_cli
+from harness.processes import run_cli
 
 PASSWORD = "s3cret-enough"
 
@@ -166,7 +166,7 @@ def test_secret_key_is_generated_once_private_and_reused(sqlite_queue):
 
 
 def test_configured_secret_key_is_used_and_no_file_is_written(tmp_path):
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     queue = QueueSetup(tmp_path / "instance", secret_key="from-the-config-" + "x" * 32)
     try:
@@ -177,7 +177,7 @@ def test_configured_secret_key_is_used_and_no_file_is_written(tmp_path):
 
 
 def test_interface_can_be_turned_off(tmp_path):
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     queue = QueueSetup(tmp_path / "instance", admin_enabled=False)
     try:

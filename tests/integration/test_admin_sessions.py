@@ -10,8 +10,8 @@ from graderqueue.identity import passwords
 from graderqueue.store import migrate
 from graderqueue.store.db import Database
 from graderqueue.store.models import AdminUser, Job
+from harness.processes import run_cli
 from tests.integration.test_admin_auth import PASSWORD, add_admin, csrf_of, log_in
-from tests.support.processes import run_cli
 
 COOKIE = "graderqueue_admin"
 

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from graderqueue.identity import passwords
 from graderqueue.store.models import LoginThrottle
 from graderqueue.web import create_app
+from harness.processes import run_cli
 from tests.integration.test_admin_auth import PASSWORD, add_admin, csrf_of
-from tests.support.processes import run_cli
 
 WINDOW = 900  # the default admin_login_window_sec
 
@@ -212,7 +212,7 @@ def test_the_cli_unlocks_a_throttled_account(admin_queue):
 @pytest.mark.mariadb
 def test_spellings_that_mariadb_takes_for_the_account_share_its_budget(mariadb_url, tmp_path):
     """MariaDB's collation finds `alice` for `ÁLICE` or `alïce`: one budget for all."""
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     queue = QueueSetup(tmp_path / "instance", mariadb_url)
     try:

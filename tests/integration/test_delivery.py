@@ -39,9 +39,10 @@ from graderqueue.store.models import (
     Platform,
     utcnow,
 )
-from tests.support.platform_endpoint import PlatformEndpoint
-from tests.support.processes import free_port
-from tests.support.queue import ROOT, PlatformIdentity, QueueSetup
+from harness import ROOT
+from harness.platform_endpoint import PlatformEndpoint
+from harness.processes import free_port
+from harness.queue import PlatformIdentity, QueueSetup
 
 FAST_RETRIES = {"delivery_backoff_base_sec": 0.05, "delivery_backoff_max_sec": 1}
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from graderqueue.store.models import Delivery, DeliveryState
+from harness.form_server import FormServer
+from harness.processes import run_cli
+from harness.smtp_sink import SMTPSink
 from tests.integration.test_delivery import make_lane, wait_until
-from tests.support.form_server import FormServer
-from tests.support.processes import run_cli
-from tests.support.smtp_sink import SMTPSink
 
 JOBS = 12
 

@@ -23,20 +23,13 @@ import pytest
 from sqlalchemy import select, update
 
 from graderqueue.store.models import Event, Server
-from tests.support.processes import die_with_parent, run_cli
-from tests.support.queue import QueueSetup
+from harness.graderserver_config import toml_text
+from harness.processes import die_with_parent, run_cli
+from harness.queue import QueueSetup
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"PYTHONPATH": str(ROOT), "GRADERSERVER_CONFIG": None}
 JOB = {"taskPath": "$ROOT_PATH/tasks/add", "extraParams": {"solutionContent": "1+1"}}
-
-
-def toml(sections: dict[str, dict[str, Any]]) -> str:
-    # JSON strings, numbers, booleans and lists of them are valid TOML values.
-    return "".join(
-        f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
-        for name, values in sections.items()
-    )
 
 
 @dataclass
@@ -59,7 +52,7 @@ class Live:
         for name, values in sections.items():
             content[name] = {**content.get(name, {}), **values}
         path = self.tmp / "graderserver.toml"
-        path.write_text(toml(content))
+        path.write_text(toml_text(content))
         return path
 
     def graderserver(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -354,8 +347,8 @@ def test_signed_wakeups_from_the_queue(live, udp_port, daemon_secret):
 
 @pytest.mark.queue_settings(trusted_proxies=["127.0.0.1"])
 def test_connection_test_with_a_client_certificate(sqlite_queue, tmp_path):
-    from tests.support.certs import ScriptError, make_pki
-    from tests.support.nginx import start_nginx
+    from harness.certs import ScriptError, make_pki
+    from harness.nginx import start_nginx
 
     try:
         pki = make_pki(tmp_path / "pki", n_clients=1)
@@ -368,7 +361,7 @@ def test_connection_test_with_a_client_certificate(sqlite_queue, tmp_path):
     try:
         config = tmp_path / "graderserver.toml"
         config.write_text(
-            toml(
+            toml_text(
                 {
                     "queue": {
                         "url": nginx.base_url,
@@ -388,7 +381,7 @@ def test_connection_test_with_a_client_certificate(sqlite_queue, tmp_path):
 
         # The same request without the certificate is refused by the queue.
         config.write_text(
-            toml(
+            toml_text(
                 {
                     "queue": {"url": nginx.base_url, "server_token": "x", "ca": str(pki.ca_crt)},
                     "program": {"command": ["cat"]},

@@ -33,8 +33,8 @@ from graderqueue.store.models import (
     ServerType,
     utcnow,
 )
+from harness.smtp_sink import SMTPSink
 from tests.integration.test_delivery import Lane, make_lane
-from tests.support.smtp_sink import SMTPSink
 
 OLD = timedelta(days=8)
 

@@ -24,10 +24,11 @@ from sqlalchemy import delete
 
 from graderqueue.client import PlatformClient
 from graderqueue.store.models import Server
-from tests.support.certs import PKI, ClientCert, ScriptError, make_pki
-from tests.support.nginx import NginxProcess, start_nginx
-from tests.support.processes import Gunicorn, run_cli
-from tests.support.queue import ROOT, PlatformIdentity, QueueSetup
+from harness import ROOT
+from harness.certs import PKI, ClientCert, ScriptError, make_pki
+from harness.nginx import NginxProcess, start_nginx
+from harness.processes import Gunicorn, run_cli
+from harness.queue import PlatformIdentity, QueueSetup
 
 AUTH_FAILED = {"errorcode": 3, "errormsg": "No valid authentication provided."}
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.certs import (
+from harness.certs import (
     PKI,
     ClientCert,
     ScriptError,
@@ -36,7 +36,7 @@ from tests.support.certs import (
     make_pki,
     run_script,
 )
-from tests.support.nginx import NginxProcess, start_nginx
+from harness.nginx import NginxProcess, start_nginx
 
 # --- a real upstream that reports what it received ------------------------
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.support.certs import PKI, ScriptError, make_pki
-from tests.support.nginx import NginxProcess, start_nginx
-from tests.support.queue import PlatformIdentity, QueueSetup
+from harness.certs import PKI, ScriptError, make_pki
+from harness.nginx import NginxProcess, start_nginx
+from harness.queue import PlatformIdentity, QueueSetup
 
 # Enough requests that even a slow machine exceeds 20 r/s plus the burst of
 # 100 (the config's numbers) long before the end; the loop stops at the

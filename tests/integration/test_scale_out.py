@@ -12,7 +12,6 @@ else could deliver it in time).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -26,11 +25,11 @@ from sqlalchemy import select
 
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.store.models import Job, JobStatus, Result, Server
-from tests.support.form_server import FormServer
-from tests.support.nginx import find_nginx
-from tests.support.platform_endpoint import PlatformEndpoint
-from tests.support.processes import Gunicorn, die_with_parent, free_port
-from tests.support.queue import PlatformIdentity, QueueSetup
+from harness.form_server import FormServer
+from harness.nginx import find_nginx
+from harness.platform_endpoint import PlatformEndpoint
+from harness.processes import Gunicorn, die_with_parent, free_port, wait_port
+from harness.queue import PlatformIdentity, QueueSetup
 
 pytestmark = pytest.mark.mariadb
 
@@ -99,18 +98,6 @@ class Cluster:
         return platform, endpoint.start()
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "nginx exited while starting"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("nginx did not start within 10 s")
-
-
 @pytest.fixture
 def cluster(mariadb_url: str, tmp_path: Path) -> Iterator[Cluster]:
     nginx = find_nginx()
@@ -135,7 +122,7 @@ def cluster(mariadb_url: str, tmp_path: Path) -> Iterator[Cluster]:
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
         )
-        _wait_port(port, proc)
+        wait_port(port, 10, proc)
         yield Cluster(queue, nodes, f"http://127.0.0.1:{port}")
     finally:
         if proc is not None and proc.poll() is None:

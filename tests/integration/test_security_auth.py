@@ -15,7 +15,7 @@ import requests
 from jwcrypto import jwk
 
 from graderqueue.protocol import tokens
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 SERIAL = "6A3BE20E85356D8116A9E6475A8B3801"
 ISSUER = "CN=graderqueue CA,O=graderqueue"

@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 from graderqueue.protocol import keys, tokens
 from graderqueue.store.models import RemoteUser
-from tests.support.processes import CliError, run_cli
-from tests.support.queue import ROOT, PlatformIdentity, QueueSetup
+from harness import ROOT
+from harness.processes import CliError, run_cli
+from harness.queue import PlatformIdentity, QueueSetup
 
 
 def cli(queue: QueueSetup, *args: str, input: str | None = None, **env: str):  # type: ignore[no-untyped-def]

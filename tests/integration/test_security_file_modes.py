@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.queue import ROOT
+from harness import ROOT
 
 WRITE_JOBS = """
 import json

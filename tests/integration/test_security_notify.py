@@ -23,7 +23,7 @@ from graderqueue.dispatch.hints import (
     hint_key,
     sign_hint,
 )
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 KEY = hint_key("the-shared-secret-key")
 OTHER_KEY = hint_key("another-queue-secret")

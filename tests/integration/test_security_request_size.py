@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from graderqueue.store.models import Result
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 LIMIT = 64 * 1024
 

@@ -24,7 +24,7 @@ from jwcrypto import jwe, jwk, jws
 from graderqueue.identity import passwords
 from graderqueue.protocol import keys, tokens
 from graderqueue.store.models import RemoteUser
-from tests.support.queue import QueueSetup
+from harness.queue import QueueSetup
 
 DEBUG_PASSWORD = "dbg-Xq7Lw2Rk9Pz4Mv"
 REMOTE_PASSWORD = "rmt-Jh3Nc8Ty5Bd1Fs"

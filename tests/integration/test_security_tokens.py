@@ -24,7 +24,7 @@ from graderqueue.errors import TokenError
 from graderqueue.protocol import keys, tokens
 from graderqueue.protocol.keys import parse_public_key
 from graderqueue.registry import actions as registry
-from tests.support.queue import PlatformIdentity, QueueSetup
+from harness.queue import PlatformIdentity, QueueSetup
 
 MIB = 1024 * 1024
 

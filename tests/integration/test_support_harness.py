@@ -1,6 +1,6 @@
 """The test harness itself, checked on real parts.
 
-If these fail, every integration test built on tests/support would fail or,
+If these fail, every integration test built on harness/ would fail or,
 worse, skip for the wrong reason; so they run against a real MariaDB, a
 real throwaway server and real gunicorn processes.
 """
@@ -8,7 +8,10 @@ real throwaway server and real gunicorn processes.
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,8 +20,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from tests.support import mariadb
-from tests.support.mariadb import (
+from harness import mariadb
+from harness.mariadb import (
     MariaDBServer,
     MariaDBUnavailable,
     create_test_database,
@@ -28,8 +31,9 @@ from tests.support.mariadb import (
     mariadb_base_url,
     mariadb_base_url_or_skip,
     server_answers,
+    temporary_database,
 )
-from tests.support.processes import CliError, Gunicorn, free_port, run_cli
+from harness.processes import CliError, Gunicorn, free_port, run_cli, stop_process, wait_port
 
 # -- helpers -------------------------------------------------------------------
 
@@ -141,6 +145,15 @@ def test_two_test_databases_get_different_names(base_url):
     finally:
         drop_test_database(first)
         drop_test_database(second)
+
+
+@pytest.mark.mariadb
+def test_temporary_database_is_dropped_even_when_the_block_fails(base_url):
+    with pytest.raises(RuntimeError, match="on purpose"), temporary_database(base_url) as url:
+        name = make_url(url).database
+        assert _database_exists(base_url, name)
+        raise RuntimeError("failed on purpose")
+    assert not _database_exists(base_url, name)
 
 
 @pytest.mark.mariadb
@@ -256,6 +269,34 @@ def test_free_port_can_be_bound():
     assert 1024 <= port <= 65535
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_wait_port_returns_once_something_listens():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        wait_port(sock.getsockname()[1], timeout=10)
+
+
+def test_wait_port_gives_up_when_the_server_exits():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(30)
+    with pytest.raises(RuntimeError, match="exited with 0 while starting"):
+        wait_port(free_port(), timeout=60, proc=proc)
+
+
+def test_stop_process_kills_what_ignores_sigterm():
+    ignoring = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ignoring + "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    stop_process(proc, timeout=1)
+    assert proc.returncode == -signal.SIGKILL
+    proc.stdout.close()
+    stop_process(proc)  # stopping a stopped process is a no-op
 
 
 def test_gunicorn_serves_the_app_and_stops_with_its_workers(tiny_app_dir):

@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 
 from graderqueue.store.models import Server, ServerToken
 from graderserver import wakeup_auth
+from harness.processes import run_cli
 from tests.integration.test_wakeup_queue import FakeServer
-from tests.support.processes import run_cli
 
 SECRET = "k3ep-Th1s-0ut-of-the-process-list"
 WARNING = "Only this project's graderserver"

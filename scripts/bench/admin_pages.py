@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
-"""Time the admin pages with a million done jobs: python scripts/bench_admin_pages.py
+"""Admin pages: each page's time with a million done jobs, cold and warm.
 
-Fills a fresh SQLite database, and a throwaway MariaDB database when a
-server answers at 127.0.0.1:3306 as root (or at GRADERQUEUE_TEST_DATABASE_URL,
-which must also be on this machine), with done jobs spread over the last
-two weeks, a live queue, servers and events. Then it renders every admin
-page in-process (Flask test client: no socket is opened) and prints, per
-page, the median time of a cold view (the app's caches emptied first) and
-of a warm one.
+Not in the default run (``scripts/bench/run admin-pages`` runs it): it times
+no queue work, only what an operator waits for. Fills a fresh SQLite
+database and a throwaway ``gqtest_`` MariaDB database (on this machine) with
+done jobs spread over the last two weeks, a live queue, servers and events.
+Then it renders every admin page in-process (Flask test client: no socket
+is opened) and prints, per page, the median time of a cold view (the app's
+caches emptied first) and of a warm one.
 
-    python scripts/bench_admin_pages.py                 # 1,000,000 done jobs
-    python scripts/bench_admin_pages.py --rows 100000 --backend sqlite
-    python scripts/bench_admin_pages.py --keep          # keep the databases
-    python scripts/bench_admin_pages.py --reuse-sqlite DIR --reuse-mariadb URL
-                                                        # time kept fills again
+    scripts/bench/run admin-pages                          # 1,000,000 done jobs
+    scripts/bench/run admin-pages --admin-rows 100000 --backends sqlite
+    scripts/bench/run admin-pages --admin-keep             # keep the databases
+    scripts/bench/run admin-pages --admin-reuse-sqlite DIR --admin-reuse-mariadb URL
+                                                           # time kept fills again
 
 The fill is plain executemany of one INSERT in batches on a raw driver
 connection: about 100 s per million jobs on SQLite, 150 s on MariaDB.
@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,20 +34,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
+from graderqueue.config import Settings
+from graderqueue.identity import passwords
+from graderqueue.protocol import keys
+from graderqueue.registry import actions as registry
+from graderqueue.store.db import Database
+from graderqueue.store.models import AdminUser, Job, utcnow
+from harness.queue import QueueSetup
 
-from sqlalchemy import func, select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from graderqueue.config import Settings, load_settings  # noqa: E402
-from graderqueue.identity import passwords  # noqa: E402
-from graderqueue.protocol import keys  # noqa: E402
-from graderqueue.registry import actions as registry  # noqa: E402
-from graderqueue.store import migrate  # noqa: E402
-from graderqueue.store.db import Database  # noqa: E402
-from graderqueue.store.models import AdminUser, Job, utcnow  # noqa: E402
+from .common import Unavailable, mariadb_base, note, print_table
 
 BATCH = 5000
 SPAN = timedelta(days=14)
@@ -319,7 +315,7 @@ def time_pages(settings: Settings, db: Database, done_rows: int, repeat: int) ->
             cold.append(view(path))
             warm.append(view(path))
         results[label] = Timing(statistics.median(cold), statistics.median(warm))
-        print(f"  {label:<42} cold {results[label].cold * 1000:8.1f} ms", flush=True)
+        note(f"  {label:<42} cold {results[label].cold * 1000:8.1f} ms")
     rt = app.extensions["graderqueue"]
     rt.hub.close()
     rt.db.dispose()
@@ -331,108 +327,111 @@ def time_pages(settings: Settings, db: Database, done_rows: int, repeat: int) ->
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def mariadb_base() -> str | None:
-    """The MariaDB server to use, if one answers on this machine."""
-    from tests.support.mariadb import DEFAULT_LOCAL_URL, ENV_URL, server_answers
-
-    url = os.environ.get(ENV_URL, "").strip() or DEFAULT_LOCAL_URL
-    if make_url(url).host not in LOCAL_HOSTS:
-        print(f"MariaDB: {ENV_URL} is not on this machine; skipped", file=sys.stderr)
-        return None
-    problem = server_answers(url)
-    if problem is not None:
-        print(f"MariaDB: not reachable ({problem}); skipped", file=sys.stderr)
-        return None
-    return url
-
-
-def prepare(instance: Path, database_url: str, rows: int, reuse: bool) -> tuple[Settings, Database]:
-    settings = load_settings(
-        {
-            "instance_path": str(instance),
-            "database_url": database_url,
-            "session_cookie_secure": False,
-            "send_job_form": True,
-        },
-        environ={},
+def prepare(instance: Path, database_url: str, rows: int, reuse: bool) -> QueueSetup:
+    """The queue to time; filled unless ``reuse`` (then its schema and keys are kept)."""
+    setup = QueueSetup(
+        instance,
+        database_url,
+        session_cookie_secure=False,
+        send_job_form=True,
+        # QueueSetup turns the registry cache off for tests; time the pages as deployed.
+        registry_cache_sec=Settings.registry_cache_sec,
     )
-    db = Database(settings)
-    keys.create_key(settings.resolved_key_dir, settings.key_name)  # kept if there
     if reuse:
-        return settings, db
-    migrate.upgrade(db)
-    reg = setup_registry(db)
-    print(f"  filling {rows:,} done jobs...", flush=True)
-    took = fill(db, rows, reg)
-    print(f"  filled in {took:.0f} s ({rows / took:,.0f} jobs/s)", flush=True)
-    return settings, db
+        return setup
+    reg = setup_registry(setup.db)
+    note(f"  filling {rows:,} done jobs...")
+    took = fill(setup.db, rows, reg)
+    note(f"  filled in {took:.0f} s ({rows / took:,.0f} jobs/s)")
+    return setup
 
 
-def report(rows: int, results: dict[str, dict[str, Timing]]) -> None:
-    backends = list(results)
-    labels = list(next(iter(results.values())))
-    print(f"\nAdmin page times with {rows:,} done jobs (median, ms; cold = caches emptied)\n")
-    header = f"{'page':<42}" + "".join(f"{b + ' cold':>15}{b + ' warm':>15}" for b in backends)
-    print(header)
-    print("-" * len(header))
-    for label in labels:
-        cells = "".join(
-            f"{results[b][label].cold * 1000:15.1f}{results[b][label].warm * 1000:15.1f}"
-            for b in backends
-        )
-        print(f"{label:<42}{cells}")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="done jobs to insert")
-    parser.add_argument("--repeat", type=int, default=3, help="views per page (median)")
-    parser.add_argument("--backend", choices=("auto", "sqlite", "mariadb"), default="auto")
-    parser.add_argument("--keep", action="store_true", help="keep the filled databases")
-    parser.add_argument("--reuse-sqlite", metavar="DIR", help="time an instance filled before")
-    parser.add_argument("--reuse-mariadb", metavar="URL", help="time a database filled before")
-    args = parser.parse_args()
-    if not 1 <= args.rows <= 20_000_000 or not 1 <= args.repeat <= 50:
-        parser.error("--rows must be 1..20,000,000 and --repeat 1..50")
-
-    results: dict[str, dict[str, Timing]] = {}
-    if args.backend in ("auto", "sqlite"):
-        reuse = args.reuse_sqlite is not None
-        instance = Path(args.reuse_sqlite or tempfile.mkdtemp(prefix="gq-bench-"))
-        print(f"SQLite in {instance}")
+def time_sqlite(args: argparse.Namespace) -> dict[str, Timing]:
+    reuse = args.admin_reuse_sqlite is not None
+    instance = Path(args.admin_reuse_sqlite or tempfile.mkdtemp(prefix="gq-bench-"))
+    note(f"SQLite in {instance}")
+    try:
+        setup = prepare(instance, "", args.admin_rows, reuse)
         try:
-            settings, db = prepare(instance, "", args.rows, reuse)
-            results["sqlite"] = time_pages(settings, db, args.rows, args.repeat)
-            db.dispose()
+            return time_pages(setup.settings, setup.db, args.admin_rows, args.admin_repeat)
         finally:
-            if not args.keep and not reuse:
-                shutil.rmtree(instance, ignore_errors=True)
-    if args.backend in ("auto", "mariadb"):
-        reuse = args.reuse_mariadb is not None
-        base = None if reuse else mariadb_base()
-        if base is None and not reuse and args.backend == "mariadb":
-            raise SystemExit("no MariaDB on this machine")
-        if base is not None or reuse:
-            from tests.support.mariadb import create_test_database, drop_test_database
-
-            url = args.reuse_mariadb or create_test_database(base)
-            if make_url(url).host not in LOCAL_HOSTS:
-                raise SystemExit("the MariaDB database must be on this machine")
-            instance = Path(tempfile.mkdtemp(prefix="gq-bench-maria-"))
-            print(f"MariaDB database {make_url(url).database}")
-            try:
-                settings, db = prepare(instance, url, args.rows, reuse)
-                results["mariadb"] = time_pages(settings, db, args.rows, args.repeat)
-                db.dispose()
-            finally:
-                shutil.rmtree(instance, ignore_errors=True)
-                if args.keep or reuse:
-                    print(f"kept {url}")
-                else:
-                    drop_test_database(url)
-    if results:
-        report(args.rows, results)
+            setup.close()
+    finally:
+        if not args.admin_keep and not reuse:
+            shutil.rmtree(instance, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    main()
+def time_mariadb(args: argparse.Namespace) -> dict[str, Timing]:
+    from harness.mariadb import create_test_database, drop_test_database
+
+    reuse = args.admin_reuse_mariadb is not None
+    if reuse:
+        url = args.admin_reuse_mariadb
+    else:
+        base = mariadb_base()
+        if base is None:
+            raise Unavailable("no MariaDB")
+        # The timings are of this machine: a server across a network would add its own.
+        if make_url(base).host not in LOCAL_HOSTS:
+            raise Unavailable(f"the MariaDB at {make_url(base).host} is not on this machine")
+        url = create_test_database(base)
+    if make_url(url).host not in LOCAL_HOSTS:
+        raise SystemExit("the MariaDB database must be on this machine")
+    instance = Path(tempfile.mkdtemp(prefix="gq-bench-maria-"))
+    note(f"MariaDB database {make_url(url).database}")
+    try:
+        setup = prepare(instance, url, args.admin_rows, reuse)
+        try:
+            return time_pages(setup.settings, setup.db, args.admin_rows, args.admin_repeat)
+        finally:
+            setup.close()
+    finally:
+        shutil.rmtree(instance, ignore_errors=True)
+        if args.admin_keep or reuse:
+            note(f"kept {url}")
+        else:
+            drop_test_database(url)
+
+
+BACKENDS = {"sqlite": time_sqlite, "mariadb": time_mariadb}
+
+
+def run(args: argparse.Namespace) -> list[list]:
+    if not 1 <= args.admin_rows <= 20_000_000 or not 1 <= args.admin_repeat <= 50:
+        raise SystemExit("--admin-rows must be 1..20,000,000 and --admin-repeat 1..50")
+    results: dict[str, dict[str, Timing]] = {}
+    for backend in args.backends:
+        try:
+            results[backend] = BACKENDS[backend](args)
+        except Unavailable as exc:
+            note(f"admin pages on {backend}: skipped ({exc})")
+    if not results:
+        return []
+    labels = list(next(iter(results.values())))
+    rows = [
+        [label]
+        + [
+            ms
+            for b in results
+            for ms in (results[b][label].cold * 1000, results[b][label].warm * 1000)
+        ]
+        for label in labels
+    ]
+    print_table(
+        f"Admin page times with {args.admin_rows:,} done jobs (median ms; cold = caches emptied)",
+        ["page", *(f"{b} {kind}" for b in results for kind in ("cold", "warm"))],
+        rows,
+    )
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--admin-rows", type=int, default=1_000_000, help="done jobs to insert")
+    parser.add_argument("--admin-repeat", type=int, default=3, help="views per page (median)")
+    parser.add_argument("--admin-keep", action="store_true", help="keep the filled databases")
+    parser.add_argument(
+        "--admin-reuse-sqlite", metavar="DIR", help="time an instance filled before"
+    )
+    parser.add_argument(
+        "--admin-reuse-mariadb", metavar="URL", help="time a database filled before"
+    )

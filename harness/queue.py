@@ -24,9 +24,7 @@ from graderqueue.registry import actions as registry
 from graderqueue.store import migrate
 from graderqueue.store.db import Database
 from graderqueue.store.models import Base
-from tests.support.processes import Gunicorn
-
-ROOT = Path(__file__).resolve().parents[2]
+from harness.processes import Gunicorn, documented_gunicorn
 
 
 @dataclass
@@ -158,13 +156,8 @@ class QueueSetup:
         return response.get_json()
 
     def gunicorn(self, workers: int = 2, threads: int = 16, **env: str) -> Gunicorn:
-        server = Gunicorn(
-            env={**self.env, **env, "PYTHONPATH": str(ROOT)},
-            workers=workers,
-            threads=threads,
-            ready_path="/healthz",
-            cwd=str(ROOT),
-            extra_args=["-c", str(ROOT / "examples" / "gunicorn.conf.py")],
+        server = documented_gunicorn(
+            "graderqueue.wsgi:app", {**self.env, **env}, workers=workers, threads=threads
         )
         server.start()
         self._gunicorns.append(server)

@@ -23,14 +23,20 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from harness import ROOT
 
 __all__ = [
     "CliError",
     "Gunicorn",
     "die_with_parent",
+    "documented_gunicorn",
     "free_port",
     "gunicorn_supports",
     "run_cli",
+    "stop_process",
+    "wait_port",
 ]
 
 
@@ -59,6 +65,36 @@ def die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
     except Exception:
         pass
+
+
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Return once 127.0.0.1:*port* accepts a connection.
+
+    Fails after *timeout* seconds, or at once if *proc* (the server being
+    waited for) has exited: its port might otherwise be another's.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL the process (and its group when it leads one)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait(timeout)
 
 
 def _merged_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -302,6 +338,26 @@ class Gunicorn:
     def __repr__(self) -> str:
         state = self.url if self.running else "stopped"
         return f"<Gunicorn {self.app} {state}>"
+
+
+def documented_gunicorn(
+    app: str, env: Mapping[str, str | None], workers: int, threads: int
+) -> Gunicorn:
+    """A (not yet started) gunicorn run as the docs run the queue.
+
+    ``examples/gunicorn.conf.py`` from the repository root, the checkout
+    importable (``PYTHONPATH``), ready once ``/healthz`` answers: the queue's
+    app and the benchmarks' bare endpoints start the same way.
+    """
+    return Gunicorn(
+        app,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        workers=workers,
+        threads=threads,
+        ready_path="/healthz",
+        cwd=str(ROOT),
+        extra_args=["-c", str(ROOT / "examples" / "gunicorn.conf.py")],
+    )
 
 
 class CliError(subprocess.CalledProcessError):

@@ -23,7 +23,7 @@ from jwcrypto import jwk
 
 from graderqueue.client import open_result_token
 from graderqueue.protocol.tokens import compact_header
-from tests.support.processes import free_port
+from harness.processes import free_port
 
 
 @dataclass

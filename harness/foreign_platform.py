@@ -20,7 +20,7 @@ import hmac
 import json
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -282,7 +282,7 @@ class ServedQueue:
     def server(self, type_name: str, suffix: str = ".php", **options: Any):  # type: ignore[no-untyped-def]
         """A form-protocol grading server with a fresh token of *type_name*
         (``max_jobs``)."""
-        from tests.support.form_server import FormServer
+        from harness.form_server import FormServer
 
         token = self.setup.server_token(type_name, self.unique("tok"), **options)
         return FormServer(self.url, token, suffix=suffix)
@@ -297,7 +297,7 @@ def served_queue(
 ) -> Iterator[ServedQueue]:
     """A queue set up as tests/conftest.py's ``queue`` fixture (tags c, java,
     gpu; types t-c [c] and t-java [c, java]; platform1), served by one gunicorn."""
-    from tests.support.queue import QueueSetup
+    from harness.queue import QueueSetup
 
     settings.setdefault("poll_wait_sec", 1)
     setup = QueueSetup(instance, database_url, **settings)
@@ -316,18 +316,16 @@ def served_queue(
 def served_queue_for(request: Any, tmp_path_factory: Any, **settings: Any) -> Iterator[ServedQueue]:
     """``served_queue`` on the backend named by ``request.param`` ("sqlite" or
     "mariadb"), for a module-scoped fixture."""
-    from tests.support.mariadb import create_test_database, drop_test_database
+    from harness.mariadb import temporary_database
 
-    database_url = ""
-    if request.param == "mariadb":
-        database_url = create_test_database(request.getfixturevalue("mariadb_base"))
-    try:
+    with ExitStack() as stack:
+        database_url = ""
+        if request.param == "mariadb":
+            base = request.getfixturevalue("mariadb_base")
+            database_url = stack.enter_context(temporary_database(base))
         instance = tmp_path_factory.mktemp(f"queue-{request.param}") / "instance"
         with served_queue(instance, database_url, **settings) as served:
             yield served
-    finally:
-        if database_url:
-            drop_test_database(database_url)
 
 
 def queue_public_pem(setup: Any) -> str:

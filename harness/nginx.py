@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.processes import die_with_parent, free_port
+from harness import ROOT
+from harness.processes import die_with_parent, free_port
 
 if TYPE_CHECKING:
-    from tests.support.certs import PKI
+    from harness.certs import PKI
 
 __all__ = [
     "SITE_CONF",
@@ -39,8 +40,7 @@ __all__ = [
     "start_nginx",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-SITE_CONF = REPO / "examples" / "nginx" / "graderqueue.conf"
+SITE_CONF = ROOT / "examples" / "nginx" / "graderqueue.conf"
 
 # Production literals in SITE_CONF that tests replace, with their counts.
 CERT_DIR_LITERAL = "/etc/graderqueue/certs/"
@@ -114,7 +114,7 @@ def render_site_conf(
         if found != expected:
             raise NginxError(
                 f"{source} has {found} occurrence(s) of {literal!r} outside comments, "
-                f"tests/support/nginx.py expects {expected}: update one or the other"
+                f"harness/nginx.py expects {expected}: update one or the other"
             )
     replacements = {
         CERT_DIR_LITERAL: f"{cert_dir}/",

@@ -21,6 +21,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import ROOT
+
 __all__ = [
     "CERTS_DIR",
     "PKI",
@@ -31,8 +33,7 @@ __all__ = [
     "run_script",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-CERTS_DIR = REPO / "certs"
+CERTS_DIR = ROOT / "certs"
 
 #: Default common name of the test CA; the issuer DN is ``CN=<it>,O=graderqueue``.
 TEST_CA_CN = "graderqueue test CA"

@@ -1,10 +1,11 @@
-"""MariaDB for the test suite: find a server or start a throwaway one.
+"""MariaDB for the tests and benchmarks: find a server or start a throwaway one.
 
 Tests that need MariaDB call :func:`mariadb_base_url` (usually once per
 session, from a fixture), then :func:`create_test_database` per test or per
-module, and :func:`drop_test_database` afterwards. Every database the suite
-makes is named ``gqtest_<8 hex>``, so a shared server is never touched
-outside those names, and several runs can share one server at the same time.
+module, and :func:`drop_test_database` afterwards (or both at once with
+:func:`temporary_database`). Every database the suite makes is named
+``gqtest_<8 hex>``, so a shared server is never touched outside those
+names, and several runs can share one server at the same time.
 
 Where the server comes from, in order:
 
@@ -32,13 +33,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from tests.support.processes import die_with_parent, free_port
+from harness.processes import die_with_parent, free_port
 
 __all__ = [
     "ENV_URL",
@@ -52,6 +55,7 @@ __all__ = [
     "mariadb_base_url",
     "mariadb_base_url_or_skip",
     "server_answers",
+    "temporary_database",
 ]
 
 ENV_URL = "GRADERQUEUE_TEST_DATABASE_URL"
@@ -444,3 +448,13 @@ def drop_test_database(url: str) -> None:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
     finally:
         engine.dispose()
+
+
+@contextmanager
+def temporary_database(base_url: str) -> Iterator[str]:
+    """A fresh ``gqtest_`` database (its URL) for the ``with`` block, dropped after it."""
+    url = create_test_database(base_url)
+    try:
+        yield url
+    finally:
+        drop_test_database(url)

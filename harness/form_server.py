@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from tests.support.foreign_platform import protocol_answer
+from harness.foreign_platform import protocol_answer
 
 _OMIT = object()
 
