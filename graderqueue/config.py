@@ -172,7 +172,9 @@ class Settings:
     # Mail: SMTP connection timeout; the same alert at most once per alert_repeat_sec.
     smtp_timeout_sec: float = 30.0
     alert_repeat_sec: int = 3600
-    # The hourly cron's lease: one node at a time does the heavy deletes.
+    # The hourly cron's lease: one node at a time does the heavy deletes. Longer
+    # than any hourly run; a node that dies holding it delays the next run by at
+    # most this much.
     hourly_lease_sec: int = 15 * 60
 
     @property

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from graderqueue.config import replace
-from graderqueue.maintenance import cron
+from graderqueue.maintenance import cron, leases
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
@@ -317,14 +317,14 @@ def test_an_alert_that_could_not_be_sent_is_tried_again(queue, smtp):
 
 def test_the_hourly_lease_is_exclusive_until_released_or_expired(queue):
     db = queue.db
-    assert cron.acquire_lease(db, "job", "node-a", 60)
-    assert not cron.acquire_lease(db, "job", "node-b", 60)
-    assert cron.acquire_lease(db, "job", "node-a", 60)  # renewal
-    cron.release_lease(db, "job", "node-b")  # not its lease: no effect
-    assert not cron.acquire_lease(db, "job", "node-b", 60)
-    cron.release_lease(db, "job", "node-a")
-    assert cron.acquire_lease(db, "job", "node-b", -1)  # taken, already expired
-    assert cron.acquire_lease(db, "job", "node-a", 60)  # a dead holder's lease
+    assert leases.acquire_lease(db, "job", "node-a", 60)
+    assert not leases.acquire_lease(db, "job", "node-b", 60)
+    assert leases.acquire_lease(db, "job", "node-a", 60)  # renewal
+    leases.release_lease(db, "job", "node-b")  # not its lease: no effect
+    assert not leases.acquire_lease(db, "job", "node-b", 60)
+    leases.release_lease(db, "job", "node-a")
+    assert leases.acquire_lease(db, "job", "node-b", -1)  # taken, already expired
+    assert leases.acquire_lease(db, "job", "node-a", 60)  # a dead holder's lease
 
 
 @pytest.mark.queue_settings(delivery_enabled=False)
