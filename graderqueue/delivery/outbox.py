@@ -106,6 +106,11 @@ def claim(
         .values(locked_by=holder, locked_until=now + timedelta(seconds=lease_sec))
         .execution_options(synchronize_session=False)
     )
+    return _load_claimed(session, ids, holder)
+
+
+def _load_claimed(session: Session, ids: list[int], holder: str) -> list[Due]:
+    """What posting the claimed rows needs: the platform, its newest key, the result."""
     rows = session.execute(
         select(
             Delivery.id,
@@ -124,7 +129,7 @@ def claim(
         .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
         .order_by(Delivery.next_attempt_at, Delivery.id)
     ).all()
-    keys = _newest_keys(session, {row[2] for row in rows})
+    keys = _newest_keys(session, {row.platform_id for row in rows})
     return [
         Due(
             id=row[0],
@@ -189,51 +194,74 @@ def record(session: Session, finished: Sequence[Finished], settings: Settings) -
     to someone else: its outcome overwrites nothing (``Recorded(None)``).
     """
     now = utcnow()
-    recorded: list[Recorded | None] = [None] * len(finished)
-    lost: list[int] = []
-    forward: dict[int, None] = {}  # platforms whose backed-off rows go now (ordered set)
+    recorded: list[Recorded] = [Recorded(None)] * len(finished)
     # Rows in id order: two workers recording at once on MariaDB lock them in
     # the same order, so they wait for each other instead of deadlocking.
     for index in sorted(range(len(finished)), key=lambda i: finished[i].due.id):
-        due, holder, outcome = finished[index]
-        state, values, retry_at = _next_state(due, outcome, settings, now)
-        won = session.execute(
+        recorded[index] = _record_one(session, finished[index], settings, now)
+    lost = [f.due.id for f, r in zip(finished, recorded, strict=True) if r.state is None]
+    _store_attempts(session, finished, lost, now)
+    # The platform answers again: its rows waiting out a backoff go now
+    # instead of up to delivery_backoff_max_sec later.
+    forward = list(
+        dict.fromkeys(
+            f.due.platform_id for f, r in zip(finished, recorded, strict=True) if r.brought_forward
+        )
+    )
+    if forward:
+        # Not the rows just recorded: one that failed in this batch was tried
+        # a moment ago, with the platform up; it waits out its own backoff.
+        session.execute(
             update(Delivery)
             .where(
-                Delivery.id == due.id,
-                Delivery.locked_by == holder,
                 Delivery.state == DeliveryState.PENDING,
+                Delivery.next_attempt_at > now,
+                Delivery.platform_id.in_(forward),
+                Delivery.id.not_in([f.due.id for f in finished]),
             )
-            .values(**values)
+            .values(next_attempt_at=now)
             .execution_options(synchronize_session=False)
         )
-        if won.rowcount != 1:
-            lost.append(due.id)
-            recorded[index] = Recorded(None)
-            continue
-        if outcome.ok and due.attempts > 0:
-            # The platform answers again: its rows waiting out a backoff go now
-            # instead of up to delivery_backoff_max_sec later. (Only after a
-            # retry succeeds: a first-try success rarely follows an outage,
-            # and this spares an UPDATE per delivery.)
-            forward[due.platform_id] = None
-        elif state == DeliveryState.GIVEN_UP:
-            events.log_event(
-                session,
-                events.DELIVERY_GIVEN_UP,
-                job_id=due.job_id,
-                message=f"gave up after {due.attempts + 1} attempts: {outcome.error}",
-            )
-        elif not outcome.ok and due.attempts == 0:
-            # One event when a result starts failing, not one per retry: the
-            # attempts table has every try.
-            events.log_event(
-                session, events.DELIVERY_FAILED, job_id=due.job_id, message=outcome.error
-            )
-        recorded[index] = Recorded(state, retry_at, outcome.ok and due.attempts > 0)
+    return recorded
 
-    # A lost row keeps its attempt (the post did happen) unless the job was
-    # deleted meanwhile, which took the row with it.
+
+def _record_one(session: Session, done: Finished, settings: Settings, now: datetime) -> Recorded:
+    """One row's new state, if its claim still holds, and the event it is worth."""
+    due, holder, outcome = done
+    state, values, retry_at = _next_state(due, outcome, settings, now)
+    won = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == due.id,
+            Delivery.locked_by == holder,
+            Delivery.state == DeliveryState.PENDING,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:
+        return Recorded(None)
+    if state == DeliveryState.GIVEN_UP:
+        events.log_event(
+            session,
+            events.DELIVERY_GIVEN_UP,
+            job_id=due.job_id,
+            message=f"gave up after {due.attempts + 1} attempts: {outcome.error}",
+        )
+    elif not outcome.ok and due.attempts == 0:
+        # One event when a result starts failing, not one per retry: the
+        # attempts table has every try.
+        events.log_event(session, events.DELIVERY_FAILED, job_id=due.job_id, message=outcome.error)
+    # Only after a retry succeeds: a first-try success rarely follows an
+    # outage, and this spares an UPDATE per delivery.
+    return Recorded(state, retry_at, brought_forward=outcome.ok and due.attempts > 0)
+
+
+def _store_attempts(
+    session: Session, finished: Sequence[Finished], lost: list[int], now: datetime
+) -> None:
+    """Every post is an attempt; a lost row keeps its attempt (the post did
+    happen) unless the job was deleted meanwhile, which took the row with it."""
     gone = set(lost)
     if lost:
         gone -= set(session.scalars(select(Delivery.id).where(Delivery.id.in_(lost))))
@@ -251,22 +279,6 @@ def record(session: Session, finished: Sequence[Finished], settings: Settings) -
     ]
     if attempts:
         session.execute(insert(DeliveryAttempt), attempts)
-
-    if forward:
-        # Not the rows just recorded: one that failed in this batch was tried
-        # a moment ago, with the platform up; it waits out its own backoff.
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.state == DeliveryState.PENDING,
-                Delivery.next_attempt_at > now,
-                Delivery.platform_id.in_(list(forward)),
-                Delivery.id.not_in([f.due.id for f in finished]),
-            )
-            .values(next_attempt_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return [r if r is not None else Recorded(None) for r in recorded]
 
 
 def _next_state(

@@ -163,26 +163,15 @@ def wake_for_types(
     if candidates is None:
         with db.reading() as session:
             candidates = _candidates(session, types)
+    if all_listening(candidates, settings):
+        return 0  # nobody to wake: every server is polling already (or there is none)
+    needed = _waiting_jobs(db, types, min(len(candidates), MAX_WAKE_PER_BURST))
     recent = utcnow() - timedelta(seconds=settings.wakeup_recent_sec)
 
     def listening(c: Candidate) -> bool:
         return c.last_poll_time is not None and c.last_poll_time >= recent  # type: ignore[operator]
 
-    if all_listening(candidates, settings):
-        return 0  # nobody to wake: every server is polling already (or there is none)
-    with db.reading() as session:
-        # Count waiting jobs only as far as there are servers to wake: the
-        # cost stays bounded however deep the queue is.
-        limit = min(len(candidates), MAX_WAKE_PER_BURST)
-        needed = len(
-            session.execute(
-                select(JobType.job_id)
-                .where(JobType.type_id.in_(types), JobType.status == JobStatus.QUEUED)
-                .limit(limit)
-            ).all()
-        )
-    woken = 0
-    results: list[tuple[int, bool]] = []
+    tried: dict[int, bool] = {}  # server id -> answered
     healthy = _order([c for c in candidates if c.wakeup_fails == 0], settings.wakeup_strategy)
     for cand in healthy:
         if needed <= 0:
@@ -192,27 +181,38 @@ def wake_for_types(
         if listening(cand):
             needed -= 1  # already listening: it will take one
             continue
-        ok = send_wakeup(cand.wakeup_url, cand.wakeup_secret, settings.wakeup_timeout_sec)
-        results.append((cand.id, ok))
-        if ok:
-            woken += 1
-            needed -= 1
-    if needed > 0 and woken == 0:
+        tried[cand.id] = send_wakeup(
+            cand.wakeup_url, cand.wakeup_secret, settings.wakeup_timeout_sec
+        )
+        needed -= tried[cand.id]
+    if needed > 0 and not any(tried.values()):
         # Second pass: any matching server, idle longest first, until one answers.
-        tried = {server_id for server_id, _ in results}
         for cand in _order(candidates, "last"):
             if cand.id in tried or listening(cand):
                 continue
-            ok = send_wakeup(cand.wakeup_url, cand.wakeup_secret, settings.wakeup_timeout_sec)
-            results.append((cand.id, ok))
-            if ok:
-                woken += 1
+            tried[cand.id] = send_wakeup(
+                cand.wakeup_url, cand.wakeup_secret, settings.wakeup_timeout_sec
+            )
+            if tried[cand.id]:
                 break
-    if results:
+    if tried:
         with db.transaction() as session:
-            for server_id, ok in results:
+            for server_id, ok in tried.items():
                 _record(session, server_id, ok)
-    return woken
+    return sum(tried.values())
+
+
+def _waiting_jobs(db: Database, types: list[int], limit: int) -> int:
+    """Queued jobs of these types, counted only up to ``limit`` (the servers there are
+    to wake): the cost stays bounded however deep the queue is."""
+    with db.reading() as session:
+        return len(
+            session.execute(
+                select(JobType.job_id)
+                .where(JobType.type_id.in_(types), JobType.status == JobStatus.QUEUED)
+                .limit(limit)
+            ).all()
+        )
 
 
 def wake_server(db: Database, settings: Settings, server_id: int) -> bool:

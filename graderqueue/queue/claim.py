@@ -107,59 +107,95 @@ def claim(
     polls of one server at once, on any threads, processes or nodes, never
     get more than that many jobs between them: raises :class:`TooManyJobs`.
     """
-    j = JOBS.c
     now = utcnow()
     if max_jobs > 0:
-        if skip_locked:
-            # MariaDB: the server's row lock queues this server's claims one
-            # behind the other (READ COMMITTED: the count below then sees the
-            # claims committed before us). SQLite's BEGIN IMMEDIATE already does.
-            session.execute(select(SERVERS.c.id).where(SERVERS.c.id == server_id).with_for_update())
-        if held_count(session, server_id, now) >= max_jobs:
-            raise TooManyJobs()
+        _check_limit(session, server_id, max_jobs, skip_locked, now)
     for _attempt in range(8):
-        queued_q, expired_q = claim_queries(server_id, type_id, max_fails, now)
-        if skip_locked:
-            queued_q = queued_q.with_for_update(skip_locked=True)
-            expired_q = expired_q.with_for_update(skip_locked=True)
-        candidates = []
-        queued = session.execute(queued_q).first()
-        if queued is not None:
-            candidates.append((-queued[1], queued[0], False, queued[2], None))
-        expired = session.execute(expired_q).first()
-        if expired is not None:
-            candidates.append((-expired[1], expired[0], True, expired[2], expired[3]))
-        if not candidates:
+        candidate = _best_candidate(session, server_id, type_id, max_fails, skip_locked, now)
+        if candidate is None:
             return None
-        _, job_id, timed_out, timeout_sec, previous = min(candidates)
-
-        guard = (
-            (j.status == JobStatus.SENT) & (j.lease_expires <= now)
-            if timed_out
-            else (j.status == JobStatus.QUEUED)
-        )
-        values: dict[str, Any] = {
-            "status": JobStatus.SENT,
-            "sent_to": server_id,
-            "grading_start_time": now,
-            "lease_expires": now + timedelta(seconds=timeout_sec),
-        }
-        if timed_out:
-            values["nb_fails"] = j.nb_fails + 1
-        won = session.execute(update(JOBS).where(j.id == job_id, guard).values(**values))
-        if won.rowcount != 1:
-            continue  # someone else got it between our read and our write
-        states.sync_types(session, job_id, JobStatus.SENT)
-        if timed_out:
-            events.log_event(
-                session,
-                events.TIMEOUT,
-                job_id=job_id,
-                server_id=previous,
-                message=f"lease ran out; job re-sent to server {server_id}",
-            )
-        name, taskrevision, jobdata = session.execute(
-            select(j.name, j.taskrevision, j.jobdata).where(j.id == job_id)
-        ).one()
-        return Claimed(id=job_id, name=name, taskrevision=taskrevision, jobdata=jobdata)
+        if _take(session, server_id, candidate, now):
+            j = JOBS.c
+            name, taskrevision, jobdata = session.execute(
+                select(j.name, j.taskrevision, j.jobdata).where(j.id == candidate.job_id)
+            ).one()
+            return Claimed(candidate.job_id, name, taskrevision, jobdata)
+        # Someone else got it between our read and our write: look again.
     return None
+
+
+def _check_limit(
+    session: Session, server_id: int, max_jobs: int, skip_locked: bool, now: datetime
+) -> None:
+    if skip_locked:
+        # MariaDB: the server's row lock queues this server's claims one
+        # behind the other (READ COMMITTED: the count below then sees the
+        # claims committed before us). SQLite's BEGIN IMMEDIATE already does.
+        session.execute(select(SERVERS.c.id).where(SERVERS.c.id == server_id).with_for_update())
+    if held_count(session, server_id, now) >= max_jobs:
+        raise TooManyJobs()
+
+
+@dataclass(frozen=True, order=True)
+class _Candidate:
+    neg_priority: int  # order: highest priority, then lowest id
+    job_id: int
+    timed_out: bool
+    timeout_sec: int
+    previous_holder: int | None
+
+
+def _best_candidate(
+    session: Session,
+    server_id: int,
+    type_id: int,
+    max_fails: int,
+    skip_locked: bool,
+    now: datetime,
+) -> _Candidate | None:
+    queued_q, expired_q = claim_queries(server_id, type_id, max_fails, now)
+    if skip_locked:
+        queued_q = queued_q.with_for_update(skip_locked=True)
+        expired_q = expired_q.with_for_update(skip_locked=True)
+    candidates = []
+    queued = session.execute(queued_q).first()
+    if queued is not None:
+        candidates.append(_Candidate(-queued[1], queued[0], False, queued[2], None))
+    expired = session.execute(expired_q).first()
+    if expired is not None:
+        candidates.append(_Candidate(-expired[1], expired[0], True, expired[2], expired[3]))
+    return min(candidates) if candidates else None
+
+
+def _take(session: Session, server_id: int, candidate: _Candidate, now: datetime) -> bool:
+    """queued -> sent, or sent (lease out) -> sent elsewhere with one more failure.
+
+    Guarded by the state that was read: False if another claim won the job.
+    """
+    j = JOBS.c
+    guard = (
+        (j.status == JobStatus.SENT) & (j.lease_expires <= now)
+        if candidate.timed_out
+        else (j.status == JobStatus.QUEUED)
+    )
+    values: dict[str, Any] = {
+        "status": JobStatus.SENT,
+        "sent_to": server_id,
+        "grading_start_time": now,
+        "lease_expires": now + timedelta(seconds=candidate.timeout_sec),
+    }
+    if candidate.timed_out:
+        values["nb_fails"] = j.nb_fails + 1
+    won = session.execute(update(JOBS).where(j.id == candidate.job_id, guard).values(**values))
+    if won.rowcount != 1:
+        return False
+    states.sync_types(session, candidate.job_id, JobStatus.SENT)
+    if candidate.timed_out:
+        events.log_event(
+            session,
+            events.TIMEOUT,
+            job_id=candidate.job_id,
+            server_id=candidate.previous_holder,
+            message=f"lease ran out; job re-sent to server {server_id}",
+        )
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -61,50 +62,68 @@ def complete(session: Session, server_id: int, job_id: int, result: dict[str, An
     type_ids = states.type_ids_of(session, job_id)
     code = result_errorcode(result)
     if code not in (0, 1):
-        states.requeue(session, job_id, count_failure=True)
-        message = result.get("errormsg")
-        events.log_event(
-            session,
-            events.BAD_RESULT,
-            job_id=job_id,
-            server_id=server_id,
-            message=f"errorcode {code}: {message if isinstance(message, str) else ''}",
-        )
+        _reject(session, server_id, job_id, code, result)
         return Completion(job_id=job_id, accepted=False, type_ids=type_ids)
+    now = utcnow()
+    _finish(session, job_id, held.jobdata, result, now)
+    if held.platform_id is not None:
+        _owe_delivery(session, job_id, held.platform_id, now)
+    return Completion(job_id=job_id, accepted=True, type_ids=type_ids)
 
+
+def _reject(
+    session: Session, server_id: int, job_id: int, code: int | None, result: dict[str, Any]
+) -> None:
+    """A result that reports an error: back to the queue with one more failure."""
+    states.requeue(session, job_id, count_failure=True)
+    message = result.get("errormsg")
+    events.log_event(
+        session,
+        events.BAD_RESULT,
+        job_id=job_id,
+        server_id=server_id,
+        message=f"errorcode {code}: {message if isinstance(message, str) else ''}",
+    )
+
+
+def _finish(
+    session: Session, job_id: int, jobdata_text: str, result: dict[str, Any], now: datetime
+) -> None:
+    """sent -> done, with the result and its statistics."""
     try:
-        jobdata = json.loads(held.jobdata)
+        jobdata = json.loads(jobdata_text)
     except ValueError:
         jobdata = {}
     figures = stats.extract(jobdata, result)
-    now = utcnow()
     session.execute(
         update(JOBS)
-        .where(j.id == job_id)
+        .where(JOBS.c.id == job_id)
         .values(status=JobStatus.DONE, dedup_key=None, grading_end_time=now, lease_expires=None)
     )
     states.sync_types(session, job_id, JobStatus.DONE)
     session.execute(
         _INSERT_RESULT, {"job_id": job_id, "resultdata": json.dumps(result), **figures.as_dict()}
     )
-    if held.platform_id is not None:
-        return_url = session.scalar(
-            select(PLATFORMS.c.return_url).where(PLATFORMS.c.id == held.platform_id)
-        )
-        if return_url:
-            session.execute(
-                _INSERT_DELIVERY,
-                {
-                    "job_id": job_id,
-                    "platform_id": held.platform_id,
-                    "state": DeliveryState.PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "last_error": "",
-                },
-            )
-    return Completion(job_id=job_id, accepted=True, type_ids=type_ids)
+
+
+def _owe_delivery(session: Session, job_id: int, platform_id: int, now: datetime) -> None:
+    """The outbox row, in the transaction that makes the job done: never a result owed
+    without a delivery, if the platform has a return URL."""
+    return_url = session.scalar(select(PLATFORMS.c.return_url).where(PLATFORMS.c.id == platform_id))
+    if not return_url:
+        return
+    session.execute(
+        _INSERT_DELIVERY,
+        {
+            "job_id": job_id,
+            "platform_id": platform_id,
+            "state": DeliveryState.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "last_error": "",
+        },
+    )
 
 
 def _already_saved(session: Session, server_id: int, job_id: int, result: dict[str, Any]) -> bool:
