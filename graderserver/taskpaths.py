@@ -3,36 +3,31 @@
 The queue already refuses such jobs, but an older queue does not, and only
 this machine can resolve symlinks: a link inside platform A's folder that
 points into platform B's must not let A's job check out B's repository.
-The revision rule is the queue's own (graderqueue/taskpaths.py), repeated
-here because the daemon depends on nothing of the queue.
+The revision rule, which fields of a job name paths, and the "within a
+root" comparison are the queue's too (gradercommon.taskrules); this side
+adds expanding the server's variables and resolving symlinks.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from string import Template
 from typing import Any
 
-REVISION_MAX = 200
-_REVISION = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.~^/@+-]{{0,{REVISION_MAX - 1}}}")
+from gradercommon.taskrules import is_revision, job_paths, lies_within
 
 
 def revision_problem(revision: str) -> str | None:
     """Why ``revision`` may not reach the prepare command, or None."""
-    if revision and not _REVISION.fullmatch(revision):
+    if not is_revision(revision):
         return f"taskrevision {revision[:80]!r} does not look like a revision"
     return None
 
 
 def _inside(path: str, roots: Sequence[str]) -> bool:
     real = os.path.realpath(path)
-    for root in roots:
-        base = os.path.realpath(root)
-        if real == base or real.startswith(base.rstrip("/") + "/"):
-            return True
-    return False
+    return any(lies_within(real, os.path.realpath(root)) for root in roots)
 
 
 def path_problem(
@@ -55,13 +50,7 @@ def path_problem(
         # working directory; as a prefix: everything), an unknown `$VAR` stays.
         if not os.path.isabs(root) or "$" in root:
             return f"the platform's allowed path {root[:200]!r} is not an absolute path here"
-    paths = [("taskPath", jobdata.get("taskPath"))]
-    extra = jobdata.get("extraParams")
-    if isinstance(extra, Mapping) and extra.get("solutionPath") is not None:
-        paths.append(("solutionPath", extra.get("solutionPath")))
-    for name, value in paths:
-        if value is None or value == "":
-            continue
+    for name, value in job_paths(jobdata):
         if isinstance(value, str) and variables:
             value = Template(value).safe_substitute(variables)
         if not isinstance(value, str) or "\0" in value:

@@ -1,8 +1,9 @@
 """Listen for UDP wake-ups from the queue and poke the main loop.
 
 The queue sends `wakeup` (or, with a secret, a signed datagram, see
-`wakeup_auth`) when a job arrives; we answer `ok` when we will poll, `no`
-when unhealthy or shutting down, so the queue can try another server.
+`gradercommon.wakeup_auth`) when a job arrives; we answer `ok` when we will
+poll, `no` when unhealthy or shutting down, so the queue can try another
+server.
 
 Datagrams that fail verification get no answer at all: with a forged source
 address an answer would make us a reflector aimed at someone else.
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from graderserver import wakeup_auth
+from gradercommon import wakeup_auth
 
 log = logging.getLogger(__name__)
 

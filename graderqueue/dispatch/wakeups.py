@@ -48,7 +48,7 @@ def parse_url(url: str) -> tuple[str, int] | None:
 def wakeup_datagram(secret: str, now: float | None = None) -> bytes:
     if not secret:
         return b"wakeup"
-    from graderserver.wakeup_auth import sign
+    from gradercommon.wakeup_auth import sign
 
     return sign(secret, time.time() if now is None else now)
 

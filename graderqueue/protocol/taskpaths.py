@@ -8,8 +8,8 @@ is kept as an opaque root: ``$ROOT_PATH/tasks/A`` is inside a restrict path
 ``$ROOT_PATH/tasks``, never inside ``/srv/tasks``, and ``..`` cannot climb
 out of it. The grading server checks again after resolving symlinks.
 
-A revision reaches the grading server's prepare command (usually
-``git checkout``); it must look like a revision and never like an option.
+The revision rule, which fields of a job name paths, and the "within a
+root" comparison are shared with the grading server (gradercommon.taskrules).
 """
 
 from __future__ import annotations
@@ -19,22 +19,17 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from gradercommon.taskrules import REVISION_MAX, is_revision, job_paths, lies_within
 from graderqueue.errors import BadRequest
 
 # A leading `$NAME` or `${NAME}`: a folder that only the grading server
 # knows ($ROOT_PATH, or a variable of its configuration).
 _LEADING_VAR = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 
-# Letters, digits and the punctuation of git revisions and branch names
-# (`v1.2`, `HEAD~1`, `release/2024`, `main^2`, `a1b2c3`); the first character
-# is never `-`, so the revision can never be read as an option.
-REVISION_MAX = 200
-_REVISION = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.~^/@+-]{{0,{REVISION_MAX - 1}}}")
-
 
 def check_revision(revision: str) -> str:
     """``revision`` if it looks like one (empty: the task folder as it is)."""
-    if revision and not _REVISION.fullmatch(revision):
+    if not is_revision(revision):
         raise BadRequest(
             "Invalid taskrevision: a revision is letters, digits and `_.~^/@+-`, "
             f"does not start with `-` and has at most {REVISION_MAX} characters."
@@ -79,19 +74,9 @@ def is_inside(path: str, roots: Sequence[str]) -> bool:
         base = normalise(root)
         if base is None:
             continue
-        if target == base or target.startswith(base.rstrip("/") + "/"):
+        if lies_within(target, base):
             return True
     return False
-
-
-def job_paths(job: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The fields of a job JSON that name folders or files on the grading server."""
-    found = [("taskPath", job.get("taskPath"))]
-    extra = job.get("extraParams")
-    if isinstance(extra, dict) and "solutionPath" in extra:
-        found.append(("solutionPath", extra["solutionPath"]))
-    # "" names no path, as for the grading server.
-    return [(name, value) for name, value in found if value is not None and value != ""]
 
 
 def check_job_paths(job: dict[str, Any], restrict_paths: Sequence[str]) -> None:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from gradercommon.wakeup_auth import sign
 from graderserver.wakeup import WakeupListener
-from graderserver.wakeup_auth import sign
 
 
 @pytest.fixture

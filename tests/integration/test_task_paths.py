@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from gradercommon.taskrules import REVISION_MAX, is_revision
 from graderqueue.client import ClientError
-from graderqueue.protocol.taskpaths import REVISION_MAX, is_inside
+from graderqueue.errors import BadRequest
+from graderqueue.protocol.taskpaths import check_revision, is_inside
 from graderqueue.store.models import Job
 from graderserver import taskpaths as daemon_taskpaths
 from tests.integration.test_graderserver_queue import make_live
@@ -31,6 +33,8 @@ FOREIGN_PATHS = [
     "/srv/tasks/A\n",
     " /srv/tasks/A",
 ]
+REVISIONS = ["", "HEAD~1", "v1.2", "release/2024", "main^2", "a1b2c3d"]
+NOT_REVISIONS = ["--orphan=x", "-b", "HEAD;rm -rf /", "a b", "$(id)", "x" * (REVISION_MAX + 1)]
 
 
 @pytest.fixture
@@ -79,9 +83,7 @@ def test_unrestricted_platforms_are_not_checked(queue):
     assert client.sendjob({"taskPath": "/anywhere/../at/all"}, tags="c") > 0
 
 
-@pytest.mark.parametrize(
-    "revision", ["--orphan=x", "-b", "HEAD;rm -rf /", "a b", "$(id)", "x" * (REVISION_MAX + 1)]
-)
+@pytest.mark.parametrize("revision", NOT_REVISIONS)
 def test_queue_refuses_revisions_that_are_not_revisions(queue, revision):
     client = queue.client_for(queue.platform("free"))
     message = refused(
@@ -90,7 +92,7 @@ def test_queue_refuses_revisions_that_are_not_revisions(queue, revision):
     assert "Invalid taskrevision" in message
 
 
-@pytest.mark.parametrize("revision", ["", "HEAD~1", "v1.2", "release/2024", "main^2", "a1b2c3d"])
+@pytest.mark.parametrize("revision", REVISIONS)
 def test_queue_accepts_revisions(queue, revision):
     client = queue.client_for(queue.platform("free"))
     assert client.sendjob({"taskPath": "/t"}, tags="c", taskrevision=revision) > 0
@@ -104,11 +106,16 @@ def test_a_huge_timeout_is_clamped_to_the_setting(queue):
     assert client.getjob(jobid)["data"]["timeout_sec"] == 60
 
 
-def test_the_queue_and_the_daemon_share_the_revision_rule():
-    from graderqueue.protocol import taskpaths
-
-    assert taskpaths._REVISION.pattern == daemon_taskpaths._REVISION.pattern
-    assert taskpaths.REVISION_MAX == daemon_taskpaths.REVISION_MAX
+@pytest.mark.parametrize("revision", [*REVISIONS, "x" * REVISION_MAX, *NOT_REVISIONS])
+def test_the_queue_and_the_daemon_apply_the_one_revision_rule(revision):
+    """Both sides ask gradercommon.taskrules: what one accepts, the other accepts."""
+    try:
+        check_revision(revision)
+        queue_accepts = True
+    except BadRequest:
+        queue_accepts = False
+    daemon_accepts = daemon_taskpaths.revision_problem(revision) is None
+    assert queue_accepts == daemon_accepts == is_revision(revision)
 
 
 def test_is_inside_keeps_root_path_opaque():

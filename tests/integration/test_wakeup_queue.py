@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from gradercommon import wakeup_auth
 from graderqueue.dispatch import wakeups
 from graderqueue.queue import enqueue
 from graderqueue.store.models import Event, Server, utcnow
-from graderserver import wakeup_auth
 
 
 class FakeServer:

@@ -7,8 +7,8 @@ import time
 import pytest
 from sqlalchemy import select, update
 
+from gradercommon import wakeup_auth
 from graderqueue.store.models import Server, ServerToken
-from graderserver import wakeup_auth
 from harness.processes import run_cli
 from tests.integration.test_wakeup_queue import FakeServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from graderserver.wakeup_auth import MAX_SKEW_SECONDS, sign, verify
+from gradercommon.wakeup_auth import MAX_SKEW_SECONDS, sign, verify
 
 NOW = 1_700_000_000.25
 

@@ -1,8 +1,8 @@
 """Signed wake-up datagrams: `wakeup <unix_ts> <hex hmac-sha256>`.
 
 Both sides use this module: the queue calls `sign` to build the datagram, the
-daemon calls `verify`. It depends on the standard library only, so the queue
-can import it without pulling in the daemon.
+daemon calls `verify`. Like all of gradercommon it depends on the standard
+library only.
 
 The timestamp is decimal seconds with microseconds: two wake-ups sent within
 the same second must not look like a replay of each other.
