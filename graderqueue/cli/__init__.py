@@ -89,9 +89,18 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     # Plain imports: a broken module must fail loudly, not hide its commands.
-    from graderqueue.cli import admin_users, jobs, maintenance, registry, security, setup
+    from graderqueue.cli import (
+        admin_users,
+        jobs,
+        maintenance,
+        platforms,
+        security,
+        servers,
+        setup,
+        tags,
+    )
 
-    for module in (setup, registry, jobs, maintenance, admin_users, security):
+    for module in (setup, tags, platforms, servers, jobs, maintenance, admin_users, security):
         module.register(cli)
 
 

@@ -17,7 +17,7 @@ import click
 from sqlalchemy import select
 
 from graderqueue.cli import Context, echo_rows, fail_clearly, pass_ctx, when
-from graderqueue.cli.registry import _read_key, platform
+from graderqueue.cli.platforms import _read_key, platform
 from graderqueue.cli.setup import keys_group
 from graderqueue.identity import passwords
 from graderqueue.protocol import keys
