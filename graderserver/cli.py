@@ -23,6 +23,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s graderserver[%(process)d] %(threadName)s
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Long but flat: one add_argument per option, in the order --help lists them.
     parser = argparse.ArgumentParser(
         prog="graderserver",
         description="Grading server for graderqueue: polls jobs, runs the grading "

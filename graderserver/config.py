@@ -214,44 +214,61 @@ def _str_mapping(value: Any, key: str) -> Mapping[str, str]:
 
 
 def _validate(cfg: Config) -> None:
-    """Check every field; each message names the TOML key an operator must fix."""
+    """Check every field; each message names the TOML key an operator must fix.
 
-    def need(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            raise ConfigError(f"{_key_of(name)} {what}")
+    The first failing check is reported, in this order.
+    """
+    _check_strings(cfg)
+    _check_queue_access(cfg)
+    _need(len(cfg.command) > 0 and cfg.command[0] != "", "command", "must not be empty")
+    _check_numbers(cfg)
+    _need(cfg.log_level.upper() in LOG_LEVELS, "log_level", f"must be one of {LOG_LEVELS}")
+    _check_prepare_placeholders(cfg.prepare_command)
 
+
+def _need(ok: bool, name: str, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"{_key_of(name)} {what}")
+
+
+def _check_strings(cfg: Config) -> None:
     for name in ("queue_url", "root_path", "wakeup_host", "disk_path", "log_level"):
-        need(isinstance(getattr(cfg, name), str), name, "must be a string")
+        _need(isinstance(getattr(cfg, name), str), name, "must be a string")
     for name in ("server_token", "cert", "key", "ca", "wakeup_secret", "pid_file", "log_file"):
         value = getattr(cfg, name)
-        need(value is None or (isinstance(value, str) and value != ""), name, "must be a string")
-    need(
+        _need(value is None or (isinstance(value, str) and value != ""), name, "must be a string")
+
+
+def _check_queue_access(cfg: Config) -> None:
+    _need(
         cfg.queue_url.startswith(("http://", "https://")),
         "queue_url",
         "must start with http:// or https://",
     )
-    need(
+    _need(
         cfg.server_token is not None or cfg.cert is not None,
         "server_token",
         "or queue.cert must be set: the queue accepts a token or a client certificate",
     )
-    need(cfg.key is None or cfg.cert is not None, "key", "needs queue.cert too")
-    need(len(cfg.command) > 0 and cfg.command[0] != "", "command", "must not be empty")
-    need(_is_int(cfg.concurrency) and cfg.concurrency >= 1, "concurrency", "must be >= 1")
-    need(
+    _need(cfg.key is None or cfg.cert is not None, "key", "needs queue.cert too")
+
+
+def _check_numbers(cfg: Config) -> None:
+    _need(_is_int(cfg.concurrency) and cfg.concurrency >= 1, "concurrency", "must be >= 1")
+    _need(
         _is_int(cfg.max_output_bytes) and cfg.max_output_bytes >= 1,
         "max_output_bytes",
         "must be a positive integer",
     )
-    need(
+    _need(
         _is_int(cfg.wakeup_port) and 0 <= cfg.wakeup_port <= 65535,
         "wakeup_port",
         "must be a port number (0-65535)",
     )
-    need(_is_int(cfg.results_tries) and cfg.results_tries >= 1, "results_tries", "must be >= 1")
+    _need(_is_int(cfg.results_tries) and cfg.results_tries >= 1, "results_tries", "must be >= 1")
     for name in ("min_free_memory_mib", "min_free_disk_mib"):
         value = getattr(cfg, name)
-        need(_is_int(value) and value >= 0, name, "must be an integer >= 0")
+        _need(_is_int(value) and value >= 0, name, "must be an integer >= 0")
     for name in (
         "timeout",
         "prepare_timeout",
@@ -260,22 +277,24 @@ def _validate(cfg: Config) -> None:
         "health_recheck_seconds",
     ):
         value = getattr(cfg, name)
-        need(_is_number(value) and value > 0, name, "must be a number > 0")
+        _need(_is_number(value) and value > 0, name, "must be a number > 0")
     for name in (
         "max_cpu_steal_percent",
         "min_poll_interval",
         "results_retry_delay",
     ):
         value = getattr(cfg, name)
-        need(_is_number(value) and value >= 0, name, "must be a number >= 0")
-    need(
+        _need(_is_number(value) and value >= 0, name, "must be a number >= 0")
+    _need(
         _is_number(cfg.backoff_max) and cfg.backoff_max >= cfg.backoff_initial,
         "backoff_max",
         "must be a number >= daemon.backoff_initial",
     )
-    need(cfg.log_level.upper() in LOG_LEVELS, "log_level", f"must be one of {LOG_LEVELS}")
+
+
+def _check_prepare_placeholders(prepare_command: tuple[str, ...]) -> None:
     dummy = dict.fromkeys(PREPARE_PLACEHOLDERS, "x")
-    for arg in cfg.prepare_command:
+    for arg in prepare_command:
         try:
             arg.format(**dummy)
         except (KeyError, IndexError, ValueError) as exc:

@@ -302,6 +302,23 @@ class Daemon:
         if not healthy:
             self._mark_unhealthy(reasons)
             return make_result(3, f"Server health is not okay ({'; '.join(reasons)}).")
+        result = self._check_and_run(job)
+        healthy, reasons = self.health.check()
+        if not healthy:
+            # Timings taken on a starved machine are not trustworthy.
+            self._mark_unhealthy(reasons)
+            result = make_result(
+                3, f"Server health degraded during grading ({'; '.join(reasons)})."
+            )
+        if self.test_behaviour == TEST_FATAL:
+            result = {**result, "errorcode": 1, "errormsg": "Test behaviour 3: fatal error."}
+        elif self.test_behaviour == TEST_TEMPORARY:
+            result = {**result, "errorcode": 2, "errormsg": "Test behaviour 4: temporary error."}
+        log.info("Job #%d graded: errorcode %d.", job.jobid, result["errorcode"])
+        return result
+
+    def _check_and_run(self, job: Job) -> dict[str, Any]:
+        """Refuse a job that leaves its platform's folders; else check it out and run it."""
         cfg = self.config
         jobdata = prepare_jobdata(job.jobdata, cfg.root_path, cfg.path_vars, cfg.restrict_paths)
         platform_paths = platform_restrictions(job.jobdata, cfg.root_path, cfg.path_vars) or []
@@ -332,18 +349,6 @@ class Daemon:
                     max_output_bytes=cfg.max_output_bytes,
                     groups=self.groups,
                 )
-        healthy, reasons = self.health.check()
-        if not healthy:
-            # Timings taken on a starved machine are not trustworthy.
-            self._mark_unhealthy(reasons)
-            result = make_result(
-                3, f"Server health degraded during grading ({'; '.join(reasons)})."
-            )
-        if self.test_behaviour == TEST_FATAL:
-            result = {**result, "errorcode": 1, "errormsg": "Test behaviour 3: fatal error."}
-        elif self.test_behaviour == TEST_TEMPORARY:
-            result = {**result, "errorcode": 2, "errormsg": "Test behaviour 4: temporary error."}
-        log.info("Job #%d graded: errorcode %d.", job.jobid, result["errorcode"])
         return result
 
     def _send_results(self, job: Job, resultdata: dict[str, Any] | None) -> None:

@@ -166,26 +166,9 @@ def run_program(
     group = _Group(proc.pid)  # a new session's leader: pgid == pid
     if groups is not None:
         groups.add(group)
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    # Detach the fds from the file objects so only the readers close them.
-    out = _Reader(os.dup(proc.stdout.fileno()), max_output_bytes, on_overflow=group.kill)
-    err = _Reader(os.dup(proc.stderr.fileno()), STDERR_KEEP_BYTES)
-    proc.stdout.close()
-    proc.stderr.close()
-    out.start()
-    err.start()
+    out, err = _start_readers(proc, group, max_output_bytes)
     threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
-
-    exited = threading.Event()
-
-    def wait_without_reaping() -> None:
-        # WNOWAIT leaves the leader a zombie, keeping its group id reserved
-        # until we have killed whatever it left behind.
-        with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-        exited.set()
-
-    threading.Thread(target=wait_without_reaping, daemon=True).start()
+    exited = _watch_exit(proc.pid)
     timed_out = not exited.wait(timeout)
     # Kill the group even after a normal exit: children it left behind
     # would otherwise outlive the job.
@@ -193,9 +176,7 @@ def run_program(
     exited.wait()
     out.join(READER_GRACE_SECONDS)
     err.join(READER_GRACE_SECONDS)
-    with group.lock:
-        returncode = proc.wait()
-        group.reaped = True
+    returncode = _reap(proc, group)
     if groups is not None:
         groups.discard(group)
     return ProgramRun(
@@ -206,6 +187,44 @@ def run_program(
         output_exceeded=out.overflowed,
         seconds=time.monotonic() - start,
     )
+
+
+def _start_readers(
+    proc: subprocess.Popen[bytes], group: _Group, max_output_bytes: int
+) -> tuple[_Reader, _Reader]:
+    """Drain stdout (killing the group past `max_output_bytes`) and stderr."""
+    assert proc.stdout is not None and proc.stderr is not None
+    # Detach the fds from the file objects so only the readers close them.
+    out = _Reader(os.dup(proc.stdout.fileno()), max_output_bytes, on_overflow=group.kill)
+    err = _Reader(os.dup(proc.stderr.fileno()), STDERR_KEEP_BYTES)
+    proc.stdout.close()
+    proc.stderr.close()
+    out.start()
+    err.start()
+    return out, err
+
+
+def _watch_exit(pid: int) -> threading.Event:
+    """An event set once the program exits, its leader left unreaped."""
+    exited = threading.Event()
+
+    def wait_without_reaping() -> None:
+        # WNOWAIT leaves the leader a zombie, keeping its group id reserved
+        # until we have killed whatever it left behind.
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        exited.set()
+
+    threading.Thread(target=wait_without_reaping, daemon=True).start()
+    return exited
+
+
+def _reap(proc: subprocess.Popen[bytes], group: _Group) -> int:
+    """Reap the exited leader; from then on its group may not be signalled."""
+    with group.lock:
+        returncode = proc.wait()
+        group.reaped = True
+    return returncode
 
 
 def prepare_jobdata(
