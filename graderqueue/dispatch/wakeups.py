@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from gradercommon.wakeup_auth import sign
 from graderqueue.cache import TTLCache
 from graderqueue.config import Settings
 from graderqueue.store import events
@@ -48,8 +49,6 @@ def parse_url(url: str) -> tuple[str, int] | None:
 def wakeup_datagram(secret: str, now: float | None = None) -> bytes:
     if not secret:
         return b"wakeup"
-    from gradercommon.wakeup_auth import sign
-
     return sign(secret, time.time() if now is None else now)
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) WARNING \[(\d+)\] graderqueue\.delivery: "
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) WARNING \[(\d+)\] graderqueue\.delivery\.worker: "
     r"delivery pass failed; trying again shortly",
     re.MULTILINE,
 )
