@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import current_app
 
-from graderqueue.admin.dashboard import BucketCache
+from graderqueue.admin.buckets import BucketCache
 from graderqueue.store.models import utcnow
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from graderqueue.admin.dashboard import LIVE_STATUSES
+from graderqueue.admin.live_queue import LIVE_STATUSES
 from graderqueue.store.models import (
     Delivery,
     DeliveryAttempt,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
-from graderqueue.admin.dashboard import LIVE_STATUSES
+from graderqueue.admin.live_queue import LIVE_STATUSES
 from graderqueue.delivery import post
 from graderqueue.errors import QueueError
 from graderqueue.queue import states

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
+from functools import partial
 
 from flask import Response, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 
-from graderqueue.admin import dashboard
+from graderqueue.admin import live_queue, server_states, task_statistics
+from graderqueue.admin.activity import Activity, activity
+from graderqueue.admin.windows import window_by_key
 from graderqueue.dispatch import wakeups
 from graderqueue.store import events
 from graderqueue.store.models import Server, utcnow
@@ -23,26 +25,39 @@ from graderqueue.web.answers import runtime
 @bp.get("/", endpoint="dashboard")
 def dashboard_page() -> str:
     rt = runtime()
-    window = dashboard.window_by_key(request.args.get("window"), "1h")
+    window = window_by_key(request.args.get("window"), "1h")
     with rt.db.reading() as session:
         now = utcnow()
-        live = dashboard.live_counts(session)
-        by_type = dashboard.counts_by_type(session)
-        servers = dashboard.servers(session, rt.settings, now)
-        activity = dashboard.activity(session, window, now, state().buckets)
-    starts = [b.start for b in activity.buckets]
-    tick = window.tick
+        live = live_queue.live_counts(session)
+        by_type = live_queue.counts_by_type(session)
+        servers = server_states.servers(session, rt.settings, now)
+        figures = activity(session, window, now, state().buckets)
+    return render_template(
+        "admin/dashboard.html",
+        window=window,
+        live=live,
+        by_type=by_type,
+        summary=server_states.server_summary(servers),
+        activity=figures,
+        charts=_dashboard_charts(figures),
+    )
 
-    def chart(title: str, *series: Series, unit: str = "") -> object:
+
+def _dashboard_charts(figures: Activity) -> list[Markup]:
+    """The dashboard's charts, one value per bar of the window."""
+    starts = [b.start for b in figures.buckets]
+    tick = figures.window.tick
+
+    def chart(title: str, *series: Series, unit: str = "") -> Markup:
         return line_chart(title, starts, series, tick_seconds=tick, unit=unit)
 
-    b = activity.buckets
+    b = figures.buckets
 
     def average(name: str) -> list[float | None]:
         """Per-bar averages; None where no job finished (no data, not zero)."""
         return [getattr(x, name) if x.sampled else None for x in b]
 
-    charts = [
+    return [
         chart("Jobs done per minute", Series("done", [x.per_minute for x in b], "bar")),
         chart(
             "Wait before grading (s)",
@@ -64,24 +79,15 @@ def dashboard_page() -> str:
         ),
         chart("Failed attempts", Series("failures", [x.failures for x in b], "bar")),
     ]
-    return render_template(
-        "admin/dashboard.html",
-        window=window,
-        live=live,
-        by_type=by_type,
-        summary=dashboard.server_summary(servers),
-        activity=activity,
-        charts=charts,
-    )
 
 
 @bp.get("/servers")
 def servers() -> str:
     rt = runtime()
     with rt.db.reading() as session:
-        views = dashboard.servers(session, rt.settings)
+        views = server_states.servers(session, rt.settings)
     return render_template(
-        "admin/servers.html", servers=views, summary=dashboard.server_summary(views)
+        "admin/servers.html", servers=views, summary=server_states.server_summary(views)
     )
 
 
@@ -130,31 +136,21 @@ def event_log() -> str:
 
 @bp.get("/stats")
 def statistics() -> str:
-    window = dashboard.window_by_key(request.args.get("window"), "1d")
-    group = request.args.get("group", "task_name")
-    if group not in dashboard.GROUPS:
-        group = "task_name"
-    # Answers for long windows are kept longer: they cost more and change less.
-    ttl = min(600.0, max(5.0, window.seconds / 200))
-
-    def compute() -> tuple[dashboard.TaskStats, float]:
-        began = time.perf_counter()
-        end = utcnow()
-        with runtime().db.reading() as session:
-            stats = dashboard.task_statistics(
-                session, group, end - timedelta(seconds=window.seconds), end
-            )
-        return stats, time.perf_counter() - began
-
-    (stats, took), computed_at = state().task_stats.get(
-        (group, window.key), ttl, compute, refresh="refresh" in request.args
+    window = window_by_key(request.args.get("window"), "1d")
+    group = task_statistics.group_by_key(request.args.get("group"))
+    compute = partial(task_statistics.timed_statistics, runtime().db, group, window)
+    answer, _ = state().task_stats.get(
+        (group, window.key),
+        task_statistics.answer_ttl(window),
+        compute,
+        refresh="refresh" in request.args,
     )
     return render_template(
         "admin/stats.html",
         window=window,
         group=group,
-        groups=dashboard.GROUPS,
-        stats=stats,
-        took=took,
-        computed_at=computed_at,
+        groups=task_statistics.GROUPS,
+        stats=answer.stats,
+        took=answer.took,
+        computed_at=answer.computed_at,
     )
