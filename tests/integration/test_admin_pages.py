@@ -15,19 +15,13 @@ import pytest
 
 from graderqueue.admin import activity, live_queue, server_states
 from graderqueue.admin.buckets import BucketCache
+from graderqueue.admin.event_log import EventFilter, events_page
+from graderqueue.admin.job_lists import NO_PLATFORM, JobFilter, done_jobs, live_jobs
+from graderqueue.admin.keyset import Cursor
 from graderqueue.admin.task_statistics import task_statistics
 from graderqueue.admin.windows import window_by_key
 from graderqueue.identity import passwords
 from graderqueue.store.models import AdminUser, Event, Job, JobType, Result, Server, utcnow
-from graderqueue.web.admin.keyset import Cursor
-from graderqueue.web.admin.queries import (
-    NO_PLATFORM,
-    EventFilter,
-    JobFilter,
-    done_jobs,
-    events_page,
-    live_jobs,
-)
 
 STATUSES = ("queued", "sent", "error", "done")
 PASSWORD = "s3cret-enough"

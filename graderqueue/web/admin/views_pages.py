@@ -9,16 +9,16 @@ from markupsafe import Markup
 
 from graderqueue.admin import live_queue, server_states, task_statistics
 from graderqueue.admin.activity import Activity, activity
+from graderqueue.admin.event_log import event_kinds, events_page
+from graderqueue.admin.keyset import Cursor
+from graderqueue.admin.names import server_name, server_names
 from graderqueue.admin.windows import window_by_key
 from graderqueue.dispatch import wakeups
-from graderqueue.store import events
-from graderqueue.store.models import Server, utcnow
+from graderqueue.store.models import utcnow
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.cache import state
 from graderqueue.web.admin.charts import Series, line_chart
 from graderqueue.web.admin.forms import FilterForm, event_filter
-from graderqueue.web.admin.keyset import Cursor
-from graderqueue.web.admin.queries import events_page, server_names
 from graderqueue.web.answers import runtime
 
 
@@ -95,8 +95,7 @@ def servers() -> str:
 def wake(server_id: int) -> Response:
     rt = runtime()
     with rt.db.reading() as session:
-        server = session.get(Server, server_id)
-        name = server.name if server is not None else None
+        name = server_name(session, server_id)
     if name is None:
         flash(f"No server #{server_id}.", "error")
     elif wakeups.wake_server(rt.db, rt.settings, server_id):
@@ -104,15 +103,6 @@ def wake(server_id: int) -> Response:
     else:
         flash(f"Server {name} did not answer the wake-up (see its wake-up failures).", "error")
     return redirect(url_for("admin.servers"))
-
-
-def _event_kinds() -> list[str]:
-    """The kinds the queue writes (constants of ``events``), for the filter's list."""
-    return sorted(
-        value
-        for name, value in vars(events).items()
-        if name.isupper() and isinstance(value, str) and name != "MESSAGE_MAX"
-    )
 
 
 @bp.get("/events")
@@ -128,7 +118,7 @@ def event_log() -> str:
         page=page,
         filters=filters,
         problems=form.problems,
-        kinds=_event_kinds(),
+        kinds=event_kinds(),
         servers=names,
         args=request.args,
     )
