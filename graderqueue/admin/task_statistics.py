@@ -25,6 +25,8 @@ GROUPS: dict[str, tuple[str, object]] = {
     "language": ("Language", Result.language),
 }
 DEFAULT_GROUP = "task_name"
+# The longest an answer is reused (seconds), for the longest windows.
+ANSWER_TTL_MAX = 600.0
 
 
 def group_by_key(key: str | None) -> str:
@@ -132,5 +134,5 @@ def timed_statistics(db: Database, group: str, window: Window) -> TimedStatistic
 
 def answer_ttl(window: Window) -> float:
     """How long an answer may be reused: longer for long windows (they cost more and
-    change less), between 5 seconds and 10 minutes."""
-    return min(600.0, max(5.0, window.seconds / 200))
+    change less), from 5 seconds up to :data:`ANSWER_TTL_MAX`."""
+    return min(ANSWER_TTL_MAX, max(5.0, window.seconds / 200))

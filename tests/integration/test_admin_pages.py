@@ -333,6 +333,28 @@ def test_task_statistics_group_and_average(queue):
     assert [(r.key, r.count) for r in by_language.rows] == [("c", 5), ("py", 1)]
 
 
+def test_the_statistics_page_keeps_its_answer_until_asked_to_refresh(sqlite_queue):
+    add_admin(sqlite_queue)
+    client = sqlite_queue.app.test_client()
+    log_in(client)
+    now = utcnow()
+
+    def jobs_counted(path: str) -> str:
+        html = client.get(path).get_data(as_text=True)
+        return re.search(r'id="stats-note">([\d,]+) jobs', html).group(1)  # type: ignore[union-attr]
+
+    with sqlite_queue.db.transaction() as session:
+        _done_job(session, now - timedelta(minutes=5), 1.0, 1.0, task="alpha")
+    assert jobs_counted("/admin/stats?window=1d") == "1"
+    with sqlite_queue.db.transaction() as session:
+        _done_job(session, now - timedelta(minutes=4), 1.0, 1.0, task="beta")
+    # A day's answer is kept for minutes: the new job shows only on refresh.
+    assert jobs_counted("/admin/stats?window=1d") == "1"
+    assert jobs_counted("/admin/stats?window=1d&group=language") == "2", "one answer per group"
+    assert jobs_counted("/admin/stats?window=1d&refresh=1") == "2"
+    assert jobs_counted("/admin/stats?window=1d") == "2"
+
+
 def test_cursor_round_trips_and_rejects_garbage():
     cursor = Cursor(utcnow(), 42)
     assert Cursor.decode(cursor.encode()) == cursor

@@ -129,10 +129,10 @@ def statistics() -> str:
     window = window_by_key(request.args.get("window"), "1d")
     group = task_statistics.group_by_key(request.args.get("group"))
     compute = partial(task_statistics.timed_statistics, runtime().db, group, window)
-    answer, _ = state().task_stats.get(
+    answer = state().task_stats.get(
         (group, window.key),
-        task_statistics.answer_ttl(window),
         compute,
+        ttl=task_statistics.answer_ttl(window),
         refresh="refresh" in request.args,
     )
     return render_template(
