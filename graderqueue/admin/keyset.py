@@ -132,10 +132,16 @@ def keyset_page(
             )
         )
 
-    def position(row: Any) -> Cursor:
-        return Cursor(getattr(row, key.key), row.id)
+    return _merged(rows, key.key, frontier, limit)
 
-    rows.sort(key=position, reverse=True)
+
+def _merged(rows: list[Any], key_name: str, frontier: Cursor | None, limit: int) -> Page:
+    """The page out of every walk's rows: newest first, none past the frontier."""
+
+    def position(row: Any) -> Cursor:
+        return Cursor(getattr(row, key_name), row.id)
+
+    rows = sorted(rows, key=position, reverse=True)
     if frontier is not None:
         # Past the newest walk end, some walk was not read: those rows wait
         # for the next page, or a later page would skip or repeat some.

@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from graderqueue.admin.durations import SecondsBetween
@@ -72,13 +73,33 @@ def task_statistics(
     """
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
-    column = GROUPS[group][1]
+    query = _grouped(GROUPS[group][1], start, end)
+    raw = session.execute(query).all()
+    rows = [
+        GroupStats(
+            key=str(k or ""),
+            count=int(n),
+            success=int(s or 0),
+            cpu_avg_ms=float(cpu or 0),
+            real_avg_ms=float(real or 0),
+            slowest_success_ms=int(slow or 0),
+            wait_avg=float(wait or 0),
+            total_avg=float(total or 0),
+            fails=int(fails or 0),
+        )
+        for k, n, s, cpu, real, slow, wait, total, fails in raw[:limit]
+    ]
+    return TaskStatistics(rows=rows, truncated=len(raw) > limit, total=sum(int(r[1]) for r in raw))
+
+
+def _grouped(column: Any, start: datetime, end: datetime) -> Select[Any]:
+    """One row of figures per value of ``column``, largest groups first."""
     # Grouping on an expression keeps the planner from walking the whole
     # results table along its task_name/language index to serve GROUP BY:
     # the window on jobs.grading_end_time must drive the query.
-    key = (column + "").label("key")  # type: ignore[operator]
+    key = (column + "").label("key")
     count = func.count().label("n")
-    query = (
+    return (
         select(
             key,
             count,
@@ -96,22 +117,6 @@ def task_statistics(
         .group_by(key)
         .order_by(count.desc(), key)
     )
-    raw = session.execute(query).all()
-    rows = [
-        GroupStats(
-            key=str(k or ""),
-            count=int(n),
-            success=int(s or 0),
-            cpu_avg_ms=float(cpu or 0),
-            real_avg_ms=float(real or 0),
-            slowest_success_ms=int(slow or 0),
-            wait_avg=float(wait or 0),
-            total_avg=float(total or 0),
-            fails=int(fails or 0),
-        )
-        for k, n, s, cpu, real, slow, wait, total, fails in raw[:limit]
-    ]
-    return TaskStatistics(rows=rows, truncated=len(raw) > limit, total=sum(int(r[1]) for r in raw))
 
 
 @dataclass(frozen=True)
