@@ -45,20 +45,22 @@ def dashboard_page() -> str:
 
 def _dashboard_charts(figures: Activity) -> list[Markup]:
     """The dashboard's charts, one value per bar of the window."""
-    starts = [b.start for b in figures.buckets]
+    bars = figures.buckets
+    starts = [bar.start for bar in bars]
     tick = figures.window.tick
 
     def chart(title: str, *series: Series, unit: str = "") -> Markup:
         return line_chart(title, starts, series, tick_seconds=tick, unit=unit)
 
-    b = figures.buckets
+    def each(name: str) -> list[float]:
+        return [getattr(bar, name) for bar in bars]
 
     def average(name: str) -> list[float | None]:
         """Per-bar averages; None where no job finished (no data, not zero)."""
-        return [getattr(x, name) if x.sampled else None for x in b]
+        return [getattr(bar, name) if bar.sampled else None for bar in bars]
 
     return [
-        chart("Jobs done per minute", Series("done", [x.per_minute for x in b], "bar")),
+        chart("Jobs done per minute", Series("done", each("per_minute"), "bar")),
         chart(
             "Wait before grading (s)",
             Series("average", average("wait_avg")),
@@ -68,16 +70,16 @@ def _dashboard_charts(figures: Activity) -> list[Markup]:
         chart("Grading time (s)", Series("average", average("grading_avg")), unit=" s"),
         chart(
             "Jobs at once",
-            Series("being graded", [x.busy_servers for x in b]),
-            Series("waiting", [x.queue_length for x in b]),
+            Series("being graded", each("busy_servers")),
+            Series("waiting", each("queue_length")),
         ),
         chart(
             "Time used per minute (s)",
-            Series("CPU", [x.cpu_per_minute for x in b]),
-            Series("real", [x.real_per_minute for x in b]),
+            Series("CPU", each("cpu_per_minute")),
+            Series("real", each("real_per_minute")),
             unit=" s",
         ),
-        chart("Failed attempts", Series("failures", [x.failures for x in b], "bar")),
+        chart("Failed attempts", Series("failures", each("failures"), "bar")),
     ]
 
 
