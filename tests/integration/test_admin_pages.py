@@ -13,19 +13,15 @@ from datetime import timedelta
 
 import pytest
 
-from graderqueue.admin import dashboard
-from graderqueue.admin.dashboard import BucketCache, window_by_key
+from graderqueue.admin import activity, live_queue, server_states
+from graderqueue.admin.buckets import BucketCache
+from graderqueue.admin.event_log import EventFilter, events_page
+from graderqueue.admin.job_lists import NO_PLATFORM, JobFilter, done_jobs, live_jobs
+from graderqueue.admin.keyset import Cursor
+from graderqueue.admin.task_statistics import task_statistics
+from graderqueue.admin.windows import window_by_key
 from graderqueue.identity import passwords
 from graderqueue.store.models import AdminUser, Event, Job, JobType, Result, Server, utcnow
-from graderqueue.web.admin.keyset import Cursor
-from graderqueue.web.admin.queries import (
-    NO_PLATFORM,
-    EventFilter,
-    JobFilter,
-    done_jobs,
-    events_page,
-    live_jobs,
-)
 
 STATUSES = ("queued", "sent", "error", "done")
 PASSWORD = "s3cret-enough"
@@ -267,7 +263,7 @@ def test_dashboard_figures_are_exact_and_survive_sampling(queue, monkeypatch):
         _done_job(session, now - timedelta(days=3), wait=1, grading=1)  # outside 1 day
     window = window_by_key("1d")
     with queue.db.transaction() as session:
-        exact = dashboard.activity(session, window, now)
+        exact = activity.activity(session, window, now)
     assert exact.done == 90 and exact.sampled == 90
     assert exact.wait_avg == pytest.approx(2.0, abs=1e-3)
     assert exact.grading_avg == pytest.approx(4.0, abs=1e-3)
@@ -275,10 +271,10 @@ def test_dashboard_figures_are_exact_and_survive_sampling(queue, monkeypatch):
     assert sum(b.done for b in exact.buckets) == 90
 
     # About 20 rows per bar, where a bar holds some 60: forces sampling.
-    monkeypatch.setattr(dashboard, "SAMPLE_ROWS", 20 * window.buckets)
+    monkeypatch.setattr(activity, "SAMPLE_ROWS", 20 * window.buckets)
     cache = BucketCache()
     with queue.db.transaction() as session:
-        sampled = dashboard.activity(session, window, now, cache)
+        sampled = activity.activity(session, window, now, cache)
     assert sampled.done == 90, "counts stay exact"
     assert 0 < sampled.sampled < 90
     assert sampled.wait_avg == pytest.approx(2.0, abs=1e-3)
@@ -287,16 +283,16 @@ def test_dashboard_figures_are_exact_and_survive_sampling(queue, monkeypatch):
     # Finished bars come from the cache: a job slipped into one is not seen.
     with queue.db.transaction() as session:
         _done_job(session, now - timedelta(hours=5), wait=1, grading=1)
-        again = dashboard.activity(session, window, now, cache)
-        fresh = dashboard.activity(session, window, now)
+        again = activity.activity(session, window, now, cache)
+        fresh = activity.activity(session, window, now)
     assert again.done == 90 and fresh.done == 91
 
 
 def test_live_counts_types_and_server_states(queue):
     rows = fill(queue)
     with queue.db.transaction() as session:
-        counts = dashboard.live_counts(session)
-        by_type = dashboard.counts_by_type(session)
+        counts = live_queue.live_counts(session)
+        by_type = live_queue.counts_by_type(session)
         session.get(Server, 1).last_poll_time = utcnow()
         session.get(Server, 2).wakeup_fails = 3
         session.get(Server, 2).wakeup_url = "udp://127.0.0.1:9"
@@ -305,7 +301,7 @@ def test_live_counts_types_and_server_states(queue):
     t_c = next(t for t in by_type if t.name == "t-c")
     assert (t_c.queued, t_c.sent, t_c.error) == (counts["queued"], counts["sent"], counts["error"])
     with queue.db.transaction() as session:
-        servers = {s.name: s for s in dashboard.servers(session, queue.settings)}
+        servers = {s.name: s for s in server_states.servers(session, queue.settings)}
     holding = {
         name: sum(r.status == "sent" and r.sent_to == i for r in rows)
         for i, name in ((1, "s1"), (2, "s2"))
@@ -313,7 +309,7 @@ def test_live_counts_types_and_server_states(queue):
     assert servers["s1"].held == holding["s1"]
     assert servers["s1"].state == ("busy" if holding["s1"] else "polling")
     assert servers["s2"].state == ("busy" if holding["s2"] else "unreachable")
-    assert dashboard.server_state(0, None, 0, utcnow()) == "asleep"
+    assert server_states.server_state(0, None, 0, utcnow()) == "asleep"
 
 
 def test_task_statistics_group_and_average(queue):
@@ -324,8 +320,8 @@ def test_task_statistics_group_and_average(queue):
         _done_job(session, now - timedelta(minutes=2), 1.0, 1.0, task="beta")
         _done_job(session, now - timedelta(days=2), 1.0, 1.0, task="old")
     with queue.db.transaction() as session:
-        stats = dashboard.task_statistics(session, "task_name", now - timedelta(hours=1), now)
-        by_language = dashboard.task_statistics(session, "language", now - timedelta(days=3), now)
+        stats = task_statistics(session, "task_name", now - timedelta(hours=1), now)
+        by_language = task_statistics(session, "language", now - timedelta(days=3), now)
     assert stats.total == 5 and not stats.truncated
     alpha, beta = stats.rows
     assert (alpha.key, alpha.count, alpha.success, alpha.fails) == ("alpha", 4, 3, 1)
@@ -335,6 +331,28 @@ def test_task_statistics_group_and_average(queue):
     assert alpha.cpu_avg_ms == pytest.approx(100)
     assert (beta.key, beta.count) == ("beta", 1)
     assert [(r.key, r.count) for r in by_language.rows] == [("c", 5), ("py", 1)]
+
+
+def test_the_statistics_page_keeps_its_answer_until_asked_to_refresh(sqlite_queue):
+    add_admin(sqlite_queue)
+    client = sqlite_queue.app.test_client()
+    log_in(client)
+    now = utcnow()
+
+    def jobs_counted(path: str) -> str:
+        html = client.get(path).get_data(as_text=True)
+        return re.search(r'id="stats-note">([\d,]+) jobs', html).group(1)  # type: ignore[union-attr]
+
+    with sqlite_queue.db.transaction() as session:
+        _done_job(session, now - timedelta(minutes=5), 1.0, 1.0, task="alpha")
+    assert jobs_counted("/admin/stats?window=1d") == "1"
+    with sqlite_queue.db.transaction() as session:
+        _done_job(session, now - timedelta(minutes=4), 1.0, 1.0, task="beta")
+    # A day's answer is kept for minutes: the new job shows only on refresh.
+    assert jobs_counted("/admin/stats?window=1d") == "1"
+    assert jobs_counted("/admin/stats?window=1d&group=language") == "2", "one answer per group"
+    assert jobs_counted("/admin/stats?window=1d&refresh=1") == "2"
+    assert jobs_counted("/admin/stats?window=1d") == "2"
 
 
 def test_cursor_round_trips_and_rejects_garbage():

@@ -1,7 +1,8 @@
 """The admin web interface: a blueprint mounted at ``/admin``.
 
-Server-side rendered pages over the query functions of ``dashboard.py``,
-``queries.py`` and ``admin_actions.py``; templates in
+Server-side rendered pages over the plain functions of
+:mod:`graderqueue.admin` (every database query lives there: views only
+read the request, call them and render); templates in
 ``web/templates/admin/``, the stylesheet and one small script in
 ``web/static/admin/`` (nothing is loaded from elsewhere).
 """

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from graderqueue.admin.event_log import EventFilter
+from graderqueue.admin.job_lists import NO_PLATFORM, JobFilter
 from graderqueue.protocol.numbers import parse_int
-from graderqueue.web.admin.queries import NO_PLATFORM, EventFilter, JobFilter
 
 TIME_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, abort, g, redirect, request, session, url_for
 
+from graderqueue.admin import accounts
 from graderqueue.config import Settings
 from graderqueue.identity import servers
 from graderqueue.store.models import AdminUser
@@ -115,7 +116,7 @@ def load_user() -> Response | None:
     user_id = session.get("uid")
     if user_id is not None:
         with runtime().db.reading() as db_session:
-            user = db_session.get(AdminUser, user_id) if isinstance(user_id, int) else None
+            user = accounts.account_by_id(db_session, user_id) if isinstance(user_id, int) else None
             if _stamp_matches(user):
                 g.admin = user.username  # type: ignore[union-attr]
         if g.admin is None:

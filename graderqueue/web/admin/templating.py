@@ -10,7 +10,7 @@ from datetime import datetime
 
 from flask import Flask
 
-from graderqueue.admin.dashboard import WINDOWS
+from graderqueue.admin.windows import WINDOWS
 from graderqueue.store.models import utcnow
 from graderqueue.web.admin.charts import line_chart
 from graderqueue.web.admin.security import CSRF_FIELD, csrf_token

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 from flask import Response, flash, g, redirect, render_template, request, url_for
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
+from graderqueue.admin import accounts
 from graderqueue.errors import QueueError, Unavailable
 from graderqueue.identity import login_throttle, passwords
-from graderqueue.store.models import AdminUser, utcnow
+from graderqueue.store.models import utcnow
 from graderqueue.web.admin import security
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.answers import runtime
@@ -49,7 +49,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     password = request.form.get("password", "")
     address = security.client_address()
     with rt.db.reading() as session:
-        user = session.scalars(select(AdminUser).where(AdminUser.username == username)).first()
+        user = accounts.account_named(session, username)
     # Counted under the account's own name: MariaDB's collation finds `admin`
     # for `ádmin` or `ADMIN`, and each spelling must not get a budget of its own.
     account = user.username if user else username
@@ -59,22 +59,13 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
             session, login_throttle.Limits.from_settings(rt.settings), account, address, utcnow()
         )
     if wait is not None:
-        minutes = max(1, math.ceil(wait / 60))
-        flash(
-            "Too many failed log-ins for this account or from this address: "
-            f"try again in {minutes} minute{'s' if minutes > 1 else ''}.",
-            "error",
-        )
-        page = render_template("admin/login.html", username=username, next=target)
-        return page, 429, {"Retry-After": str(wait)}
+        return _throttled(wait, username, target)
     # The hash is checked outside any transaction: it must not hold SQLite's write lock.
     # verify() runs the KDF even for unknown users: no timing hint.
     if passwords.verify(user.password_hash if user else None, password) and user:
         with rt.db.transaction() as session:
-            current = session.get(AdminUser, user.id)
-            # A password changed (or the account removed) meanwhile: the check is void.
-            if current is not None and current.password_hash == user.password_hash:
-                current.last_login = utcnow()
+            current = accounts.record_login(session, user)
+            if current is not None:
                 login_throttle.succeeded(session, account, address)
                 security.log_in(current)
                 return redirect(target or url_for("admin.dashboard"))
@@ -82,11 +73,23 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     return render_template("admin/login.html", username=username, next=target), 401
 
 
+def _throttled(wait: int, username: str, target: str | None) -> tuple[str, int, dict[str, str]]:
+    """The log-in form again, refused (429) for ``wait`` seconds."""
+    minutes = max(1, math.ceil(wait / 60))
+    flash(
+        "Too many failed log-ins for this account or from this address: "
+        f"try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+        "error",
+    )
+    page = render_template("admin/login.html", username=username, next=target)
+    return page, 429, {"Retry-After": str(wait)}
+
+
 @bp.post("/logout")
 def logout() -> Response:
     """Ends every session of this account (all browsers, every node), not only this one."""
     user_id = security.current_user_id()
     with runtime().db.transaction() as session:
-        security.log_out(session.get(AdminUser, user_id) if user_id is not None else None)
+        security.log_out(accounts.account_by_id(session, user_id) if user_id is not None else None)
     flash("Logged out.", "info")
     return redirect(url_for("admin.login"))

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
-from graderqueue.admin.dashboard import LIVE_STATUSES
+from graderqueue.admin.job_lists import done_jobs, live_jobs, result_summaries
+from graderqueue.admin.job_page import job_detail, job_document
+from graderqueue.admin.keyset import Cursor
+from graderqueue.admin.live_queue import LIVE_STATUSES
+from graderqueue.admin.names import platform_names, server_names
 from graderqueue.delivery import post
 from graderqueue.errors import QueueError
 from graderqueue.queue import states
-from graderqueue.store.models import Job, Result
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.forms import FilterForm, job_filter
-from graderqueue.web.admin.keyset import Cursor
-from graderqueue.web.admin.queries import (
-    done_jobs,
-    job_detail,
-    live_jobs,
-    platform_names,
-    result_summaries,
-    server_names,
-)
 from graderqueue.web.answers import runtime
 
 
@@ -81,8 +75,7 @@ def _error_excerpt(error: str) -> str:
 def job_json(job_id: int, what: str) -> Response:
     """The raw JSON, for documents too big to show pretty-printed."""
     with runtime().db.reading() as session:
-        row = session.get(Job if what == "job" else Result, job_id)
-        text = None if row is None else (row.jobdata if what == "job" else row.resultdata)
+        text = job_document(session, job_id, what)
     if text is None:
         abort(404)
     return Response(

@@ -2,48 +2,65 @@
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
+from functools import partial
 
 from flask import Response, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 
-from graderqueue.admin import dashboard
+from graderqueue.admin import live_queue, server_states, task_statistics
+from graderqueue.admin.activity import Activity, activity
+from graderqueue.admin.event_log import event_kinds, events_page
+from graderqueue.admin.keyset import Cursor
+from graderqueue.admin.names import server_name, server_names
+from graderqueue.admin.windows import window_by_key
 from graderqueue.dispatch import wakeups
-from graderqueue.store import events
-from graderqueue.store.models import Server, utcnow
+from graderqueue.store.models import utcnow
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.cache import state
 from graderqueue.web.admin.charts import Series, line_chart
 from graderqueue.web.admin.forms import FilterForm, event_filter
-from graderqueue.web.admin.keyset import Cursor
-from graderqueue.web.admin.queries import events_page, server_names
 from graderqueue.web.answers import runtime
 
 
 @bp.get("/", endpoint="dashboard")
 def dashboard_page() -> str:
     rt = runtime()
-    window = dashboard.window_by_key(request.args.get("window"), "1h")
+    window = window_by_key(request.args.get("window"), "1h")
     with rt.db.reading() as session:
         now = utcnow()
-        live = dashboard.live_counts(session)
-        by_type = dashboard.counts_by_type(session)
-        servers = dashboard.servers(session, rt.settings, now)
-        activity = dashboard.activity(session, window, now, state().buckets)
-    starts = [b.start for b in activity.buckets]
-    tick = window.tick
+        live = live_queue.live_counts(session)
+        by_type = live_queue.counts_by_type(session)
+        servers = server_states.servers(session, rt.settings, now)
+        figures = activity(session, window, now, state().buckets)
+    return render_template(
+        "admin/dashboard.html",
+        window=window,
+        live=live,
+        by_type=by_type,
+        summary=server_states.server_summary(servers),
+        activity=figures,
+        charts=_dashboard_charts(figures),
+    )
 
-    def chart(title: str, *series: Series, unit: str = "") -> object:
+
+def _dashboard_charts(figures: Activity) -> list[Markup]:
+    """The dashboard's charts, one value per bar of the window."""
+    bars = figures.buckets
+    starts = [bar.start for bar in bars]
+    tick = figures.window.tick
+
+    def chart(title: str, *series: Series, unit: str = "") -> Markup:
         return line_chart(title, starts, series, tick_seconds=tick, unit=unit)
 
-    b = activity.buckets
+    def each(name: str) -> list[float]:
+        return [getattr(bar, name) for bar in bars]
 
     def average(name: str) -> list[float | None]:
         """Per-bar averages; None where no job finished (no data, not zero)."""
-        return [getattr(x, name) if x.sampled else None for x in b]
+        return [getattr(bar, name) if bar.sampled else None for bar in bars]
 
-    charts = [
-        chart("Jobs done per minute", Series("done", [x.per_minute for x in b], "bar")),
+    return [
+        chart("Jobs done per minute", Series("done", each("per_minute"), "bar")),
         chart(
             "Wait before grading (s)",
             Series("average", average("wait_avg")),
@@ -53,35 +70,26 @@ def dashboard_page() -> str:
         chart("Grading time (s)", Series("average", average("grading_avg")), unit=" s"),
         chart(
             "Jobs at once",
-            Series("being graded", [x.busy_servers for x in b]),
-            Series("waiting", [x.queue_length for x in b]),
+            Series("being graded", each("busy_servers")),
+            Series("waiting", each("queue_length")),
         ),
         chart(
             "Time used per minute (s)",
-            Series("CPU", [x.cpu_per_minute for x in b]),
-            Series("real", [x.real_per_minute for x in b]),
+            Series("CPU", each("cpu_per_minute")),
+            Series("real", each("real_per_minute")),
             unit=" s",
         ),
-        chart("Failed attempts", Series("failures", [x.failures for x in b], "bar")),
+        chart("Failed attempts", Series("failures", each("failures"), "bar")),
     ]
-    return render_template(
-        "admin/dashboard.html",
-        window=window,
-        live=live,
-        by_type=by_type,
-        summary=dashboard.server_summary(servers),
-        activity=activity,
-        charts=charts,
-    )
 
 
 @bp.get("/servers")
 def servers() -> str:
     rt = runtime()
     with rt.db.reading() as session:
-        views = dashboard.servers(session, rt.settings)
+        views = server_states.servers(session, rt.settings)
     return render_template(
-        "admin/servers.html", servers=views, summary=dashboard.server_summary(views)
+        "admin/servers.html", servers=views, summary=server_states.server_summary(views)
     )
 
 
@@ -89,8 +97,7 @@ def servers() -> str:
 def wake(server_id: int) -> Response:
     rt = runtime()
     with rt.db.reading() as session:
-        server = session.get(Server, server_id)
-        name = server.name if server is not None else None
+        name = server_name(session, server_id)
     if name is None:
         flash(f"No server #{server_id}.", "error")
     elif wakeups.wake_server(rt.db, rt.settings, server_id):
@@ -98,15 +105,6 @@ def wake(server_id: int) -> Response:
     else:
         flash(f"Server {name} did not answer the wake-up (see its wake-up failures).", "error")
     return redirect(url_for("admin.servers"))
-
-
-def _event_kinds() -> list[str]:
-    """The kinds the queue writes (constants of ``events``), for the filter's list."""
-    return sorted(
-        value
-        for name, value in vars(events).items()
-        if name.isupper() and isinstance(value, str) and name != "MESSAGE_MAX"
-    )
 
 
 @bp.get("/events")
@@ -122,7 +120,7 @@ def event_log() -> str:
         page=page,
         filters=filters,
         problems=form.problems,
-        kinds=_event_kinds(),
+        kinds=event_kinds(),
         servers=names,
         args=request.args,
     )
@@ -130,31 +128,21 @@ def event_log() -> str:
 
 @bp.get("/stats")
 def statistics() -> str:
-    window = dashboard.window_by_key(request.args.get("window"), "1d")
-    group = request.args.get("group", "task_name")
-    if group not in dashboard.GROUPS:
-        group = "task_name"
-    # Answers for long windows are kept longer: they cost more and change less.
-    ttl = min(600.0, max(5.0, window.seconds / 200))
-
-    def compute() -> tuple[dashboard.TaskStats, float]:
-        began = time.perf_counter()
-        end = utcnow()
-        with runtime().db.reading() as session:
-            stats = dashboard.task_statistics(
-                session, group, end - timedelta(seconds=window.seconds), end
-            )
-        return stats, time.perf_counter() - began
-
-    (stats, took), computed_at = state().task_stats.get(
-        (group, window.key), ttl, compute, refresh="refresh" in request.args
+    window = window_by_key(request.args.get("window"), "1d")
+    group = task_statistics.group_by_key(request.args.get("group"))
+    compute = partial(task_statistics.timed_statistics, runtime().db, group, window)
+    answer = state().task_stats.get(
+        (group, window.key),
+        compute,
+        ttl=task_statistics.answer_ttl(window),
+        refresh="refresh" in request.args,
     )
     return render_template(
         "admin/stats.html",
         window=window,
         group=group,
-        groups=dashboard.GROUPS,
-        stats=stats,
-        took=took,
-        computed_at=computed_at,
+        groups=task_statistics.GROUPS,
+        stats=answer.stats,
+        took=answer.took,
+        computed_at=answer.computed_at,
     )

@@ -61,17 +61,6 @@ class Page:
     searched_to: Cursor | None = None
 
 
-def noindex(column: Any) -> Any:
-    """The column in a form no index matches.
-
-    Filters are written this way so that a planner without statistics does
-    not read a third of the table along the platform index and sort it,
-    instead of walking the ordered index and stopping after fifty rows.
-    """
-    python_type = getattr(column.type, "python_type", str)
-    return column + 0 if python_type is int else column + ""
-
-
 def _older_than(key: Any, ident: Any, cursor: Cursor | None) -> list[ColumnElement[bool]]:
     if cursor is None:
         return []
@@ -83,6 +72,24 @@ def _at_or_newer(key: Any, ident: Any, floor: Cursor | None) -> list[ColumnEleme
     if floor is None:
         return []
     return [and_(key >= floor.time, or_(key > floor.time, ident >= floor.id))]
+
+
+def _walk_end(
+    session: Session, key: Any, ident: Any, where: list[Any], scan_limit: int
+) -> Cursor | None:
+    """The last entry a walk of this page may visit, found on the index alone.
+
+    No row is read: skipping ``scan_limit`` index entries is cheap. None when
+    the walk ends before that.
+    """
+    stop = session.execute(
+        select(ident.label("id"), key.label("k"))
+        .where(*where)
+        .order_by(key.desc(), ident.desc())
+        .offset(scan_limit - 1)
+        .limit(1)
+    ).first()
+    return Cursor(stop.k, stop.id) if stop is not None else None
 
 
 def keyset_page(
@@ -103,8 +110,8 @@ def keyset_page(
     ``driver`` conditions must be served by an index ordered by ``key`` (and
     the row id); each of ``branches`` adds equality conditions for one walk
     of that index (e.g. one per status), merged newest first. ``post`` must
-    not be index-served (see :func:`noindex`): they are checked on the rows
-    the walks visit.
+    not be index-served (see :func:`~graderqueue.admin.conditions.noindex`):
+    they are checked on the rows the walks visit.
     """
     ident = model.id
     order = (key.desc(), ident.desc())
@@ -112,19 +119,9 @@ def keyset_page(
     frontier: Cursor | None = None
     for extra in branches:
         where = [*driver, *extra, *_older_than(key, ident, cursor)]
-        floor = None
-        if post:
-            # The last entry this page may walk: found on the index alone.
-            stop = session.execute(
-                select(ident.label("id"), key.label("k"))
-                .where(*where)
-                .order_by(*order)
-                .offset(scan_limit - 1)
-                .limit(1)
-            ).first()
-            if stop is not None:
-                floor = Cursor(stop.k, stop.id)
-                frontier = floor if frontier is None else max(frontier, floor)
+        floor = _walk_end(session, key, ident, where, scan_limit) if post else None
+        if floor is not None:
+            frontier = floor if frontier is None else max(frontier, floor)
         rows.extend(
             session.scalars(
                 select(model)
@@ -135,10 +132,16 @@ def keyset_page(
             )
         )
 
-    def position(row: Any) -> Cursor:
-        return Cursor(getattr(row, key.key), row.id)
+    return _merged(rows, key.key, frontier, limit)
 
-    rows.sort(key=position, reverse=True)
+
+def _merged(rows: list[Any], key_name: str, frontier: Cursor | None, limit: int) -> Page:
+    """The page out of every walk's rows: newest first, none past the frontier."""
+
+    def position(row: Any) -> Cursor:
+        return Cursor(getattr(row, key_name), row.id)
+
+    rows = sorted(rows, key=position, reverse=True)
     if frontier is not None:
         # Past the newest walk end, some walk was not read: those rows wait
         # for the next page, or a later page would skip or repeat some.
