@@ -72,7 +72,7 @@ class Settings:
     lang_extensions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EXTENSIONS))
 
     # Seconds the web app keeps platforms, their keys, tags and server types in
-    # memory (graderqueue/directory.py); 0 reads them for every request.
+    # memory (graderqueue/registry/view.py); 0 reads them for every request.
     registry_cache_sec: float = 2.0
 
     # Security.

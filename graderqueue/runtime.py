@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graderqueue.config import Settings
-from graderqueue.dispatch.hints import Hub, hint_key
+from graderqueue.dispatch.hints import PollHints, hint_key
 from graderqueue.dispatch.pollslots import PollSlots
 from graderqueue.dispatch.wakeups import Waker
 from graderqueue.protocol import tokens
 from graderqueue.protocol.keys import QueueKeys
-from graderqueue.registry.view import Directory
+from graderqueue.registry.view import RegistryView
 from graderqueue.store.db import Database
 
 
@@ -20,17 +20,19 @@ class Runtime:
     settings: Settings
     db: Database
     keys: QueueKeys
-    hub: Hub = field(init=False)
+    hints: PollHints = field(init=False)
     waker: Waker = field(init=False)
-    directory: Directory = field(init=False)
+    registry: RegistryView = field(init=False)
     poll_slots: PollSlots = field(init=False)
     # Set by the delivery worker when it runs inside this process.
     delivery_kick: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
-        self.hub = Hub(self.db, self.settings.notify_host, _hint_key(self.settings), self.settings)
+        self.hints = PollHints(
+            self.db, self.settings.notify_host, _hint_key(self.settings), self.settings
+        )
         self.waker = Waker(self.db, self.settings)
-        self.directory = Directory(self.db, self.settings.registry_cache_sec)
+        self.registry = RegistryView(self.db, self.settings.registry_cache_sec)
         self.poll_slots = PollSlots(
             self.settings.max_polls_per_server, self.settings.max_waiting_polls
         )
@@ -44,7 +46,7 @@ class Runtime:
 
     def jobs_available(self, type_ids: list[int], *, wake_servers: bool = True) -> None:
         """After a commit that made jobs claimable: wake pollers, then idle servers."""
-        self.hub.publish(type_ids)
+        self.hints.publish(type_ids)
         if wake_servers:
             self.waker.request(type_ids)
 

@@ -192,7 +192,7 @@ class QueueSetup:
             delivery = self._app.extensions.get("graderqueue.delivery")
             if delivery is not None:  # its thread must not outlive the database
                 delivery.stop(timeout=5)
-            self._app.extensions["graderqueue"].hub.close()
+            self._app.extensions["graderqueue"].hints.close()
             self._app.extensions["graderqueue"].db.dispose()
         self.db.dispose()
 

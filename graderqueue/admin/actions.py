@@ -16,7 +16,7 @@ from graderqueue.errors import BadRequest
 from graderqueue.identity.platforms import INTERFACE
 from graderqueue.protocol import submissions
 from graderqueue.queue import enqueue
-from graderqueue.registry.view import Directory
+from graderqueue.registry.view import RegistryView
 from graderqueue.store.db import Database
 
 # The send-job form may send the same job several times at once (load tests).
@@ -25,7 +25,7 @@ MAX_COPIES = 100
 
 def send_from_interface(
     db: Database,
-    view: Directory,
+    view: RegistryView,
     settings: Settings,
     fields: dict[str, Any],
     *,

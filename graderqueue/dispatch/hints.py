@@ -104,8 +104,8 @@ def read_hint(
     return ids or None
 
 
-class Hub:
-    """One per process (and database)."""
+class PollHints:
+    """This process's side of hints: publish after a commit, wait in a poll (one per process)."""
 
     def __init__(
         self, db: Database, host: str, key: bytes, settings: Settings | None = None

@@ -35,12 +35,12 @@ def poll(
     """
     settings = rt.settings
     skip_locked = rt.db.dialect != "sqlite"
-    rt.hub.ensure_listening()
+    rt.hints.ensure_listening()
     # Authentication, bookkeeping and the first claim share one short
     # transaction: on SQLite every write transaction queues for one lock.
     with rt.db.transaction() as session:
         server = servers.authenticate_server(session, caller, settings.trusted_proxies)
-        seen = rt.hub.generation(server.type_id)
+        seen = rt.hints.generation(server.type_id)
         # The server's row first, then its jobs: every claim locks in that order.
         record_poll(session, server.id, utcnow())
         released = states.release_held(session, server.id) if holds_nothing else []
@@ -81,8 +81,8 @@ def _wait_for_job(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise NoJob()
-        rt.hub.wait(type_id, seen, min(remaining, settings.poll_recheck_sec))
-        seen = rt.hub.generation(type_id)
+        rt.hints.wait(type_id, seen, min(remaining, settings.poll_recheck_sec))
+        seen = rt.hints.generation(type_id)
         if client_gone():
             raise NoJob()  # nobody will read it; leave the job for a live poller
         with rt.db.transaction() as session:

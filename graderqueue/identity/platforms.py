@@ -26,7 +26,7 @@ from graderqueue.errors import PlatformAuthError, TokenError
 from graderqueue.identity import passwords
 from graderqueue.protocol import freshness, tokens
 from graderqueue.protocol.keys import QueueKeys
-from graderqueue.registry.view import Directory, PlatformInfo
+from graderqueue.registry.view import PlatformInfo, RegistryView
 from graderqueue.store.models import InterfaceToken, Platform, RemoteUser, utcnow
 
 INTERFACE = "interface"
@@ -64,7 +64,7 @@ def _platform_sender(platform: PlatformInfo, replay: freshness.Replay | None = N
 
 
 def open_platform_token(
-    directory: Directory,
+    view: RegistryView,
     keys: QueueKeys,
     settings: Settings,
     raw_token: str,
@@ -72,9 +72,9 @@ def open_platform_token(
 ) -> tuple[dict[str, Any], Sender]:
     """Decrypt and verify a platform's request token."""
     tokens.check_size(raw_token, settings.token_max_bytes)
-    platform = directory.platform(platform_name)
+    platform = view.platform(platform_name)
     if platform is None:
-        platform = directory.platform(platform_name, reload=True)
+        platform = view.platform(platform_name, reload=True)
         if platform is None:
             raise PlatformAuthError(f"Unknown platform `{platform_name[:100]}`.")
     queue_key = keys.for_kid(tokens.compact_header(raw_token, 5).get("kid"))
@@ -86,7 +86,7 @@ def open_platform_token(
         payload = tokens.verify(inner, platform.keys)
     except TokenError:
         # Maybe a key added a moment ago: look again before refusing.
-        platform = directory.platform(platform_name, reload=True)
+        platform = view.platform(platform_name, reload=True)
         if platform is None:
             raise
         payload = tokens.verify(inner, platform.keys)
@@ -95,15 +95,15 @@ def open_platform_token(
 
 
 def identify(
-    directory: Directory,
+    view: RegistryView,
     keys: QueueKeys,
     settings: Settings,
     form: Mapping[str, str],
 ) -> tuple[dict[str, Any], Sender]:
     """The request fields and their sender, from whichever credentials the form has."""
-    db = directory.db
+    db = view.db
     if form.get("sToken") and form.get("sPlatform"):
-        return open_platform_token(directory, keys, settings, form["sToken"], form["sPlatform"])
+        return open_platform_token(view, keys, settings, form["sToken"], form["sPlatform"])
 
     if form.get("rRequest") is not None:
         username = form.get("rUsername", "")
@@ -139,7 +139,7 @@ def identify(
     ):
         with db.reading() as session:
             name = session.scalar(select(Platform.name).where(Platform.id == 1))
-        platform = directory.platform(name) if name is not None else None
+        platform = view.platform(name) if name is not None else None
         if platform is None:
             raise PlatformAuthError("Debug requests act as platform 1, which does not exist.")
         return dict(form), _platform_sender(platform)

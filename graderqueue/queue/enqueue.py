@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from graderqueue.config import Settings
 from graderqueue.protocol.submissions import Submission
 from graderqueue.queue import routing, states
-from graderqueue.registry.view import Directory
+from graderqueue.registry.view import RegistryView
 from graderqueue.store.db import Database
 from graderqueue.store.models import Job, JobStatus, utcnow
 
@@ -107,7 +107,7 @@ def enqueue(
 
 
 def new_job(
-    sub: Submission, view: Directory, settings: Settings, forced_tag_id: int | None = None
+    sub: Submission, view: RegistryView, settings: Settings, forced_tag_id: int | None = None
 ) -> NewJob:
     """A validated submission, routed: its tags resolved to server types."""
     tags, type_ids = routing.resolve(
@@ -127,7 +127,7 @@ def new_job(
 
 def submit(
     db: Database,
-    view: Directory,
+    view: RegistryView,
     settings: Settings,
     subs: Sequence[Submission],
     *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from graderqueue.errors import BadRequest
-from graderqueue.registry.view import Directory
+from graderqueue.registry.view import RegistryView
 
 
 def parse_tags(raw: object) -> list[str]:
@@ -24,7 +24,7 @@ def parse_tags(raw: object) -> list[str]:
 
 
 def resolve(
-    directory: Directory,
+    view: RegistryView,
     tag_names: Sequence[str],
     *,
     forced_tag_id: int | None = None,
@@ -32,23 +32,23 @@ def resolve(
 ) -> tuple[str, list[int]]:
     """Returns the job's tag string (as stored) and the server types that can run it."""
     names = list(tag_names)
-    known = directory.tags()
+    known = view.tags()
     if any(name not in known for name in names):
-        known = directory.tags(reload=True)  # a tag added a moment ago
+        known = view.tags(reload=True)  # a tag added a moment ago
     tag_ids: list[int] = []
     for name in names:
         if name not in known:
             raise BadRequest(f"Tag `{name}` unrecognized.")
         tag_ids.append(known[name])
     if forced_tag_id is not None and forced_tag_id not in tag_ids:
-        forced_name = directory.tag_names().get(forced_tag_id)
+        forced_name = view.tag_names().get(forced_tag_id)
         if forced_name is not None:
             tag_ids.append(forced_tag_id)
             names.append(forced_name)
     if not tag_ids and default_tags:
-        return resolve(directory, default_tags)
+        return resolve(view, default_tags)
 
-    type_ids = directory.types_handling(tag_ids)
+    type_ids = view.types_handling(tag_ids)
     if not type_ids:
         if tag_ids:
             raise BadRequest(f"No server type can execute jobs with tags {','.join(names)}.")

@@ -34,14 +34,16 @@ class PlatformInfo:
     keys: tuple[jwk.JWK, ...]
 
 
-class Directory:
+class RegistryView:
+    """Platforms, tags and server types as the hot paths read them (one per process)."""
+
     def __init__(self, db: Database | None, ttl: float, session: Session | None = None) -> None:
         self.db = db  # type: ignore[assignment]
         self._session = session
         self._cache = TTLCache(ttl=ttl)
 
     @classmethod
-    def within(cls, session: Session) -> Directory:
+    def within(cls, session: Session) -> RegistryView:
         """An uncached view reading through an open session (inside a transaction)."""
         return cls(None, 0, session)
 

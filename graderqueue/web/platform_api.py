@@ -32,7 +32,7 @@ def api() -> Response:
     rt = runtime()
     form = form_fields()
     # Crypto and password checks happen here, outside any transaction.
-    fields, sender = platforms.identify(rt.directory, rt.keys, rt.settings, form)
+    fields, sender = platforms.identify(rt.registry, rt.keys, rt.settings, form)
     kind = fields.get("request")
     if kind in ("sendjob", "sendsolution"):
         sub = submissions.parse(
@@ -74,7 +74,7 @@ def _send(sub: submissions.Submission, sender: platforms.Sender) -> Response:
     rt = runtime()
     queued = enqueue.submit(
         rt.db,
-        rt.directory,
+        rt.registry,
         rt.settings,
         [sub],
         platform_id=sender.platform_id,

@@ -248,7 +248,7 @@ class Timing:
 
 def _pages(db: Database, done_rows: int) -> list[tuple[str, str]]:
     """(label, path) of every page to time, with cursors and values from this fill."""
-    from graderqueue.web.admin.keyset import Cursor
+    from graderqueue.admin.keyset import Cursor
 
     middle = max(1, done_rows // 2)
     with db.reading() as session:
@@ -317,7 +317,7 @@ def time_pages(settings: Settings, db: Database, done_rows: int, repeat: int) ->
         results[label] = Timing(statistics.median(cold), statistics.median(warm))
         note(f"  {label:<42} cold {results[label].cold * 1000:8.1f} ms")
     rt = app.extensions["graderqueue"]
-    rt.hub.close()
+    rt.hints.close()
     rt.db.dispose()
     return results
 

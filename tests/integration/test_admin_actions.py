@@ -11,7 +11,7 @@ from graderqueue.admin import actions as admin_actions
 from graderqueue.client import ClientError
 from graderqueue.errors import BadRequest, UnknownJob
 from graderqueue.queue import states
-from graderqueue.registry.view import Directory
+from graderqueue.registry.view import RegistryView
 from graderqueue.store.models import Event, Job, JobStatus, JobType
 
 RESULT = json.dumps({"errorcode": 0, "errormsg": "ok", "jobdata": {}})
@@ -100,7 +100,7 @@ def test_done_and_unknown_jobs_are_refused_and_left_alone(queue):
 def test_send_from_interface_queues_jobs_without_a_platform(queue):
     fields = {"request": "sendjob", "jobdata": '{"taskPath": "/t"}', "tags": "java", "jobname": "j"}
     sent = admin_actions.send_from_interface(
-        queue.db, Directory(queue.db, 0), queue.settings, fields, copies=3
+        queue.db, RegistryView(queue.db, 0), queue.settings, fields, copies=3
     )
     assert len(set(sent.job_ids)) == 3, "each copy is a new job"
     with queue.db.transaction() as session:
@@ -124,6 +124,6 @@ def test_send_from_interface_validates_like_the_api(queue):
     for fields, copies, message in bad:
         with pytest.raises(BadRequest, match=f"(?i){message}"):
             admin_actions.send_from_interface(
-                queue.db, Directory(queue.db, 0), queue.settings, fields, copies=copies
+                queue.db, RegistryView(queue.db, 0), queue.settings, fields, copies=copies
             )
     assert queue.snapshot() == before

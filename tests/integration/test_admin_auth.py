@@ -162,7 +162,7 @@ def test_secret_key_is_generated_once_private_and_reused(sqlite_queue):
     assert len(app.secret_key) >= 64
     again = create_app(sqlite_queue.settings)
     assert again.secret_key == app.secret_key
-    again.extensions["graderqueue"].hub.close()
+    again.extensions["graderqueue"].hints.close()
 
 
 def test_configured_secret_key_is_used_and_no_file_is_written(tmp_path):

@@ -170,7 +170,7 @@ def test_parallel_attempts_on_two_app_nodes_share_the_limit(admin_queue, hashes)
         )
         assert count == 30
     finally:
-        other.extensions["graderqueue"].hub.close()
+        other.extensions["graderqueue"].hints.close()
         other.extensions["graderqueue"].db.dispose()
 
 

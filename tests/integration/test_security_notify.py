@@ -19,7 +19,7 @@ import pytest
 from graderqueue.dispatch.hints import (
     ALL_TYPES,
     MAX_TYPE_COUNTERS,
-    Hub,
+    PollHints,
     hint_key,
     sign_hint,
 )
@@ -31,21 +31,21 @@ BARRIER = 999_999
 
 
 @pytest.fixture
-def hubs(sqlite_queue: QueueSetup) -> Iterator[list[Hub]]:
-    made: list[Hub] = []
+def hubs(sqlite_queue: QueueSetup) -> Iterator[list[PollHints]]:
+    made: list[PollHints] = []
     yield made
     for hub in made:
         hub.close()
 
 
-def listening(hubs: list[Hub], queue: QueueSetup, key: bytes = KEY) -> Hub:
-    hub = Hub(queue.db, "127.0.0.1", key)
+def listening(hubs: list[PollHints], queue: QueueSetup, key: bytes = KEY) -> PollHints:
+    hub = PollHints(queue.db, "127.0.0.1", key)
     hub.ensure_listening()
     hubs.append(hub)
     return hub
 
 
-def port_of(hub: Hub) -> int:
+def port_of(hub: PollHints) -> int:
     assert hub._sock is not None
     return hub._sock.getsockname()[1]
 
@@ -53,7 +53,7 @@ def port_of(hub: Hub) -> int:
 BATCH = 50  # datagrams in flight at once: well within the socket's buffer
 
 
-def send(hub: Hub, *datagrams: bytes) -> None:
+def send(hub: PollHints, *datagrams: bytes) -> None:
     """Send in batches, each followed by a barrier, so the kernel drops none."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for start in range(0, len(datagrams), BATCH):
@@ -62,7 +62,7 @@ def send(hub: Hub, *datagrams: bytes) -> None:
             after_barrier(hub, sock)
 
 
-def after_barrier(hub: Hub, sock: socket.socket | None = None) -> None:
+def after_barrier(hub: PollHints, sock: socket.socket | None = None) -> None:
     """Send a signed hint for BARRIER and wait until the listener handled it.
 
     The listener handles datagrams in order: once the barrier is seen,
@@ -77,7 +77,7 @@ def after_barrier(hub: Hub, sock: socket.socket | None = None) -> None:
     assert hub.wait(BARRIER, seen, timeout=30), "the signed barrier hint never arrived"
 
 
-def test_forged_datagrams_change_nothing(sqlite_queue: QueueSetup, hubs: list[Hub]) -> None:
+def test_forged_datagrams_change_nothing(sqlite_queue: QueueSetup, hubs: list[PollHints]) -> None:
     hub = listening(hubs, sqlite_queue)
     old = time.time() - 3600
     good = sign_hint(KEY, [7])
@@ -101,7 +101,7 @@ def test_forged_datagrams_change_nothing(sqlite_queue: QueueSetup, hubs: list[Hu
 
 
 def test_signed_hints_from_a_flood_of_ids_keep_the_state_bounded(
-    sqlite_queue: QueueSetup, hubs: list[Hub]
+    sqlite_queue: QueueSetup, hubs: list[PollHints]
 ) -> None:
     """Even a node with the key cannot grow the counters table past its bound."""
     hub = listening(hubs, sqlite_queue)
@@ -115,10 +115,10 @@ def test_signed_hints_from_a_flood_of_ids_keep_the_state_bounded(
 
 
 def test_a_signed_hint_from_another_node_wakes_a_long_poll(
-    sqlite_queue: QueueSetup, hubs: list[Hub]
+    sqlite_queue: QueueSetup, hubs: list[PollHints]
 ) -> None:
     waiting = listening(hubs, sqlite_queue)
-    other_node = Hub(sqlite_queue.db, "127.0.0.1", KEY)
+    other_node = PollHints(sqlite_queue.db, "127.0.0.1", KEY)
     hubs.append(other_node)
     seen = waiting.generation(5)
     other_node.publish([5])
@@ -127,10 +127,10 @@ def test_a_signed_hint_from_another_node_wakes_a_long_poll(
 
 
 def test_a_node_with_another_secret_key_is_ignored(
-    sqlite_queue: QueueSetup, hubs: list[Hub]
+    sqlite_queue: QueueSetup, hubs: list[PollHints]
 ) -> None:
     waiting = listening(hubs, sqlite_queue)
-    stranger = Hub(sqlite_queue.db, "127.0.0.1", OTHER_KEY)
+    stranger = PollHints(sqlite_queue.db, "127.0.0.1", OTHER_KEY)
     hubs.append(stranger)
     seen = waiting.generation(5)
     stranger.publish([5])
@@ -156,10 +156,10 @@ def test_the_app_signs_with_a_key_derived_from_secret_key(sqlite_queue: QueueSet
 
 
 def test_a_hint_for_too_many_types_for_one_datagram_wakes_everyone(
-    sqlite_queue: QueueSetup, hubs: list[Hub]
+    sqlite_queue: QueueSetup, hubs: list[PollHints]
 ) -> None:
     waiting = listening(hubs, sqlite_queue)
-    other_node = Hub(sqlite_queue.db, "127.0.0.1", KEY)
+    other_node = PollHints(sqlite_queue.db, "127.0.0.1", KEY)
     hubs.append(other_node)
     seen = waiting.generation(5)
     other_node.publish(range(100_000, 100_400))  # 400 ids: over MAX_HINT_BYTES

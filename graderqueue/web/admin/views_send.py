@@ -54,7 +54,7 @@ def send() -> Response | tuple[str, int] | str:
         upload = _upload() if fields.get("request") == "sendsolution" else None
         copies = _copies()
         sent = admin_actions.send_from_interface(
-            rt.db, rt.directory, rt.settings, fields, upload=upload, copies=copies
+            rt.db, rt.registry, rt.settings, fields, upload=upload, copies=copies
         )
     except QueueError as exc:
         flash(exc.message, "error")
