@@ -19,8 +19,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
@@ -59,16 +60,26 @@ def admit(
 ) -> int | None:
     """Count one login attempt. None: go on and check the password;
     else the seconds to wait before an attempt is allowed again."""
+    counted = sorted(
+        [
+            (account_subject(username), limits.per_account),
+            (address_subject(address), limits.per_address),
+        ]
+    )
+    # Only this attempt's own rows, by primary key and in key order: attempts
+    # on several nodes at once then lock rows in one order and never deadlock
+    # (a delete over the whole table did, on MariaDB). Other expired rows are
+    # the hourly cron's (maintenance/purge.py).
     session.execute(
         delete(LoginThrottle)
-        .where(LoginThrottle.window_start <= now - limits.window)
+        .where(
+            LoginThrottle.subject.in_([subject for subject, _ in counted]),
+            LoginThrottle.window_start <= now - limits.window,
+        )
         .execution_options(synchronize_session=False)
     )
     wait: int | None = None
-    for subject, limit in (
-        (account_subject(username), limits.per_account),
-        (address_subject(address), limits.per_address),
-    ):
+    for subject, limit in counted:
         window_start, attempts = _count(session, subject, now)
         if attempts > limit:
             left = math.ceil((window_start + limits.window - now).total_seconds())
@@ -98,21 +109,19 @@ def forget_account(session: Session, username: str) -> bool:
 
 
 def _count(session: Session, subject: str, now: datetime) -> tuple[datetime, int]:
-    bump = (
-        update(LoginThrottle)
-        .where(LoginThrottle.subject == subject)
-        .values(attempts=LoginThrottle.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
-        try:
-            with session.begin_nested():
-                session.execute(
-                    insert(LoginThrottle).values(subject=subject, window_start=now, attempts=1)
-                )
-        except IntegrityError:
-            # Another node's attempt made the row a moment ago: count on it.
-            session.execute(bump)
+    # One upsert, not an UPDATE then an INSERT: concurrent first attempts on
+    # MariaDB each held a shared lock from the INSERT that lost the race and
+    # then all waited to upgrade it (a deadlock, answered 503).
+    if session.get_bind().dialect.name == "sqlite":
+        upsert = sqlite_insert(LoginThrottle).values(subject=subject, window_start=now, attempts=1)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[LoginThrottle.subject],
+            set_={"attempts": LoginThrottle.attempts + 1},
+        )
+    else:
+        upsert = mysql_insert(LoginThrottle).values(subject=subject, window_start=now, attempts=1)
+        upsert = upsert.on_duplicate_key_update(attempts=LoginThrottle.attempts + 1)
+    session.execute(upsert)
     row = session.execute(
         select(LoginThrottle.window_start, LoginThrottle.attempts).where(
             LoginThrottle.subject == subject

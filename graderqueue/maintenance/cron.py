@@ -133,7 +133,12 @@ def _run_hourly(db: Database, settings: Settings, report: Report) -> None:
                     )
                 },
             ),
-            ("purge expired", lambda: purge.purge_expired(db, settings.listener_stale_sec)),
+            (
+                "purge expired",
+                lambda: purge.purge_expired(
+                    db, settings.listener_stale_sec, settings.admin_login_window_sec
+                ),
+            ),
         ]
         for name, action in steps:
             report.purged.update(_step(report, name, action) or {})

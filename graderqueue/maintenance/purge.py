@@ -22,6 +22,7 @@ from graderqueue.store.models import (
     JobStatus,
     JobType,
     Listener,
+    LoginThrottle,
     Result,
     SeenTokenId,
     Server,
@@ -140,8 +141,11 @@ def remove_dead_token_servers(db: Database, max_wakeup_fails: int) -> int:
     return removed
 
 
-def purge_expired(db: Database, listener_stale_sec: float) -> dict[str, int]:
-    """Interface tokens and replay-guard token ids past their expiry, dead listeners."""
+def purge_expired(
+    db: Database, listener_stale_sec: float, login_window_sec: float
+) -> dict[str, int]:
+    """Interface tokens and replay-guard token ids past their expiry, dead listeners,
+    log-in counts whose window is over."""
     now = utcnow()
     stale = now - timedelta(seconds=listener_stale_sec * 5)
     with db.transaction() as session:
@@ -154,5 +158,10 @@ def purge_expired(db: Database, listener_stale_sec: float) -> dict[str, int]:
             ).rowcount,
             "stale listeners": session.execute(
                 delete(Listener).where(Listener.heartbeat < stale)
+            ).rowcount,
+            "log-in counts": session.execute(
+                delete(LoginThrottle).where(
+                    LoginThrottle.window_start <= now - timedelta(seconds=login_window_sec)
+                )
             ).rowcount,
         }
