@@ -13,7 +13,8 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from graderqueue.errors import SUCCESS, InternalError, QueueError, TooLarge
+from graderqueue.errors import SUCCESS, BadRequest, InternalError, QueueError, TooLarge
+from graderqueue.protocol.submissions import Upload
 from graderqueue.runtime import Runtime
 
 log = logging.getLogger("graderqueue.web")
@@ -43,6 +44,18 @@ def runtime() -> Runtime:
 def form_fields() -> dict[str, str]:
     """The POST form (first value of each field); GET has none, as with the original."""
     return request.form.to_dict(flat=True) if request.method == "POST" else {}
+
+
+def uploaded_solution(not_text: str) -> Upload | None:
+    """The ``solfile`` of a sendsolution, if one was sent; ``not_text`` if it is not UTF-8."""
+    file = request.files.get("solfile")
+    if file is None or not file.filename:
+        return None
+    try:
+        content = file.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(not_text) from exc
+    return Upload(filename=file.filename, content=content)
 
 
 def _discard_body(limit: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from graderqueue.dispatch import wakeups
 from graderqueue.errors import BadRequest, WakeupFailed
@@ -10,20 +10,9 @@ from graderqueue.identity import platforms
 from graderqueue.protocol import submissions
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import enqueue, lookup
-from graderqueue.web.answers import form_fields, runtime, success
+from graderqueue.web.answers import form_fields, runtime, success, uploaded_solution
 
 bp = Blueprint("platform_api", __name__)
-
-
-def _upload() -> submissions.Upload | None:
-    file = request.files.get("solfile")
-    if file is None or not file.filename:
-        return None
-    try:
-        content = file.read().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("solfile is not UTF-8 text.") from exc
-    return submissions.Upload(filename=file.filename, content=content)
 
 
 @bp.route("/api.php", methods=["GET", "POST"])
@@ -36,7 +25,10 @@ def api() -> Response:
     kind = fields.get("request")
     if kind in ("sendjob", "sendsolution"):
         sub = submissions.parse(
-            fields, rt.settings, restrict_paths=sender.restrict_paths, upload=_upload()
+            fields,
+            rt.settings,
+            restrict_paths=sender.restrict_paths,
+            upload=uploaded_solution("solfile is not UTF-8 text."),
         )
         return _send(sub, sender)
     if kind == "getjob":

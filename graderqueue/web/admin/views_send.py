@@ -6,11 +6,10 @@ from flask import Response, flash, redirect, render_template, request, url_for
 
 from graderqueue.admin import actions as admin_actions
 from graderqueue.errors import BadRequest, QueueError
-from graderqueue.protocol import submissions
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.security import CSRF_FIELD
-from graderqueue.web.answers import runtime
+from graderqueue.web.answers import runtime, uploaded_solution
 
 # Form fields that are not request fields.
 FORM_ONLY = {CSRF_FIELD, "copies"}
@@ -21,17 +20,6 @@ DEFAULTS = {
     "lang": "c",
     "priority": "10",
 }
-
-
-def _upload() -> submissions.Upload | None:
-    file = request.files.get("solfile")
-    if file is None or not file.filename:
-        return None
-    try:
-        content = file.read().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("The solution file is not UTF-8 text.") from exc
-    return submissions.Upload(filename=file.filename, content=content)
 
 
 def _copies() -> int:
@@ -51,7 +39,11 @@ def send() -> Response | tuple[str, int] | str:
         return render_template("admin/send.html", enabled=enabled, values=DEFAULTS), status
     fields = {k: v for k, v in request.form.items() if k not in FORM_ONLY and v != ""}
     try:
-        upload = _upload() if fields.get("request") == "sendsolution" else None
+        upload = (
+            uploaded_solution("The solution file is not UTF-8 text.")
+            if fields.get("request") == "sendsolution"
+            else None
+        )
         copies = _copies()
         sent = admin_actions.send_from_interface(
             rt.db, rt.registry, rt.settings, fields, upload=upload, copies=copies
