@@ -8,6 +8,7 @@ and a non-zero exit. Library errors are translated where they occur
 
     QueueError (2)
     ├── BadRequest, TokenError, UnknownJob, NotAssigned, InvalidResult, NotFound (2)
+    ├── ApiAuthError, Forbidden       the JSON API's 401 and 403 (it uses http_status, not codes)
     ├── TooLarge (2)                  request body over max_request_bytes
     ├── AuthenticationError (3)       grading servers; PlatformAuthError (2) for platforms
     ├── TooManyJobs, NoJob (1)        poll answers that say "later"
@@ -33,6 +34,8 @@ class QueueError(Exception):
     """The queue refused the request."""
 
     errorcode: int = FATAL
+    # The JSON API's HTTP status for it (the PHP protocol always answers 200).
+    http_status: int = 400
 
     def __init__(self, message: str | None = None, *, errorcode: int | None = None) -> None:
         if message is None:
@@ -67,6 +70,8 @@ class PlatformAuthError(QueueError):
 class UnknownJob(QueueError):
     """Invalid jobid."""
 
+    http_status = 404
+
 
 class NotAssigned(QueueError):
     """Task doesn't exist or server doesn't have this job assigned."""
@@ -93,14 +98,31 @@ class Unavailable(QueueError):
 
     # A transient fault on our side must never make a client give up.
     errorcode = TEMPORARY
+    http_status = 503
 
 
 class NotFound(QueueError):
     """Not found."""
 
+    http_status = 404
+
+
+class ApiAuthError(QueueError):
+    """No valid API credentials."""
+
+    http_status = 401
+
+
+class Forbidden(QueueError):
+    """Not allowed with these credentials."""
+
+    http_status = 403
+
 
 class TooLarge(QueueError):
     """Request too large."""
+
+    http_status = 413
 
 
 class WakeupFailed(QueueError):
@@ -113,6 +135,7 @@ class InternalError(QueueError):
     """Internal error, try again later."""
 
     errorcode = TEMPORARY
+    http_status = 500
 
 
 class ConfigError(QueueError):

@@ -91,6 +91,7 @@ def _register() -> None:
     # Plain imports: a broken module must fail loudly, not hide its commands.
     from graderqueue.cli import (
         admin_users,
+        api_tokens,
         jobs,
         maintenance,
         platforms,
@@ -100,7 +101,17 @@ def _register() -> None:
         tags,
     )
 
-    for module in (setup, tags, platforms, servers, jobs, maintenance, admin_users, security):
+    for module in (
+        setup,
+        tags,
+        platforms,
+        servers,
+        jobs,
+        maintenance,
+        admin_users,
+        security,
+        api_tokens,
+    ):
         module.register(cli)
 
 

@@ -21,6 +21,8 @@ DELIVERY_FAILED = "delivery_failed"
 DELIVERY_GIVEN_UP = "delivery_given_up"
 REDELIVERY = "redelivery_requested"
 ALERT_SENT = "alert_sent"
+API_TOKEN_ADDED = "api_token_added"
+API_TOKEN_REVOKED = "api_token_revoked"
 
 MESSAGE_MAX = 2000
 

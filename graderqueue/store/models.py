@@ -318,6 +318,22 @@ class LoginThrottle(Base):
     attempts: Mapped[int] = mapped_column(Integer)
 
 
+class ApiToken(Base):
+    """An operator's bearer token for the JSON API (``graderqueue api-token``).
+
+    Only the token's SHA-256 is kept: the token itself is shown once, when made.
+    ``scope`` is ``read`` (look) or ``write`` (look and act).
+    """
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
 class RemoteUser(Base):
     """Users of the ``rRequest`` way in (remote testing tools)."""
 

@@ -78,28 +78,57 @@ def _discard_body(limit: int) -> None:
         remaining -= len(chunk)
 
 
+API_PREFIX = "/api/v1/"
+
+
 def is_protocol_path(path: str) -> bool:
-    return path.startswith(PROTOCOL_PREFIXES)
+    """The PHP-compatible protocol's paths (always HTTP 200), not the JSON API's."""
+    return path.startswith(PROTOCOL_PREFIXES) and not is_api_path(path)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
+
+
+def problem(status: int, title: str, detail: str) -> Response:
+    """A JSON API refusal: ``application/problem+json`` (RFC 9457) with a real status."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="graderqueue"'
+    return response
+
+
+def api_refusal(exc: QueueError) -> Response:
+    """A QueueError for the JSON API: its class's HTTP status, its class's title."""
+    title = (type(exc).__doc__ or "Refused.").strip().splitlines()[0]
+    return problem(exc.http_status, title, exc.message)
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(QueueError)
     def _queue_error(exc: QueueError) -> Response:
-        return refusal(exc)
+        return api_refusal(exc) if is_api_path(request.path) else refusal(exc)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
         _discard_body(2 * (app.config.get("MAX_CONTENT_LENGTH") or 0))
         if is_protocol_path(request.path):
             return refusal(TooLarge())
+        if is_api_path(request.path):
+            return api_refusal(TooLarge())
         return exc
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         if isinstance(exc, HTTPException):
+            if is_api_path(request.path):
+                return problem(exc.code or 500, exc.name, exc.description or exc.name)
             return exc
         # Never a stack trace or a secret in an answer; the log has the details.
         log.exception("unexpected error on %s", request.path)
         if is_protocol_path(request.path):
             return refusal(InternalError())
+        if is_api_path(request.path):
+            return api_refusal(InternalError())
         return Response("Internal error.", status=500, mimetype="text/plain")
