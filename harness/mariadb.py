@@ -41,7 +41,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from harness.processes import die_with_parent, free_port
+from harness.processes import die_with_parent, launch_on_a_free_port
 
 __all__ = [
     "ENV_URL",
@@ -211,12 +211,7 @@ class MariaDBServer:
         atexit.register(self.stop)
         try:
             self._install_db()
-            # free_port() can race with another process taking the port
-            # before mariadbd binds it; try a few ports before giving up.
-            for attempt in range(3):
-                self.port = free_port()
-                if self._launch_and_wait(last_attempt=attempt == 2):
-                    break
+            launch_on_a_free_port(self)
         except BaseException:
             self.stop()
             raise

@@ -248,10 +248,7 @@ class Gunicorn:
         else:
             self.log_dir = Path(tempfile.mkdtemp(prefix="gq-gunicorn-"))
         try:
-            for attempt in range(3):
-                self.port = free_port()
-                if self._launch_and_wait(last_attempt=attempt == 2):
-                    break
+            launch_on_a_free_port(self)
         except BaseException:
             self.stop()
             raise
@@ -368,6 +365,18 @@ class CliError(subprocess.CalledProcessError):
             f"{super().__str__()}\n--- stdout ---\n{_tail(self.stdout or '')}"
             f"\n--- stderr ---\n{_tail(self.stderr or '')}"
         )
+
+
+def launch_on_a_free_port(server: Any) -> None:
+    """Start ``server`` through its ``_launch_and_wait(last_attempt=...)`` on a free port.
+
+    free_port() can race with another process taking the port before the
+    server binds it: a few ports are tried before giving up.
+    """
+    for attempt in range(3):
+        server.port = free_port()
+        if server._launch_and_wait(last_attempt=attempt == 2):
+            return
 
 
 def run_cli(
