@@ -27,7 +27,7 @@ def api_token() -> None:
 @click.option("--scope", type=click.Choice(api_callers.SCOPES), default="read", show_default=True)
 @pass_ctx
 def api_token_add(ctx: Context, name: str, scope: str) -> None:
-    """Make token NAME and print it (only now: the queue keeps its hash)."""
+    """Make token NAME and print it, once (only its hash is kept)."""
     with ctx.transaction() as session:
         token = api_callers.add_token(session, name, scope)
         events.log_event(session, events.API_TOKEN_ADDED, message=f"{name} ({scope})")
@@ -38,7 +38,7 @@ def api_token_add(ctx: Context, name: str, scope: str) -> None:
 @api_token.command("list")
 @pass_ctx
 def api_token_list(ctx: Context) -> None:
-    """Every API token: name, scope, made, last used (never the token)."""
+    """Every API token: name, scope, made, last used."""
     with ctx.transaction() as session:
         rows = session.scalars(select(ApiToken).order_by(ApiToken.name))
         echo_rows(
@@ -55,7 +55,7 @@ def api_token_list(ctx: Context) -> None:
 @click.argument("name")
 @pass_ctx
 def api_token_revoke(ctx: Context, name: str) -> None:
-    """Delete token NAME: requests with it are refused from now on."""
+    """Delete token NAME: it is refused from now on."""
     with ctx.transaction() as session:
         api_callers.revoke_token(session, name)
         events.log_event(session, events.API_TOKEN_REVOKED, message=name.strip())
