@@ -16,13 +16,20 @@ from flask import Blueprint, Response, g, request
 
 from graderqueue.identity import api_callers
 from graderqueue.queue import waiting
+from graderqueue.web import openapi
 from graderqueue.web.answers import runtime
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
 
+# Readable without credentials: it describes the API, it holds nothing.
+PUBLIC = {"api_v1.openapi_json"}
+
+
 @bp.before_request
 def _authenticate() -> None:
+    if request.endpoint in PUBLIC:
+        return
     rt = runtime()
     g.api_caller = api_callers.authenticate(
         rt.db, rt.registry, rt.settings, request.headers.get("Authorization")
@@ -46,3 +53,9 @@ def queue() -> Response:
     with db.transaction() if caller.replay else db.reading() as session:
         caller.spend(session)
         return _ok(waiting.summary(session, caller.platform_id))
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    """This API's OpenAPI 3.1 document."""
+    return _ok(openapi.document())
