@@ -155,6 +155,9 @@ def test_unknown_api_paths_are_problems_and_the_old_api_is_untouched(queue):
     token = api_token(queue)
     missing = get(queue, "/api/v1/nothing-here", token)
     assert missing.status_code == 404 and missing.mimetype == PROBLEM
+    wrong_method = queue.app.test_client().post("/api/v1/queue")
+    assert wrong_method.status_code == 405 and wrong_method.mimetype == PROBLEM
+    assert wrong_method.get_json()["status"] == 405
     # The PHP-compatible /api and /api.php still answer 200 with errorcode.
     old = queue.app.test_client().post("/api.php", data={})
     assert old.status_code == 200 and old.get_json()["errorcode"] == 2
