@@ -18,9 +18,7 @@ transaction of the request it authenticates.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
 from graderqueue.errors import ApiAuthError, BadRequest, NotFound, TokenError
+from graderqueue.identity.servers import hash_token
 from graderqueue.protocol import freshness
 from graderqueue.quoting import quote
 from graderqueue.registry.view import RegistryView
@@ -42,6 +41,7 @@ SCOPES = ("read", "write")
 TOKEN_PREFIX = "gqa_"
 API_TOKEN_MAX_LIFETIME_SEC = 300
 BEARER_MAX = 16 * 1024
+NEEDS_TIMES = "The bearer token needs numeric iat and exp (unix times, 1970 to 2100)."
 NAME_MAX = 255
 
 
@@ -66,10 +66,6 @@ class ApiCaller:
             freshness.remember(session, self.replay)
         except TokenError as exc:
             raise ApiAuthError("The bearer token was already used (its jti).") from exc
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 # -- operators' API tokens --------------------------------------------------------
@@ -129,20 +125,20 @@ def _claims_checked(claims: object, name: str, settings: Settings, now: float) -
         raise ApiAuthError("The bearer token's iss must be the platform's name (its kid).")
     if claims.get("aud") != settings.key_name:
         raise ApiAuthError(f"The bearer token's aud must be {quote(settings.key_name)}.")
-    iat, exp = claims.get("iat"), claims.get("exp")
-    times_ok = all(
-        isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
-        for t in (iat, exp)
-    )
-    if not times_ok:
-        raise ApiAuthError("The bearer token needs numeric iat and exp.")
+    try:
+        # The protocol's one rule for time claims: finite unix times, 1970 to 2100.
+        iat, exp = freshness.unix_time(claims, "iat"), freshness.unix_time(claims, "exp")
+    except TokenError as exc:
+        raise ApiAuthError(NEEDS_TIMES) from exc
+    if iat is None or exp is None:
+        raise ApiAuthError(NEEDS_TIMES)
     skew = settings.token_clock_skew_sec
-    if exp - iat > API_TOKEN_MAX_LIFETIME_SEC:  # type: ignore[operator]
+    if exp - iat > API_TOKEN_MAX_LIFETIME_SEC:
         raise ApiAuthError(
             f"The bearer token lives too long: exp at most {API_TOKEN_MAX_LIFETIME_SEC} s "
             "after iat."
         )
-    if now > exp + skew or now < iat - skew:  # type: ignore[operator]
+    if now > exp + skew or now < iat - skew:
         raise ApiAuthError("The bearer token is expired or not valid yet.")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 255:
@@ -160,15 +156,18 @@ def _platform(view: RegistryView, settings: Settings, token: str) -> ApiCaller:
     platform = view.platform(name) or view.platform(name, reload=True)
     if platform is None:
         raise ApiAuthError("Unknown platform.")
+    signed = jws.JWS()
+    try:
+        signed.deserialize(token)
+    except jws.InvalidJWSObject as exc:
+        raise ApiAuthError("Malformed bearer token.") from exc
     claims = None
     for key in platform.keys:
         try:
-            signed = jws.JWS()
-            signed.deserialize(token)
             signed.verify(key, alg="RS512")
             claims = json.loads(signed.payload)
             break
-        except (jws.InvalidJWSSignature, jws.InvalidJWSObject, jwk.InvalidJWKType, ValueError):
+        except (jws.InvalidJWSSignature, jwk.InvalidJWKType, ValueError):
             continue
     if claims is None:
         raise ApiAuthError("The bearer token's signature does not verify with the platform's keys.")

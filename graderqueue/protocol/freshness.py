@@ -30,7 +30,7 @@ from graderqueue.store.models import SeenTokenId, utcnow
 MAX_UNIX_TIME = 4_102_444_800
 
 
-def _number(payload: dict[str, Any], key: str) -> float | None:
+def unix_time(payload: dict[str, Any], key: str) -> float | None:
     """A unix time claim (``exp``, ``iat``, ``nbf``): a finite number from 1970 to 2100."""
     value = payload.get(key)
     if value is None:
@@ -62,16 +62,16 @@ def check(platform: PlatformInfo, payload: dict[str, Any], settings: Settings) -
     """
     now = time.time()
     skew = settings.token_clock_skew_sec
-    exp = _number(payload, "exp")
+    exp = unix_time(payload, "exp")
     if exp is not None and now > exp + skew:
         raise TokenError("Invalid token: expired.")
-    nbf = _number(payload, "nbf")
+    nbf = unix_time(payload, "nbf")
     if nbf is not None and now < nbf - skew:
         raise TokenError("Invalid token: not valid yet.")
     if not platform.require_fresh:
         return None
 
-    iat = _number(payload, "iat")
+    iat = unix_time(payload, "iat")
     jti = payload.get("jti")
     if exp is not None or iat is not None:
         if iat is not None and abs(now - iat) > settings.token_max_age_sec:
