@@ -177,6 +177,26 @@ class Settings:
     # most this much.
     hourly_lease_sec: int = 15 * 60
 
+    # JSON API (docs/API.md).
+    # stdout/stderr a grading server sends beside a result: each kept up to
+    # this many bytes (the rest is cut, and the artifact says so).
+    artifact_max_bytes: int = 64 * 1024
+    # How long an Idempotency-Key is remembered (at least 24 h, by contract).
+    idempotency_keep_hours: int = 48
+    # Jobs per page of GET /api/v1/jobs, and in one POST /api/v1/jobs batch.
+    api_page_max: int = 200
+    api_batch_max: int = 1000
+    # Jobs one POST /api/v1/jobs/actions may change (a dry run counts them all).
+    api_action_max: int = 100_000
+    # Event streams: one thread per web worker reads every watched job's state
+    # from the database each events_poll_sec, whatever the number of streams;
+    # a worker serves at most events_max_streams at once (more: 503), each for
+    # at most events_max_sec (the client resumes with Last-Event-ID).
+    events_poll_sec: float = 1.0
+    events_max_streams: int = 32
+    events_max_sec: float = 600.0
+    events_keepalive_sec: float = 15.0
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -9,6 +9,7 @@ and a non-zero exit. Library errors are translated where they occur
     QueueError (2)
     ├── BadRequest, TokenError, UnknownJob, NotAssigned, InvalidResult, NotFound (2)
     ├── ApiAuthError, Forbidden       the JSON API's 401 and 403 (it uses http_status, not codes)
+    ├── Conflict                      the JSON API's 409: a job's state forbids the action
     ├── TooLarge (2)                  request body over max_request_bytes
     ├── AuthenticationError (3)       grading servers; PlatformAuthError (2) for platforms
     ├── TooManyJobs, NoJob (1)        poll answers that say "later"
@@ -117,6 +118,12 @@ class Forbidden(QueueError):
     """Not allowed with these credentials."""
 
     http_status = 403
+
+
+class Conflict(QueueError):
+    """The job's state does not allow this."""
+
+    http_status = 409
 
 
 class TooLarge(QueueError):

@@ -6,17 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import TooManyJobs
 from graderqueue.queue import states
 from graderqueue.store import events
-from graderqueue.store.models import Job, JobStatus, JobType, Server, utcnow
+from graderqueue.store.models import Handout, Job, JobStatus, JobType, Server, utcnow
 
 JOBS = Job.__table__
 JOB_TYPES = JobType.__table__
 SERVERS = Server.__table__
+_INSERT_HANDOUT = insert(Handout.__table__)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,9 @@ def _take(session: Session, server_id: int, candidate: _Candidate, now: datetime
     if won.rowcount != 1:
         return False
     states.sync_types(session, candidate.job_id, JobStatus.SENT)
+    session.execute(
+        _INSERT_HANDOUT, {"job_id": candidate.job_id, "server_id": server_id, "time": now}
+    )
     if candidate.timed_out:
         events.log_event(
             session,

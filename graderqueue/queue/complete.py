@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.errors import NotAssigned
 from graderqueue.protocol.results import result_errorcode
-from graderqueue.queue import states, stats
+from graderqueue.queue import artifacts, states, stats
 from graderqueue.store import events
 from graderqueue.store.models import (
     Delivery,
@@ -42,11 +42,18 @@ class Completion:
     repeated: bool = False
 
 
-def complete(session: Session, server_id: int, job_id: int, result: dict[str, Any]) -> Completion:
+def complete(
+    session: Session,
+    server_id: int,
+    job_id: int,
+    result: dict[str, Any],
+    captured: list[artifacts.Captured] | None = None,
+) -> Completion:
     """Take a result from the server that holds the job.
 
-    errorcode 0 or 1: the job is done, its statistics saved and, if its
-    platform has a return URL, a delivery is owed (same transaction).
+    errorcode 0 or 1: the job is done, its statistics and ``captured``
+    artifacts saved and, if its platform has a return URL, a delivery is
+    owed (same transaction).
     Anything else: the job goes back to the queue with one more failure.
     """
     j = JOBS.c
@@ -66,6 +73,7 @@ def complete(session: Session, server_id: int, job_id: int, result: dict[str, An
         return Completion(job_id=job_id, accepted=False, type_ids=type_ids)
     now = utcnow()
     _finish(session, job_id, held.jobdata, result, now)
+    artifacts.keep(session, job_id, captured or [])
     if held.platform_id is not None:
         _owe_delivery(session, job_id, held.platform_id, now)
     return Completion(job_id=job_id, accepted=True, type_ids=type_ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import UnknownJob
@@ -61,6 +62,20 @@ def get_for_platform(session: Session, job_id: int, platform_id: int | None, via
     job = session.get(Job, job_id)
     if job is None or job.platform_id != platform_id:
         raise UnknownJob()
+    if job.status == JobStatus.CANCELLED:
+        # The original deleted a cancelled job: its id was unknown from then on.
+        raise UnknownJob()
     if platform_id is None and job.received_via != via:
         raise UnknownJob()
     return job
+
+
+def held_by(session: Session, job_id: int, server_id: int) -> bool:
+    """Whether the server holds the job: sent to it, and not taken back since."""
+    j = Job.__table__.c
+    return (
+        session.scalar(
+            select(j.id).where(j.id == job_id, j.sent_to == server_id, j.status == JobStatus.SENT)
+        )
+        is not None
+    )

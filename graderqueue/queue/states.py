@@ -8,7 +8,9 @@
                          ^                |
                          +----------------+  complete(other code), lease out, release, requeue
     queued/sent --fail_exhausted--> error --(sent again / requeue)--> queued
-    queued/sent/error --cancel--> (deleted; the event log keeps it)
+    queued --hold--> held --release--> queued
+    queued/held/sent/error --cancel--> cancelled
+    any --requeue--> queued            (control.py: the JSON API and admin pages)
 
 Each function keeps the ``job_types`` copies of a job's status and priority
 in step (they make the claim index-only). Functions take a session inside a
@@ -22,7 +24,6 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from graderqueue.errors import BadRequest, UnknownJob
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import Job, JobStatus, JobType, utcnow
@@ -72,6 +73,16 @@ def sync_types(session: Session, job_ids: int | list[int], status: str) -> None:
     )
 
 
+def sync_priority(session: Session, job_ids: list[int], priority: int) -> None:
+    """Copy a priority just written to jobs onto their ``job_types`` rows."""
+    session.execute(
+        update(JOB_TYPES)
+        .where(JOB_TYPES.c.job_id.in_(job_ids))
+        .values(priority=priority)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def type_ids_of(session: Session, job_id: int) -> list[int]:
     """The server types that can run the job (to wake after a change)."""
     return list(session.scalars(select(JOB_TYPES.c.type_id).where(JOB_TYPES.c.job_id == job_id)))
@@ -109,61 +120,6 @@ def release_held(session: Session, server_id: int) -> list[int]:
             message="server polled with nbtasks=0 while holding this job",
         )
     return ids
-
-
-# -- what an administrator does ------------------------------------------------
-
-
-def _live_job(session: Session, job_id: int, action: str) -> Job:
-    job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
-    if job is None:
-        raise UnknownJob(f"No job #{job_id}.")
-    if job.status == JobStatus.DONE:
-        raise BadRequest(f"Job #{job_id} is done: there is nothing to {action}.")
-    return job
-
-
-def requeue_by_admin(session: Session, job_id: int, *, actor: str = "") -> list[int]:
-    """Put a queued, sent or error job back in the queue with no failures counted.
-
-    A server that still holds it will have its result refused, as for a job
-    whose lease ran out. Returns the job's server types, to wake after commit.
-    """
-    job = _live_job(session, job_id, "requeue")
-    previous, holder, fails = job.status, job.sent_to, job.nb_fails
-    session.execute(
-        update(JOBS)
-        .where(JOBS.c.id == job_id)
-        .values(status=JobStatus.QUEUED, sent_to=None, lease_expires=None, nb_fails=0)
-    )
-    sync_types(session, job_id, JobStatus.QUEUED)
-    events.log_event(
-        session,
-        events.REQUEUED,
-        job_id=job_id,
-        server_id=holder,
-        message=f"requeued by admin {actor or '?'} (was {previous}, {fails} failures)",
-    )
-    return type_ids_of(session, job_id)
-
-
-def cancel(session: Session, job_id: int, *, actor: str = "") -> None:
-    """Remove a job that is not done yet; the event log keeps what it was.
-
-    The platform's ``getjob`` then answers "Invalid jobid." and no result is
-    ever delivered; a server still grading it has its result refused.
-    """
-    job = _live_job(session, job_id, "cancel")
-    summary = (
-        f"cancelled by admin {actor or '?'}: {job.name!r} (jobusertaskid {job.jobusertaskid!r}, "
-        f"platform {job.platform_id if job.platform_id is not None else job.received_via}, "
-        f"was {job.status})"
-    )
-    holder = job.sent_to
-    session.execute(delete(JOB_TYPES).where(JOB_TYPES.c.job_id == job_id))
-    session.execute(delete(JOBS).where(JOBS.c.id == job_id))
-    session.expunge(job)
-    events.log_event(session, events.CANCELLED, job_id=job_id, server_id=holder, message=summary)
 
 
 # -- what maintenance does -------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from graderqueue.store.models import Event, utcnow
@@ -15,6 +16,9 @@ WAKEUP_OK = "wakeup_ok"
 JOB_ERROR = "job_error"
 REQUEUED = "requeued"
 CANCELLED = "cancelled"
+HELD = "held"
+RELEASED_HOLD = "released"
+HANDED_OUT = "handed_out"  # not in the event log: the timeline's name for job_handouts rows
 SERVER_REGISTERED = "server_registered"
 SERVER_REMOVED = "server_removed"
 DELIVERY_FAILED = "delivery_failed"
@@ -43,4 +47,24 @@ def log_event(
             server_id=server_id,
             message=message[:MESSAGE_MAX],
         )
+    )
+
+
+def log_many(session: Session, kind: str, rows: list[dict[str, object]]) -> None:
+    """One event per row (``job_id``, ``server_id``, ``message``), in one statement."""
+    if not rows:
+        return
+    now = utcnow()
+    session.execute(
+        insert(Event),
+        [
+            {
+                "time": now,
+                "kind": kind,
+                "job_id": row.get("job_id"),
+                "server_id": row.get("server_id"),
+                "message": str(row.get("message", ""))[:MESSAGE_MAX],
+            }
+            for row in rows
+        ],
     )

@@ -40,10 +40,19 @@ def utcnow() -> datetime:
 
 
 class JobStatus(enum.StrEnum):
+    """A job's status as stored; the original's four, then the JSON API's two.
+
+    ``held`` waits for a ``release`` and is never handed out; ``cancelled`` is
+    over, and the PHP-compatible ``getjob`` answers "Invalid jobid." for it,
+    as the original did for a job its admin deleted.
+    """
+
     QUEUED = "queued"
     SENT = "sent"
     ERROR = "error"
     DONE = "done"
+    HELD = "held"
+    CANCELLED = "cancelled"
 
 
 class DeliveryState(enum.StrEnum):
@@ -152,7 +161,7 @@ class Job(Base):
     # on (platform_id, dedup_key) makes the id unique among live jobs only.
     dedup_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     job_repeats: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(8), default=JobStatus.QUEUED)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     timeout_sec: Mapped[int] = mapped_column(Integer, default=300)
     nb_fails: Mapped[int] = mapped_column(Integer, default=0)
@@ -188,7 +197,7 @@ class JobType(Base):
     __tablename__ = "job_types"
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     type_id: Mapped[int] = mapped_column(ForeignKey("server_types.id"), primary_key=True)
-    status: Mapped[str] = mapped_column(String(8), default=JobStatus.QUEUED)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -219,6 +228,44 @@ class Result(Base):
         Index("ix_results_task_name", "task_name"),
         Index("ix_results_language", "language"),
     )
+
+
+class Handout(Base):
+    """Each time a job was handed to a grading server (the job's timeline)."""
+
+    __tablename__ = "job_handouts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    server_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    time: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Artifact(Base):
+    """What a grading server sent back beside the result: ``stdout``, ``stderr``."""
+
+    __tablename__ = "job_artifacts"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    content: Mapped[str] = mapped_column(LongText)
+    # Bytes the server captured, before the queue's own cap.
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` of ``POST /api/v1/jobs``, remembered with its answer.
+
+    ``caller`` is ``platform:<id>`` or ``operator:<token name>``: one caller's
+    keys never meet another's. ``request_hash`` tells a retry (same body)
+    from a reuse of the key for another request (refused).
+    """
+
+    __tablename__ = "idempotency_keys"
+    caller: Mapped[str] = mapped_column(String(300), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
 
 
 class Event(Base):

@@ -9,7 +9,7 @@ from graderqueue.errors import BadRequest, InvalidResult, NoJob, NotAssigned
 from graderqueue.identity import servers
 from graderqueue.protocol import results
 from graderqueue.protocol.numbers import parse_int
-from graderqueue.queue import complete
+from graderqueue.queue import artifacts, complete, lookup
 from graderqueue.web.answers import form_fields, runtime, success
 from graderqueue.web.connection import client_gone
 
@@ -80,7 +80,8 @@ def sendresults() -> Response:
         job_id = parse_int(raw_id)
         if job_id is None:
             raise NotAssigned()
-        done = complete.complete(session, server.id, job_id, result)
+        captured = artifacts.from_form(form, rt.settings.artifact_max_bytes)
+        done = complete.complete(session, server.id, job_id, result, captured)
     if done.repeated:
         return success("Saved resultdata.")
     if not done.accepted:
@@ -88,3 +89,23 @@ def sendresults() -> Response:
         raise InvalidResult()
     rt.results_stored(done.job_id)
     return success("Saved resultdata.")
+
+
+@bp.route("/jobstate.php", methods=["GET", "POST"])
+@bp.route("/jobstate", methods=["GET", "POST"])
+def jobstate() -> Response:
+    """Whether the calling server still holds a job (not in the PHP protocol).
+
+    The project's graderserver asks every few seconds while it grades, and
+    stops the program when the answer is no: the job was cancelled, requeued,
+    or its lease ran out and another server has it.
+    """
+    rt = runtime()
+    form = form_fields()
+    with rt.db.transaction() as session:
+        server = servers.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
+        job_id = parse_int(form.get("jobid", ""))
+        if job_id is None:
+            raise BadRequest("No job ID sent.")
+        holds = lookup.held_by(session, job_id, server.id)
+    return success(jobid=job_id, holds=holds)

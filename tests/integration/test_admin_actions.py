@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from graderqueue.admin import actions as admin_actions
 from graderqueue.client import ClientError
-from graderqueue.errors import BadRequest, UnknownJob
-from graderqueue.queue import states
+from graderqueue.errors import BadRequest, Conflict, UnknownJob
+from graderqueue.queue import control, states
 from graderqueue.registry.view import RegistryView
 from graderqueue.store.models import Event, Job, JobStatus, JobType
 
@@ -36,7 +36,7 @@ def test_requeue_brings_a_job_in_error_back_and_a_server_can_claim_it(queue):
     assert queue.post("/poll.php", server_token=token, nbtasks="0")["errorcode"] == 1
 
     with queue.db.transaction() as session:
-        type_ids = states.requeue_by_admin(session, job_id, actor="alice")
+        type_ids = control.act(session, job_id, "requeue", actor="alice").type_ids
     assert sorted(type_ids) == sorted(jobs_types(queue, job_id))
     assert job_state(queue, job_id) == ("queued", 0, {"queued"})
     assert queue.post("/poll.php", server_token=token, nbtasks="0")["jobid"] == job_id
@@ -56,44 +56,53 @@ def test_requeue_takes_a_job_from_the_server_holding_it(queue):
     job_id = client.sendjob({"x": 1}, tags="c")
     assert queue.post("/poll.php", server_token=holder, nbtasks="1")["jobid"] == job_id
 
+    holder_row = holder_id(queue)
     with queue.db.transaction() as session:
-        states.requeue_by_admin(session, job_id)
+        assert control.act(session, job_id, "requeue", actor="bob").holders == {holder_row}
     assert job_state(queue, job_id) == ("queued", 0, {"queued"})
     late = queue.post("/sendresults.php", server_token=holder, jobid=str(job_id), resultdata=RESULT)
     assert late["errorcode"] == 2, "the old holder's result is refused"
     assert queue.post("/poll.php", server_token=holder, nbtasks="0")["jobid"] == job_id
 
 
-def test_cancel_removes_a_live_job_and_logs_what_it_was(queue):
+def holder_id(queue) -> int:  # type: ignore[no-untyped-def]
+    with queue.db.transaction() as session:
+        return session.scalars(select(Job.sent_to).where(Job.sent_to.is_not(None))).one()
+
+
+def test_cancel_ends_a_live_job_and_getjob_no_longer_knows_it(queue):
     client = queue.client_for(queue.platform("p2"))
     job_id = client.sendjob({"x": 1}, jobname="unwanted", tags="c")
     with queue.db.transaction() as session:
-        states.cancel(session, job_id, actor="alice")
+        control.act(session, job_id, "cancel", actor="alice")
     with queue.db.transaction() as session:
-        assert session.get(Job, job_id) is None
+        job = session.get(Job, job_id)
+        assert (job.status, job.dedup_key) == ("cancelled", None)
         assert session.scalars(select(JobType).where(JobType.job_id == job_id)).all() == []
         event = session.scalars(select(Event).where(Event.job_id == job_id)).one()
-        assert event.kind == "cancelled" and "'unwanted'" in event.message
+        assert event.kind == "cancelled" and "alice" in event.message
     with pytest.raises(ClientError, match="Invalid jobid"):
         client.getjob(job_id)
     assert (
         queue.post("/poll.php", server_token=queue.server_token("t-c"), nbtasks="0")["errorcode"]
         == 1
     )
+    again = client.sendjob({"x": 1}, jobname="unwanted", tags="c")
+    assert again != job_id, "the same job sent again after a cancel is a new job, as in the original"
 
 
-def test_done_and_unknown_jobs_are_refused_and_left_alone(queue):
+def test_a_done_job_cannot_be_cancelled_and_unknown_jobs_are_refused(queue):
     client = queue.client_for(queue.platform("p2"))
     token = queue.server_token("t-c")
     job_id = client.sendjob({"x": 1}, tags="c")
     queue.post("/poll.php", server_token=token, nbtasks="0")
     queue.post("/sendresults.php", server_token=token, jobid=str(job_id), resultdata=RESULT)
     before = queue.snapshot()
-    for action in (states.requeue_by_admin, states.cancel):
-        with pytest.raises(BadRequest, match="is done"), queue.db.transaction() as session:
-            action(session, job_id)
+    with pytest.raises(Conflict, match="is done"), queue.db.transaction() as session:
+        control.act(session, job_id, "cancel", actor="alice")
+    for action in control.ACTIONS:
         with pytest.raises(UnknownJob), queue.db.transaction() as session:
-            action(session, 999_999)
+            control.act(session, 999_999, action, actor="alice")
     assert queue.snapshot() == before
 
 

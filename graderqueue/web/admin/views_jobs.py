@@ -11,7 +11,7 @@ from graderqueue.admin.live_queue import LIVE_STATUSES
 from graderqueue.admin.names import platform_names, server_names
 from graderqueue.delivery import post
 from graderqueue.errors import QueueError
-from graderqueue.queue import states
+from graderqueue.queue import control
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.forms import FilterForm, job_filter
 from graderqueue.web.answers import runtime
@@ -90,11 +90,11 @@ def requeue(job_id: int) -> Response:
     rt = runtime()
     try:
         with rt.db.transaction() as session:
-            type_ids = states.requeue_by_admin(session, job_id, actor=g.admin)
+            acted = control.act(session, job_id, "requeue", actor=f"admin {g.admin}")
     except QueueError as exc:
         flash(exc.message, "error")
     else:
-        rt.jobs_available(type_ids)
+        rt.jobs_available(sorted(acted.type_ids))
         flash(f"Job #{job_id} is back in the queue, its failures forgotten.", "ok")
     return redirect(url_for("admin.job", job_id=job_id))
 
@@ -103,9 +103,9 @@ def requeue(job_id: int) -> Response:
 def cancel(job_id: int) -> Response:
     try:
         with runtime().db.transaction() as session:
-            states.cancel(session, job_id, actor=g.admin)
+            control.act(session, job_id, "cancel", actor=f"admin {g.admin}")
     except QueueError as exc:
         flash(exc.message, "error")
         return redirect(url_for("admin.job", job_id=job_id))
-    flash(f"Job #{job_id} cancelled: it is gone from the queue (see the event log).", "ok")
-    return redirect(url_for("admin.jobs_queued"))
+    flash(f"Job #{job_id} cancelled: no server will get it, no result will be delivered.", "ok")
+    return redirect(url_for("admin.job", job_id=job_id))

@@ -1,0 +1,213 @@
+"""Acting on jobs: cancel, hold, release, requeue, one job or many.
+
+Used by the JSON API (by id and by filter) and the admin pages. Each action
+is allowed from the statuses in :data:`ALLOWED_FROM`; a job in any other
+status is refused (:class:`~graderqueue.errors.Conflict`) when named by id,
+and skipped when picked by a filter. Every job acted on gets an event, which
+its timeline shows.
+
+- ``cancel``: over for good. The row stays (the JSON API shows it
+  ``CANCELLED``) but leaves the dedup key, so the same ``jobusertaskid`` sent
+  again is a new job, as after the original's delete; ``getjob`` answers
+  "Invalid jobid.". A server still grading it learns so from ``/jobstate``
+  and its result is refused.
+- ``hold``: a queued job waits, never handed out, until ``release``.
+- ``requeue``: back in the queue, failures forgotten, from any status. A
+  done job is graded again (a rejudge): its result, delivery and artifacts
+  go, and the new result is delivered as the first was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from graderqueue.errors import BadRequest, Conflict, UnknownJob
+from graderqueue.queue import states
+from graderqueue.store import events
+from graderqueue.store.models import (
+    Artifact,
+    Delivery,
+    DeliveryAttempt,
+    Job,
+    JobStatus,
+    Result,
+    utcnow,
+)
+
+JOBS = Job.__table__
+S = JobStatus
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    "cancel": frozenset({S.QUEUED, S.HELD, S.SENT, S.ERROR}),
+    "hold": frozenset({S.QUEUED}),
+    "release": frozenset({S.HELD}),
+    "requeue": frozenset({S.QUEUED, S.HELD, S.SENT, S.ERROR, S.DONE, S.CANCELLED}),
+}
+ACTIONS = tuple(ALLOWED_FROM)
+_EVENT = {
+    "cancel": events.CANCELLED,
+    "hold": events.HELD,
+    "release": events.RELEASED_HOLD,
+    "requeue": events.REQUEUED,
+}
+_TARGET = {"cancel": S.CANCELLED, "hold": S.HELD, "release": S.QUEUED, "requeue": S.QUEUED}
+
+
+@dataclass
+class Acted:
+    """What an action did: the jobs it changed, and what to do after commit."""
+
+    job_ids: list[int] = field(default_factory=list)
+    # Server types with jobs newly queued: wake their servers.
+    type_ids: set[int] = field(default_factory=set)
+    # Servers that were grading a job now cancelled or requeued.
+    holders: set[int] = field(default_factory=set)
+
+
+def check_action(action: str, priority: int | None) -> None:
+    if action not in ALLOWED_FROM:
+        raise BadRequest(f"Unknown action {action!r}: one of {', '.join(ACTIONS)}.")
+    if priority is not None and action == "cancel":
+        raise BadRequest("A cancelled job has no priority to change.")
+
+
+def act(
+    session: Session,
+    job_id: int,
+    action: str,
+    *,
+    actor: str,
+    priority: int | None = None,
+    platform_id: int | None = None,
+) -> Acted:
+    """One job, named by id: refused if its status does not allow ``action``.
+
+    ``platform_id``: the job must be that platform's (else, unknown).
+    """
+    check_action(action, priority)
+    row = session.execute(
+        select(JOBS.c.status, JOBS.c.platform_id).where(JOBS.c.id == job_id).with_for_update()
+    ).first()
+    if row is None or (platform_id is not None and row.platform_id != platform_id):
+        raise UnknownJob(f"No job #{job_id}.")
+    if row.status not in ALLOWED_FROM[action]:
+        raise Conflict(f"Job #{job_id} is {row.status}: it cannot {action}.")
+    return act_many(session, [job_id], action, actor=actor, priority=priority)
+
+
+def act_many(
+    session: Session,
+    job_ids: Iterable[int],
+    action: str,
+    *,
+    actor: str,
+    priority: int | None = None,
+) -> Acted:
+    """Apply ``action`` to those of ``job_ids`` whose status allows it; others are left."""
+    check_action(action, priority)
+    rows = session.execute(
+        select(JOBS.c.id, JOBS.c.status, JOBS.c.sent_to, JOBS.c.jobusertaskid, JOBS.c.platform_id)
+        .where(JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(ALLOWED_FROM[action]))
+        .with_for_update()
+    ).all()
+    acted = Acted()
+    if not rows:
+        return acted
+    ids = [r.id for r in rows]
+    acted.job_ids = ids
+    acted.holders = {r.sent_to for r in rows if r.status == S.SENT and r.sent_to is not None}
+    if action == "requeue":
+        _forget_outcomes(session, [r.id for r in rows if r.status == S.DONE])
+        _restore_dedup_keys(session, [r for r in rows if r.status in (S.DONE, S.CANCELLED)])
+    values = _new_values(action, priority)
+    session.execute(
+        update(JOBS)
+        .where(JOBS.c.id.in_(ids))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if action == "cancel":
+        session.execute(delete(states.JOB_TYPES).where(states.JOB_TYPES.c.job_id.in_(ids)))
+    else:
+        states.sync_types(session, ids, _TARGET[action])
+        if priority is not None:
+            states.sync_priority(session, ids, priority)
+        if _TARGET[action] == S.QUEUED:
+            acted.type_ids = set(
+                session.scalars(
+                    select(states.JOB_TYPES.c.type_id)
+                    .where(states.JOB_TYPES.c.job_id.in_(ids))
+                    .distinct()
+                )
+            )
+    _log(session, rows, action, actor, priority)
+    return acted
+
+
+def _new_values(action: str, priority: int | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": _TARGET[action]}
+    if action == "cancel":
+        values.update(dedup_key=None, lease_expires=None, grading_end_time=utcnow())
+    if action == "requeue":
+        values.update(
+            sent_to=None,
+            lease_expires=None,
+            nb_fails=0,
+            grading_start_time=None,
+            grading_end_time=None,
+        )
+    if priority is not None:
+        values["priority"] = priority
+    return values
+
+
+def _forget_outcomes(session: Session, done_ids: list[int]) -> None:
+    """A rejudged job owes nothing and shows nothing of its previous grading."""
+    if not done_ids:
+        return
+    deliveries = select(Delivery.id).where(Delivery.job_id.in_(done_ids))
+    session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)))
+    for model in (Delivery, Result, Artifact):
+        session.execute(
+            delete(model)
+            .where(model.job_id.in_(done_ids))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _restore_dedup_keys(session: Session, rows: list[Any]) -> None:
+    """A job back in the queue takes its ``jobusertaskid`` as dedup key again,
+    unless a newer live job of the same platform holds it (that one keeps it)."""
+    for row in rows:
+        taken = session.scalar(
+            select(JOBS.c.id).where(
+                JOBS.c.platform_id == row.platform_id
+                if row.platform_id is not None
+                else JOBS.c.platform_id.is_(None),
+                JOBS.c.dedup_key == row.jobusertaskid,
+            )
+        )
+        if taken is None:
+            session.execute(
+                update(JOBS).where(JOBS.c.id == row.id).values(dedup_key=row.jobusertaskid)
+            )
+
+
+def _log(session: Session, rows: list[Any], action: str, actor: str, priority: int | None) -> None:
+    extra = f", priority now {priority}" if priority is not None else ""
+    events.log_many(
+        session,
+        _EVENT[action],
+        [
+            {
+                "job_id": r.id,
+                "server_id": r.sent_to if r.status == S.SENT else None,
+                "message": f"{action} by {actor or '?'} (was {r.status}){extra}",
+            }
+            for r in rows
+        ],
+    )
