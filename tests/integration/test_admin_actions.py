@@ -88,7 +88,7 @@ def test_cancel_ends_a_live_job_and_getjob_no_longer_knows_it(queue):
         == 1
     )
     again = client.sendjob({"x": 1}, jobname="unwanted", tags="c")
-    assert again != job_id, "the same job sent again after a cancel is a new job, as in the original"
+    assert again != job_id, "sent again after a cancel: a new job, as in the original"
 
 
 def test_a_done_job_cannot_be_cancelled_and_unknown_jobs_are_refused(queue):
