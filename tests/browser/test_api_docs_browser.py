@@ -90,13 +90,14 @@ def test_every_operation_is_shown_and_try_it_answers(context, queue_url, sqlite_
     visit = open_docs(context, queue_url)
     page = visit.page
 
-    operations = [(p, m) for p, item in doc["paths"].items() for m in item if m in ("get", "post")]
+    methods = ("get", "post", "put", "patch", "delete")
+    operations = [(p, m) for p, item in doc["paths"].items() for m in item if m in methods]
     assert len(operations) >= 2
     for path, method in operations:
         op = operation(page, path, method)
         assert op.count() == 1, (path, method)
         assert op.locator("> summary .path").inner_text() == path
-        assert doc["paths"][path][method]["summary"] in op.locator("> summary").inner_text()
+        assert doc["paths"][path][method].get("summary", "") in op.locator("> summary").inner_text()
     toc = page.locator("#toc").inner_text()
     assert all(path in toc for path, _ in operations)
     # The answer's schema is drawn from the document, $refs and all.
