@@ -103,6 +103,7 @@ def test_a_cancelled_job_is_killed_and_the_next_one_graded(live):
         wait_for(lambda: status(live, following) == "done", 30, "the next job")
     finally:
         out = finish(proc)
+    assert "Traceback" not in out, out
     assert status(live, cancelled) == "cancelled", out
     assert count(live, Result, cancelled) == 0, "no result for a cancelled job"
     assert f"Job #{cancelled}: the queue cancelled it or took it back" in out
@@ -131,6 +132,27 @@ def test_a_requeued_job_is_killed_and_graded_again_once(live):
     row = live.row(jobid)
     assert (row["status"], row["nb_fails"]) == ("done", 0)
     assert json.loads(row["resultdata"])["jobdata"] == {"run": 2}, "the second run's result"
+
+
+def test_a_job_cancelled_during_a_warm_shutdown_is_stopped_and_the_daemon_leaves(live):
+    pids, runs = live.tmp / "pids", live.tmp / "runs"
+    config = live.config(sleeper_or_quick(live, pids, runs), **CHECKS)
+    proc = live.start("-c", str(config), "-l", "-v")
+    try:
+        jobid = live.send(SLEEPER)
+        program_pid, child_pid = running_pids(pids)
+        proc.send_signal(signal.SIGTERM)
+        # A warm shutdown waits for the running job: the checks must go on.
+        wait_for(lambda: status(live, jobid) == "sent", what="the job to be held")
+        assert proc.poll() is None, "a warm shutdown waits for the running job"
+        act(live, jobid, "cancel")
+        assert proc.wait(30) == 0
+    finally:
+        out = stop(proc)
+    assert not _alive(program_pid) and not _alive(child_pid), out
+    assert count(live, Result, jobid) == 0
+    assert f"Job #{jobid}: the queue cancelled it or took it back" in out
+    assert "Traceback" not in out, out
 
 
 def test_stdout_and_stderr_come_back_as_artifacts(live):
