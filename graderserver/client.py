@@ -1,9 +1,11 @@
-"""Talk to the queue's grading-server endpoints: poll, sendresults, test.
+"""Talk to the queue's grading-server endpoints: poll, sendresults, test, jobstate.
 
 Works against this project's queue and the original PHP one alike: form-encoded
 POSTs, JSON answers with `errorcode`. Anything that is not such an answer
 (connection refused, HTTP 502 from a proxy, an HTML error page) becomes
-`QueueUnavailable`, which the daemon retries with backoff.
+`QueueUnavailable`, which the daemon retries with backoff. Only jobstate is
+this project's own: where a queue has none, its 404 or page ends the checks
+of that job (`JobStateUnknown`), never the job.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +21,20 @@ import requests
 
 from graderserver import __version__
 from graderserver.config import Config
-from graderserver.errors import AuthenticationFailed, QueueRejected, QueueUnavailable
+from graderserver.errors import (
+    AuthenticationFailed,
+    JobStateUnknown,
+    QueueRejected,
+    QueueUnavailable,
+    RequestTooLarge,
+)
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
+# A job-state check must not stall the checks of the other running jobs for
+# as long as a long-poll may take.
+JOBSTATE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ class QueueClient:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.urls = config.endpoints
+        self.urls = {**config.endpoints, "jobstate": config.jobstate_url}
         # requests.Session is not documented as thread-safe: one per thread.
         self._local = threading.local()
 
@@ -79,22 +91,29 @@ class QueueClient:
             self._local.session = session
         return session
 
-    def _post(self, endpoint: str, fields: dict[str, Any]) -> dict[str, Any]:
-        url = self.urls[endpoint]
+    def _send(
+        self, endpoint: str, fields: Mapping[str, Any], read_timeout: float
+    ) -> requests.Response:
+        """POST the form with our credentials; QueueUnavailable when no answer came."""
         data = dict(fields)
         if self.config.server_token:
             data["server_token"] = self.config.server_token
         try:
-            response = self._session().post(
-                url,
+            return self._session().post(
+                self.urls[endpoint],
                 data=data,
-                timeout=(CONNECT_TIMEOUT, self.config.request_timeout),
+                timeout=(CONNECT_TIMEOUT, read_timeout),
                 # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE
                 # override a session's verify, but not an explicit argument.
                 verify=self.config.ca or True,
             )
         except requests.RequestException as exc:
             raise QueueUnavailable(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
+
+    def _post(self, endpoint: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        response = self._send(endpoint, fields, self.config.request_timeout)
+        if response.status_code == 413:
+            raise RequestTooLarge(f"{endpoint}: HTTP 413")
         if response.status_code != 200:
             raise QueueUnavailable(f"{endpoint}: HTTP {response.status_code}")
         try:
@@ -125,20 +144,56 @@ class QueueClient:
             return None
         return Job.from_answer(answer)
 
-    def send_results(self, jobid: int, resultdata: dict[str, Any] | None) -> dict[str, Any]:
+    def send_results(
+        self,
+        jobid: int,
+        resultdata: dict[str, Any] | None,
+        artifacts: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Post a result; returns the queue's answer (errorcode 0, 1 or 2).
 
         errorcode 2 is a normal answer here: the queue says it so for results
         reporting a temporary error ("Resultdata received invalid."), and for
         a job no longer ours. `resultdata=None` omits the field (test mode 5).
+        `artifacts` are extra fields (`stdout`, `stderr`, ...) that this
+        project's queue keeps and the original ignores.
         """
-        fields: dict[str, Any] = {"jobid": jobid}
+        fields: dict[str, Any] = {**(artifacts or {}), "jobid": jobid}
         if resultdata is not None:
             fields["resultdata"] = json.dumps(resultdata)
         answer = self._post("sendresults", fields)
         if answer["errorcode"] == 3:
             self._raise_for("sendresults", answer)
         return answer
+
+    def job_holds(self, jobid: int) -> bool:
+        """Ask /jobstate whether the queue still counts on us for this job.
+
+        QueueUnavailable when no answer came, or a 5xx or "try again later"
+        (errorcode 1): ask again later. JobStateUnknown for any other answer
+        that is not a yes or no: a queue without /jobstate (the PHP
+        original, an older version of this one) answers 404 or a page.
+        """
+        read_timeout = min(self.config.request_timeout, JOBSTATE_TIMEOUT)
+        response = self._send("jobstate", {"jobid": jobid}, read_timeout)
+        if response.status_code >= 500:
+            raise QueueUnavailable(f"jobstate: HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise JobStateUnknown(f"HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError:
+            raise JobStateUnknown(f"answer is not JSON: {response.text[:80]!r}") from None
+        if isinstance(answer, dict) and answer.get("errorcode") == 1:
+            raise QueueUnavailable(f"jobstate: {answer.get('errormsg', '')}")
+        if (
+            not isinstance(answer, dict)
+            or answer.get("errorcode") != 0
+            or not isinstance(answer.get("holds"), bool)
+        ):
+            raise JobStateUnknown(f"answer {answer!r:.120}")
+        log.debug("jobstate answered %s", answer)
+        return answer["holds"]
 
     def test(self) -> dict[str, Any]:
         """Ask /test.php whether we are connected and authenticated; the raw answer."""

@@ -44,6 +44,9 @@ class Config:
     # though encoding can nearly double JSON. A larger output would be refused
     # after the job ran, and the job would wait out its lease.
     max_output_bytes: int = 8 * 1024 * 1024
+    # The program's stdout and stderr, each cut to this many bytes of UTF-8,
+    # go with the result for the queue to keep (0: send none).
+    artifact_max_bytes: int = 64 * 1024
     prepare_command: tuple[str, ...] = ()
     prepare_timeout: float = 300.0
     root_path: str = ""
@@ -68,15 +71,23 @@ class Config:
     min_poll_interval: float = 1.0
     results_tries: int = 3
     results_retry_delay: float = 3.0
+    # Seconds between asking the queue whether it still wants each running
+    # job (cancelled or taken back: the program is killed); 0: never ask.
+    job_check_interval: float = 2.0
 
     def __post_init__(self) -> None:
         _validate(self)
 
     @property
     def endpoints(self) -> dict[str, str]:
-        """The three grading-server endpoints under the queue's base URL."""
+        """The three grading-server endpoints of the PHP protocol under the queue's base URL."""
         base = self.queue_url.rstrip("/")
         return {name: f"{base}/{name}.php" for name in ("poll", "sendresults", "test")}
+
+    @property
+    def jobstate_url(self) -> str:
+        """This project's queue only: not in the PHP protocol, so no .php name."""
+        return f"{self.queue_url.rstrip('/')}/jobstate"
 
 
 # TOML layout: section -> {toml key: Config field}.
@@ -93,6 +104,7 @@ _LAYOUT: dict[str, dict[str, str]] = {
         "command": "command",
         "timeout": "timeout",
         "max_output_bytes": "max_output_bytes",
+        "artifact_max_bytes": "artifact_max_bytes",
         "prepare_command": "prepare_command",
         "prepare_timeout": "prepare_timeout",
     },
@@ -123,6 +135,7 @@ _LAYOUT: dict[str, dict[str, str]] = {
         "min_poll_interval": "min_poll_interval",
         "results_tries": "results_tries",
         "results_retry_delay": "results_retry_delay",
+        "job_check_interval": "job_check_interval",
     },
 }
 
@@ -266,7 +279,7 @@ def _check_numbers(cfg: Config) -> None:
         "must be a port number (0-65535)",
     )
     _need(_is_int(cfg.results_tries) and cfg.results_tries >= 1, "results_tries", "must be >= 1")
-    for name in ("min_free_memory_mib", "min_free_disk_mib"):
+    for name in ("min_free_memory_mib", "min_free_disk_mib", "artifact_max_bytes"):
         value = getattr(cfg, name)
         _need(_is_int(value) and value >= 0, name, "must be an integer >= 0")
     for name in (
@@ -282,6 +295,7 @@ def _check_numbers(cfg: Config) -> None:
         "max_cpu_steal_percent",
         "min_poll_interval",
         "results_retry_delay",
+        "job_check_interval",
     ):
         value = getattr(cfg, name)
         _need(_is_number(value) and value >= 0, name, "must be a number >= 0")

@@ -9,6 +9,10 @@ Shutdown: the first SIGTERM/SIGINT is warm (finish running jobs and post
 their results, take no new ones); the second is cold (kill the programs'
 process groups and leave; the queue gets those jobs back from their lease or
 from our next `nbtasks=0` poll).
+
+While jobs run, a `JobWatcher` thread asks the queue whether it still wants
+each one; a job it cancelled or took back has its programs killed and no
+result sent, which frees its slot for the next poll.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from graderserver.client import Job, QueueClient
 from graderserver.config import Config
 from graderserver.errors import AuthenticationFailed, QueueRejected, QueueUnavailable
 from graderserver.health import HealthChecker
+from graderserver.jobcheck import JobWatcher
 from graderserver.prepare import TaskPreparer
+from graderserver.results import send_results
 from graderserver.runner import (
     ProcessGroups,
+    grade_program,
     make_result,
     platform_restrictions,
     prepare_jobdata,
-    run_job,
 )
 from graderserver.taskpaths import path_problem, revision_problem
 from graderserver.wakeup import WakeupListener
@@ -89,6 +95,9 @@ class Daemon:
         )
         self.preparer = TaskPreparer(config.prepare_command, config.prepare_timeout, self.groups)
         self.listener: WakeupListener | None = None
+        self.watcher: JobWatcher | None = None
+        if config.job_check_interval > 0:
+            self.watcher = JobWatcher(self.client.job_holds, config.job_check_interval)
         self.exit_code = 0
 
         self._lock = threading.Lock()
@@ -155,6 +164,8 @@ class Daemon:
                 is_willing=self.willing,
                 secret=self.config.wakeup_secret,
             ).start()
+        if self.watcher is not None:
+            self.watcher.start()
         try:
             self._main_loop()
             self._drain()
@@ -163,6 +174,10 @@ class Daemon:
         finally:
             if self.listener is not None:
                 self.listener.stop()
+            if self.watcher is not None:
+                # Warm: after the drain, nothing is left to watch. Cold: the
+                # programs are dead already; a check under way acts on nothing.
+                self.watcher.stop(JOIN_STEP_SECONDS)
         log.info("Exiting (code %d).", self.exit_code)
         return self.exit_code
 
@@ -274,18 +289,24 @@ class Daemon:
     # -- worker threads ----------------------------------------------------
 
     def _work(self, job: Job) -> None:
+        # The job's own process groups: what the watcher kills if the queue
+        # cancels or takes back the job.
+        groups = ProcessGroups(parent=self.groups)
         try:
-            try:
-                resultdata = self._grade(job)
-            except Exception as exc:
-                log.exception("Job #%d: internal error", job.jobid)
-                resultdata = make_result(2, f"Temporary error: grading server failure: {exc}")
-            if self._cold.is_set():
-                return
+            resultdata, artifacts = self._grade_watched(job, groups)
+            if self._cold.is_set() or groups.closed:
+                return  # the queue gets it back, or no longer wants it
             if self.test_behaviour == TEST_NO_RESULT:
                 log.warning("Test behaviour 5: sending results without resultdata.")
                 resultdata = None
-            self._send_results(job, resultdata)
+            send_results(
+                self.client,
+                self.config,
+                job.jobid,
+                resultdata,
+                artifacts=artifacts,
+                cold=self._cold,
+            )
         except Exception:
             log.exception("Job #%d: could not report the result", job.jobid)
         finally:
@@ -294,15 +315,29 @@ class Daemon:
                 self._workers.discard(threading.current_thread())
             self._slot.set()
 
-    def _grade(self, job: Job) -> dict[str, Any]:
+    def _grade_watched(
+        self, job: Job, groups: ProcessGroups
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Grade, while the watcher asks the queue whether it still wants the job."""
+        watch = self.watcher.watch(job.jobid, groups.close) if self.watcher else None
+        try:
+            return self._grade(job, groups)
+        except Exception as exc:
+            log.exception("Job #%d: internal error", job.jobid)
+            return make_result(2, f"Temporary error: grading server failure: {exc}"), {}
+        finally:
+            if watch is not None and self.watcher is not None:
+                self.watcher.forget(watch)
+
+    def _grade(self, job: Job, groups: ProcessGroups) -> tuple[dict[str, Any], dict[str, str]]:
         if self.test_behaviour == TEST_DELAY:
             log.warning("Test behaviour 2: waiting %g s before grading.", TEST_DELAY_SECONDS)
             self._cold.wait(TEST_DELAY_SECONDS)
         healthy, reasons = self.health.check()
         if not healthy:
             self._mark_unhealthy(reasons)
-            return make_result(3, f"Server health is not okay ({'; '.join(reasons)}).")
-        result = self._check_and_run(job)
+            return make_result(3, f"Server health is not okay ({'; '.join(reasons)})."), {}
+        result, artifacts = self._check_and_run(job, groups)
         healthy, reasons = self.health.check()
         if not healthy:
             # Timings taken on a starved machine are not trustworthy.
@@ -314,10 +349,13 @@ class Daemon:
             result = {**result, "errorcode": 1, "errormsg": "Test behaviour 3: fatal error."}
         elif self.test_behaviour == TEST_TEMPORARY:
             result = {**result, "errorcode": 2, "errormsg": "Test behaviour 4: temporary error."}
-        log.info("Job #%d graded: errorcode %d.", job.jobid, result["errorcode"])
-        return result
+        if not groups.closed:  # else the watcher has said what happened
+            log.info("Job #%d graded: errorcode %d.", job.jobid, result["errorcode"])
+        return result, artifacts
 
-    def _check_and_run(self, job: Job) -> dict[str, Any]:
+    def _check_and_run(
+        self, job: Job, groups: ProcessGroups
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """Refuse a job that leaves its platform's folders; else check it out and run it."""
         cfg = self.config
         jobdata = prepare_jobdata(job.jobdata, cfg.root_path, cfg.path_vars, cfg.restrict_paths)
@@ -329,9 +367,10 @@ class Daemon:
         if problem is not None:
             # Fatal, not temporary: no server may run it, so it must not be requeued.
             log.warning("Job #%d refused: %s.", job.jobid, problem)
-            return make_result(1, f"Refused by the grading server: {problem}.")
+            return make_result(1, f"Refused by the grading server: {problem}."), {}
         task_dir = jobdata.get("taskPath")
         task_dir = task_dir if isinstance(task_dir, str) else ""
+        artifacts: dict[str, str] = {}
         with self.preparer.checkout(task_dir, job.taskrevision) as error:
             # Again after the checkout: the revision may have made a path of
             # the job into a symlink that leaves the platform's folders.
@@ -342,44 +381,12 @@ class Daemon:
                 log.warning("Job #%d refused after its checkout: %s.", job.jobid, problem)
                 result = make_result(1, f"Refused by the grading server: {problem}.")
             else:
-                result = run_job(
+                result, artifacts = grade_program(
                     self.command,
                     jobdata,
                     timeout=cfg.timeout,
                     max_output_bytes=cfg.max_output_bytes,
-                    groups=self.groups,
+                    artifact_max_bytes=cfg.artifact_max_bytes,
+                    groups=groups,
                 )
-        return result
-
-    def _send_results(self, job: Job, resultdata: dict[str, Any] | None) -> None:
-        """Post the result: `results_tries` tries on network failure; as long as
-        it takes while the queue answers errorcode 1 ("try again later")."""
-        cfg = self.config
-        failures = 0
-        while not self._cold.is_set():
-            try:
-                answer = self.client.send_results(job.jobid, resultdata)
-            except QueueUnavailable as exc:
-                failures += 1
-                if failures >= cfg.results_tries:
-                    log.error("Job #%d: result lost after %d tries: %s", job.jobid, failures, exc)
-                    return
-                log.warning("Job #%d: could not send the result (%s); retrying.", job.jobid, exc)
-                self._cold.wait(cfg.results_retry_delay)
-                continue
-            except AuthenticationFailed as exc:
-                log.critical("Job #%d: %s", job.jobid, exc)
-                return
-            code, message = answer["errorcode"], answer.get("errormsg", "")
-            if code == 1:
-                log.warning("Job #%d: queue busy (%s); retrying.", job.jobid, message)
-                self._cold.wait(cfg.results_retry_delay)
-                continue
-            if code == 0:
-                log.info("Job #%d: result saved.", job.jobid)
-            elif resultdata is not None and resultdata.get("errorcode", 0) >= 2:
-                # The queue answers 2 to every error report: it requeued the job.
-                log.info("Job #%d: reported as not graded; the queue requeues it.", job.jobid)
-            else:
-                log.warning("Job #%d: queue refused the result: %s", job.jobid, message)
-            return
+        return result, artifacts

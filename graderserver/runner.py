@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from string import Template
 from typing import Any
 
+from graderserver.artifacts import artifact_fields
+
 log = logging.getLogger(__name__)
 
 # Exit code of the program meaning "temporary error, try again" (PROTOCOL.md).
@@ -44,6 +46,7 @@ class ProgramRun:
     stderr: bytes
     timed_out: bool = False
     output_exceeded: bool = False
+    stderr_exceeded: bool = False  # more came than `stderr` keeps
     start_error: str | None = None
     seconds: float = 0.0
 
@@ -69,19 +72,38 @@ class _Group:
 
 
 class ProcessGroups:
-    """The process groups of running programs, so a cold shutdown can kill them all."""
+    """The process groups of running programs, so that they can be killed at once.
 
-    def __init__(self) -> None:
+    The daemon has one for a cold shutdown; each job one of its own, with the
+    daemon's as `parent`, for when the queue cancels or takes back that job.
+    """
+
+    def __init__(self, parent: ProcessGroups | None = None) -> None:
         self._lock = threading.Lock()
         self._groups: set[_Group] = set()
+        self._parent = parent
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called: every program here is killed."""
+        return self._closed
 
     def add(self, group: _Group) -> None:
         with self._lock:
             self._groups.add(group)
+            closed = self._closed
+        if self._parent is not None:
+            self._parent.add(group)
+        if closed:
+            # Started just as its job was taken back: it must not run on.
+            group.kill()
 
     def discard(self, group: _Group) -> None:
         with self._lock:
             self._groups.discard(group)
+        if self._parent is not None:
+            self._parent.discard(group)
 
     def kill_all(self) -> int:
         """SIGKILL every running program's group; returns how many."""
@@ -90,6 +112,12 @@ class ProcessGroups:
         for group in groups:
             group.kill()
         return len(groups)
+
+    def close(self) -> int:
+        """Kill every group, and any added from now on; returns how many ran."""
+        with self._lock:
+            self._closed = True
+        return self.kill_all()
 
 
 class _Reader(threading.Thread):
@@ -148,9 +176,11 @@ def run_program(
     max_output_bytes: int,
     groups: ProcessGroups | None = None,
     cwd: str | None = None,
+    max_stderr_bytes: int = STDERR_KEEP_BYTES,
 ) -> ProgramRun:
     """Run `argv` with `stdin_data` on stdin; kill its whole group at `timeout`
-    seconds or once stdout passes `max_output_bytes`."""
+    seconds or once stdout passes `max_output_bytes`. stderr is kept up to
+    `max_stderr_bytes`, the rest read and dropped."""
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -166,7 +196,7 @@ def run_program(
     group = _Group(proc.pid)  # a new session's leader: pgid == pid
     if groups is not None:
         groups.add(group)
-    out, err = _start_readers(proc, group, max_output_bytes)
+    out, err = _start_readers(proc, group, max_output_bytes, max_stderr_bytes)
     threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
     exited = _watch_exit(proc.pid)
     timed_out = not exited.wait(timeout)
@@ -185,18 +215,19 @@ def run_program(
         stderr=err.data(),
         timed_out=timed_out,
         output_exceeded=out.overflowed,
+        stderr_exceeded=err.overflowed,
         seconds=time.monotonic() - start,
     )
 
 
 def _start_readers(
-    proc: subprocess.Popen[bytes], group: _Group, max_output_bytes: int
+    proc: subprocess.Popen[bytes], group: _Group, max_output_bytes: int, max_stderr_bytes: int
 ) -> tuple[_Reader, _Reader]:
     """Drain stdout (killing the group past `max_output_bytes`) and stderr."""
     assert proc.stdout is not None and proc.stderr is not None
     # Detach the fds from the file objects so only the readers close them.
     out = _Reader(os.dup(proc.stdout.fileno()), max_output_bytes, on_overflow=group.kill)
-    err = _Reader(os.dup(proc.stderr.fileno()), STDERR_KEEP_BYTES)
+    err = _Reader(os.dup(proc.stderr.fileno()), max_stderr_bytes)
     proc.stdout.close()
     proc.stderr.close()
     out.start()
@@ -318,12 +349,30 @@ def run_job(
     groups: ProcessGroups | None = None,
 ) -> dict[str, Any]:
     """Run the program on an already prepared job JSON; return resultdata."""
+    result, _ = grade_program(
+        argv, jobdata, timeout=timeout, max_output_bytes=max_output_bytes, groups=groups
+    )
+    return result
+
+
+def grade_program(
+    argv: Sequence[str],
+    jobdata: Mapping[str, Any],
+    *,
+    timeout: float,
+    max_output_bytes: int,
+    artifact_max_bytes: int = 0,
+    groups: ProcessGroups | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run the program on an already prepared job JSON; return resultdata and
+    the artifact fields (its stdout and stderr, see `graderserver.artifacts`)."""
     run = run_program(
         argv,
         json.dumps(jobdata).encode("utf-8"),
         timeout=timeout,
         max_output_bytes=max_output_bytes,
         groups=groups,
+        max_stderr_bytes=max(STDERR_KEEP_BYTES, artifact_max_bytes),
     )
     log.debug(
         "Program exited with %s after %.3f s (%d bytes out, %d bytes err).",
@@ -332,4 +381,11 @@ def run_job(
         len(run.stdout),
         len(run.stderr),
     )
-    return result_from_run(run, timeout, max_output_bytes)
+    fields: dict[str, str] = {}
+    if run.start_error is None:
+        outputs = {
+            "stdout": (run.stdout, run.output_exceeded),
+            "stderr": (run.stderr, run.stderr_exceeded),
+        }
+        fields = artifact_fields(outputs, artifact_max_bytes)
+    return result_from_run(run, timeout, max_output_bytes), fields
