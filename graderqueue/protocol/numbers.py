@@ -25,3 +25,18 @@ def parse_int(text: str, *, signed: bool = False, max_digits: int = 18) -> int |
     if not spells_int(text, signed=signed) or len(text.lstrip("-")) > max_digits:
         return None
     return int(text)
+
+
+def json_int(value: object, minimum: int, maximum: int) -> int | None:
+    """An integer from a JSON document within [minimum, maximum], or None.
+
+    JSON Schema counts 3.0 as an integer, so an integral float is one too;
+    ``true`` is not (Python would take it for 1).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)
+    if not isinstance(value, int) or not minimum <= value <= maximum:
+        return None
+    return value

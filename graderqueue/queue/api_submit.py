@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from graderqueue.config import Settings
 from graderqueue.errors import BadRequest, QueueError
 from graderqueue.protocol import submissions
+from graderqueue.protocol.numbers import json_int
 from graderqueue.queue import enqueue, idempotency, job_view
 from graderqueue.registry.view import PlatformInfo, RegistryView
 from graderqueue.store.db import Database
@@ -57,10 +58,8 @@ def parse_body(
         where = f"job {n}: " if isinstance(body, list) else ""
         if not isinstance(item, dict):
             raise BadRequest(f"{where}a job is a JSON object.")
-        unknown = sorted(set(item) - FIELDS)
-        if unknown:
-            raise BadRequest(f"{where}unknown field {', '.join(unknown)}.")
         try:
+            _check_types(item)
             sub = submissions.parse(
                 {**item, "request": "sendjob"},
                 settings,
@@ -71,6 +70,30 @@ def parse_body(
         except BadRequest as exc:
             raise BadRequest(where + exc.message) from exc
     return subs
+
+
+def _check_types(item: dict[str, Any]) -> None:
+    """The JSON API's types, stricter than the protocol's PHP-style reading: the
+    OpenAPI document says exactly what is accepted, so nothing else is."""
+    unknown = sorted(set(item) - FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown field {', '.join(unknown)}.")
+    if not isinstance(item.get("jobdata"), dict):
+        raise BadRequest("jobdata is a JSON object.")
+    for key in ("jobname", "jobusertaskid", "taskrevision"):
+        if key in item and not isinstance(item[key], str):
+            raise BadRequest(f"{key} is a string.")
+    tags = item.get("tags", "")
+    if not isinstance(tags, str) and not (
+        isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+    ):
+        raise BadRequest("tags is a string (names by commas) or a list of names.")
+    for key, minimum in (("priority", 0), ("timeout", 1)):
+        if key in item:
+            value = json_int(item[key], minimum, submissions.INT_MAX)
+            if value is None:
+                raise BadRequest(f"{key} is an integer from {minimum} to {submissions.INT_MAX}.")
+            item[key] = value
 
 
 def submit(

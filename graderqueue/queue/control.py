@@ -71,11 +71,9 @@ class Acted:
     holders: set[int] = field(default_factory=set)
 
 
-def check_action(action: str, priority: int | None) -> None:
+def check_action(action: str) -> None:
     if action not in ALLOWED_FROM:
         raise BadRequest(f"Unknown action {action!r}: one of {', '.join(ACTIONS)}.")
-    if priority is not None and action == "cancel":
-        raise BadRequest("A cancelled job has no priority to change.")
 
 
 def act(
@@ -91,7 +89,7 @@ def act(
 
     ``platform_id``: the job must be that platform's (else, unknown).
     """
-    check_action(action, priority)
+    check_action(action)
     row = session.execute(
         select(JOBS.c.status, JOBS.c.platform_id).where(JOBS.c.id == job_id).with_for_update()
     ).first()
@@ -110,8 +108,14 @@ def act_many(
     actor: str,
     priority: int | None = None,
 ) -> Acted:
-    """Apply ``action`` to those of ``job_ids`` whose status allows it; others are left."""
-    check_action(action, priority)
+    """Apply ``action`` to those of ``job_ids`` whose status allows it; others are left.
+
+    ``priority`` (None: unchanged) is ignored by ``cancel``: a cancelled job is
+    never handed out, so it has no order to change.
+    """
+    check_action(action)
+    if action == "cancel":
+        priority = None
     rows = session.execute(
         select(JOBS.c.id, JOBS.c.status, JOBS.c.sent_to, JOBS.c.jobusertaskid, JOBS.c.platform_id)
         .where(JOBS.c.id.in_(list(job_ids)), JOBS.c.status.in_(ALLOWED_FROM[action]))
@@ -150,6 +154,7 @@ def act_many(
 
 def _new_values(action: str, priority: int | None) -> dict[str, Any]:
     values: dict[str, Any] = {"status": _TARGET[action]}
+
     if action == "cancel":
         values.update(dedup_key=None, lease_expires=None, grading_end_time=utcnow())
     if action == "requeue":
@@ -237,7 +242,7 @@ def act_by_filter(
     anything changes (narrow the filter). Jobs change in batches, one
     transaction each: a job that changed status meanwhile is left alone.
     """
-    check_action(action, priority)
+    check_action(action)
     allowed = ALLOWED_FROM[action]
     with db.transaction() as session:
         spend(session)

@@ -21,6 +21,9 @@ from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import job_view
 from graderqueue.store.models import Job, JobType, Platform, ServerType
 
+# What both databases store (MariaDB's DATETIME starts at year 1000).
+TIME_MIN = datetime(1000, 1, 1)
+TIME_MAX = datetime(9999, 12, 31, 23, 59, 59)
 FILTER_KEYS = ("state", "tag", "type", "name", "jobusertaskid", "since", "until", "platform")
 
 
@@ -45,13 +48,14 @@ class JobFilter:
         if unknown:
             raise BadRequest(f"Unknown filter {', '.join(unknown)}: use {', '.join(FILTER_KEYS)}.")
         values = {k: _text(k, raw[k]) for k in raw}
-        if platform_id is not None and values.get("platform"):
-            raise BadRequest("A platform sees its own jobs only: no platform filter.")
+        for key in ("state", "since", "until"):
+            if values.get(key) == "":
+                raise BadRequest(f"Filter {key} is empty: leave it out to match any.")
         statuses = []
-        for state in filter(None, (values.get("state") or "").upper().split(",")):
-            if state.strip() not in job_view.STATUS_OF:
+        for state in filter(None, (values.get("state") or "").split(",")):
+            if state not in job_view.STATUS_OF:
                 raise BadRequest(f"Unknown state {state!r}: one of {', '.join(job_view.STATES)}.")
-            statuses.append(job_view.STATUS_OF[state.strip()])
+            statuses.append(job_view.STATUS_OF[state])
         return cls(
             statuses=tuple(statuses),
             tag=values.get("tag") or None,
@@ -98,7 +102,7 @@ class JobFilter:
 
 
 def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str | int) or isinstance(value, bool):
+    if not isinstance(value, str):
         raise BadRequest(f"Filter {key} must be a string.")
     text = str(value).strip()
     if len(text) > 255:
@@ -111,17 +115,30 @@ def _escape_like(text: str) -> str:
 
 
 def _time(key: str, text: str | None) -> datetime | None:
-    """ISO 8601 (a zone, if given, is converted to UTC) or unix seconds."""
+    """ISO 8601 (a zone, if given, is converted to UTC) or unix seconds.
+
+    A time beyond what datetime holds (year 1 with a negative offset, a
+    unix time in year 300,000) is the nearest one it holds: as a bound it
+    selects the same jobs.
+    """
     if not text:
         return None
     number = parse_int(text)
-    try:
-        if number is not None:
+    if number is not None:
+        try:
             return datetime.fromtimestamp(number, UTC).replace(tzinfo=None)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError) as exc:
+        except (OverflowError, OSError, ValueError):
+            return TIME_MAX
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
         raise BadRequest(f"Invalid {key}: ISO 8601 or unix seconds.") from exc
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    if moment.tzinfo is not None:
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            return TIME_MIN if moment.year < 2 else TIME_MAX
+    return min(max(moment, TIME_MIN), TIME_MAX)
 
 
 def parse_cursor(text: str | None) -> int | None:

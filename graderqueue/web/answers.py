@@ -123,7 +123,12 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         if isinstance(exc, HTTPException):
             if is_api_path(request.path):
-                return problem(exc.code or 500, exc.name, exc.description or exc.name)
+                answer = problem(exc.code or 500, exc.name, exc.description or exc.name)
+                # 405 names the methods the path takes (Allow), as RFC 9110 asks.
+                for name, value in exc.get_headers():
+                    if name.lower() == "allow":
+                        answer.headers[name] = value
+                return answer
             return exc
         # Never a stack trace or a secret in an answer; the log has the details.
         log.exception("unexpected error on %s", request.path)

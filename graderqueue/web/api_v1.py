@@ -113,7 +113,7 @@ def servers() -> Response:
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
     """This API's OpenAPI 3.1 document."""
-    return ok(openapi.document())
+    return ok(openapi.document(runtime().settings.api_page_max))
 
 
 # The job endpoints register themselves on this blueprint.

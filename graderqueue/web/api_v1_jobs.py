@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Response, request
 
 from graderqueue.errors import BadRequest, NotFound, UnknownJob
-from graderqueue.protocol.numbers import parse_int
+from graderqueue.protocol.numbers import json_int, parse_int
+from graderqueue.protocol.submissions import INT_MAX
 from graderqueue.queue import api_submit, artifacts, control, idempotency, job_view, listing
 from graderqueue.queue import position as positions
 from graderqueue.web.answers import runtime
@@ -58,6 +59,8 @@ def list_jobs() -> Response:
         raise BadRequest(f"limit is 1 to {settings.api_page_max}.")
     jobs = listing.JobFilter.parse(_filter_args(), platform_id=who.platform_id)
     cursor = listing.parse_cursor(request.args.get("cursor"))
+    if request.args.get("cursor") == "":
+        raise BadRequest("cursor is empty: leave it out for the first page.")
     with session_for(who) as session:
         rows, next_id = listing.page(session, jobs, limit=limit, cursor=cursor)
     return ok({"jobs": rows, "next_cursor": str(next_id) if next_id else None})
@@ -97,16 +100,14 @@ def artifact(job_id: int, name: str) -> Response:
 
 
 def _priority(body: object) -> int | None:
-    if body is None:
-        return None
     if not isinstance(body, dict) or set(body) - {"priority"}:
         raise BadRequest('The body, if any, is {"priority": N}.')
-    value = body.get("priority")
-    if value is None:
+    if "priority" not in body:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**31 - 1:
-        raise BadRequest("priority is an integer from 0 to 2147483647.")
-    return value
+    priority = json_int(body["priority"], 0, INT_MAX)
+    if priority is None:
+        raise BadRequest(f"priority is an integer from 0 to {INT_MAX}.")
+    return priority
 
 
 @bp.post("/jobs/<id:job_id>/cancel")
@@ -118,7 +119,10 @@ def act(job_id: int) -> Response:
     action = request.path.rsplit("/", 1)[1]
     who = writer()
     rt = runtime()
-    priority = _priority(json_body(required=False))
+    has_body = bool(request.get_data(cache=True).strip())
+    if action == "cancel" and has_body:
+        raise BadRequest("cancel takes no body.")
+    priority = _priority(json_body()) if has_body else None
     with session_for(who, write=True) as session:
         acted = control.act(
             session, job_id, action, actor=who.label, priority=priority, platform_id=who.platform_id
@@ -140,8 +144,8 @@ def act_by_filter() -> Response:
     action = body.get("action")
     if not isinstance(action, str):
         raise BadRequest(f"action is one of {', '.join(control.ACTIONS)}.")
-    priority = _priority({"priority": body.get("priority")})
-    control.check_action(action, priority)
+    priority = _priority({k: v for k, v in body.items() if k == "priority"})
+    control.check_action(action)
     raw_filter = body.get("filter", {})
     if not isinstance(raw_filter, dict):
         raise BadRequest("filter is an object.")

@@ -152,9 +152,10 @@ COMPONENTS: dict[str, Any] = {
 }
 
 
-def document() -> dict[str, Any]:
-    """The whole document (a copy each call: callers may change theirs)."""
-    return copy.deepcopy(
+def document(page_max: int = openapi_jobs.PAGE_MAX) -> dict[str, Any]:
+    """The whole document (a copy each call: callers may change theirs), with
+    this queue's ``api_page_max``."""
+    doc = copy.deepcopy(
         {
             "openapi": "3.1.0",
             "info": {
@@ -168,3 +169,7 @@ def document() -> dict[str, Any]:
             "components": COMPONENTS,
         }
     )
+    for parameter in doc["paths"]["/jobs"]["get"]["parameters"]:
+        if parameter["name"] == "limit":
+            parameter["schema"]["maximum"] = page_max
+    return doc

@@ -6,7 +6,9 @@ from typing import Any
 
 from graderqueue.web.openapi_parts import (
     AUTH_ERRORS,
+    FILTER_KEYS,
     PRIORITY,
+    SSE_EVENT,
     STATES,
     TEXT_OR_NULL,
     TIME,
@@ -19,6 +21,8 @@ from graderqueue.web.openapi_parts import (
 )
 
 ACTIONS = ["cancel", "hold", "release", "requeue"]
+# The default api_page_max; document() puts the queue's own setting in its copy.
+PAGE_MAX = 200
 JOB_ID = {
     "name": "id",
     "in": "path",
@@ -83,10 +87,7 @@ _NEW_JOB = {
     "additionalProperties": False,
     "description": "sendjob's fields, with the protocol's routing, clamping and dedup",
     "properties": {
-        "jobdata": {
-            "type": ["object", "string"],
-            "description": "the job for the grading server (an object, or its JSON text)",
-        },
+        "jobdata": {"type": "object", "description": "the job for the grading server"},
         "jobname": {"type": "string", "maxLength": 255},
         "tags": {
             "oneOf": [
@@ -94,24 +95,25 @@ _NEW_JOB = {
                 {"type": "array", "items": {"type": "string"}},
             ]
         },
-        "priority": {"type": ["integer", "string"], "description": "higher first; at least 0"},
-        "jobusertaskid": {"type": "string", "maxLength": 255},
-        "taskrevision": {"type": "string"},
-        "timeout": {"type": ["integer", "string"], "description": "seconds; clamped"},
+        "priority": {**PRIORITY, "description": "higher first"},
+        "jobusertaskid": {
+            "type": "string",
+            "maxLength": 255,
+            "description": "a live job of yours with the same one is updated, not duplicated",
+        },
+        "taskrevision": {
+            "type": "string",
+            "pattern": "^$|^[A-Za-z0-9_][A-Za-z0-9_.~^/@+-]{0,199}$",
+        },
+        "timeout": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647,
+            "description": "seconds a server may grade it; above max_timeout_sec, clamped",
+        },
     },
     "example": {"jobdata": {"taskPath": "$ROOT_PATH/task"}, "tags": "c", "priority": 1},
 }
-FILTER_KEYS: dict[str, dict[str, Any]] = {
-    "state": {"type": "string", "description": f"one or more of {', '.join(STATES)}, by commas"},
-    "tag": {"type": "string"},
-    "type": {"type": "string", "description": "a server type that can run the job"},
-    "name": {"type": "string"},
-    "jobusertaskid": {"type": "string"},
-    "since": {"type": "string", "description": "received at or after: ISO 8601 or unix seconds"},
-    "until": {"type": "string", "description": "received before: ISO 8601 or unix seconds"},
-    "platform": {"type": "string", "description": "operators only"},
-}
-
 SCHEMAS: dict[str, Any] = {
     "JobSummary": object_schema(_SUMMARY_PROPERTIES),
     "Job": object_schema(
@@ -189,14 +191,14 @@ _LIST = {
             "name": "limit",
             "in": "query",
             "required": False,
-            "schema": {"type": "integer", "minimum": 1, "default": 50},
+            "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 50},
         },
         {
             "name": "cursor",
             "in": "query",
             "required": False,
             "description": "next_cursor of the previous page",
-            "schema": {"type": "string"},
+            "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
         },
     ],
     "responses": {
@@ -280,8 +282,8 @@ _EVENTS = {
         ],
         "responses": {
             "200": {
-                "description": "The event stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "The event stream; each event:",
+                "content": {"text/event-stream": {"schema": SSE_EVENT}},
             },
             "404": problem("No such job (or another platform's)"),
             **AUTH_ERRORS,

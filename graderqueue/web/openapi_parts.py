@@ -12,6 +12,30 @@ TEXT_OR_NULL = {"type": ["string", "null"]}
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 2147483647}
 
 
+_ONE_STATE = "(" + "|".join(STATES) + ")"
+_MOMENT = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^[0-9]{1,18}$", "description": "unix seconds"},
+    ]
+}
+_NAME = {"type": "string", "maxLength": 255}
+FILTER_KEYS: dict[str, dict[str, Any]] = {
+    "state": {
+        "type": "string",
+        "pattern": f"^{_ONE_STATE}(,{_ONE_STATE})*$",
+        "description": f"one or more of {', '.join(STATES)}, by commas",
+    },
+    "tag": _NAME,
+    "type": {**_NAME, "description": "a server type that can run the job"},
+    "name": _NAME,
+    "jobusertaskid": _NAME,
+    "since": {**_MOMENT, "description": "received at or after"},
+    "until": {**_MOMENT, "description": "received before"},
+    "platform": {**_NAME, "description": "a platform's name (a platform sees only its own)"},
+}
+
+
 def problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -41,3 +65,24 @@ AUTH_ERRORS = {
     "503": problem("The database is unreachable or busy"),
 }
 WRITE_ERRORS = {**AUTH_ERRORS, "403": problem("A read-only API token cannot act")}
+
+
+SSE_EVENT = object_schema(
+    {
+        "event": {"const": "status_update"},
+        "id": {"type": "string", "description": "STATE:position, for Last-Event-ID"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "oneOf": [
+                    object_schema({"type": {"const": "state"}, "data": {"enum": STATES}}),
+                    object_schema(
+                        {"type": {"const": "position"}, "data": {"type": "integer", "minimum": 0}}
+                    ),
+                ]
+            },
+        },
+    },
+    required=["event", "data"],
+)
