@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from graderqueue.config import Settings
 from graderqueue.dispatch.hints import PollHints, hint_key
+from graderqueue.dispatch.job_watch import JobWatch
 from graderqueue.dispatch.pollslots import PollSlots
 from graderqueue.dispatch.wakeups import Waker
 from graderqueue.protocol import tokens
@@ -24,6 +25,7 @@ class Runtime:
     waker: Waker = field(init=False)
     registry: RegistryView = field(init=False)
     poll_slots: PollSlots = field(init=False)
+    job_watch: JobWatch = field(init=False)
     # Set by the delivery worker when it runs inside this process.
     delivery_kick: Callable[[], None] | None = None
 
@@ -36,6 +38,7 @@ class Runtime:
         self.poll_slots = PollSlots(
             self.settings.max_polls_per_server, self.settings.max_waiting_polls
         )
+        self.job_watch = JobWatch(self.db, self.settings)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:

@@ -58,6 +58,16 @@ class ApiCaller:
     def is_operator(self) -> bool:
         return self.platform_id is None
 
+    @property
+    def key(self) -> str:
+        """Who this is, as a key: one caller's Idempotency-Keys never meet another's."""
+        return f"operator:{self.name}" if self.is_operator else f"platform:{self.platform_id}"
+
+    @property
+    def label(self) -> str:
+        """Who acted, for the event log."""
+        return f"operator {self.name}" if self.is_operator else f"platform {self.name}"
+
     def spend(self, session: Session) -> None:
         """Record the platform token's jti (a second use is then a replay)."""
         if self.replay is None:

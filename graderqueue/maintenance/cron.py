@@ -24,7 +24,7 @@ from graderqueue.config import Settings
 from graderqueue.dispatch import wakeups
 from graderqueue.logs import describe_error
 from graderqueue.maintenance import alerts, leases, purge
-from graderqueue.queue import states
+from graderqueue.queue import idempotency, states
 from graderqueue.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,12 @@ def _run_hourly(db: Database, settings: Settings, report: Report) -> None:
         steps: list[tuple[str, Callable[[], dict[str, int]]]] = [
             ("purge jobs", lambda: {"jobs": purge.purge_old_jobs(db, keep)}),
             ("purge events", lambda: {"events": purge.purge_old_events(db, keep)}),
+            (
+                "purge idempotency keys",
+                lambda: {
+                    "idempotency keys": idempotency.purge(db, settings.idempotency_keep_hours)
+                },
+            ),
             (
                 "remove servers",
                 lambda: {

@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
+    Artifact,
     Delivery,
     DeliveryAttempt,
     DeliveryState,
     Event,
+    Handout,
     InterfaceToken,
     Job,
     JobStatus,
@@ -51,7 +53,7 @@ def _delete_in_batches(
 
 
 def purge_old_jobs(db: Database, keep_days: int) -> int:
-    """Delete done and error jobs older than ``keep_days`` with their rows elsewhere.
+    """Delete done, error and cancelled jobs older than ``keep_days`` with their rows elsewhere.
 
     Never a queued or sent job, and never a done job whose result is still
     owed to its platform. Dependent rows are deleted explicitly, not left to
@@ -62,6 +64,8 @@ def purge_old_jobs(db: Database, keep_days: int) -> int:
     old = or_(
         and_(Job.status == JobStatus.DONE, Job.grading_end_time < cutoff),
         and_(Job.status == JobStatus.ERROR, Job.received_time < cutoff),
+        # A cancel stamps grading_end_time: the moment the job ended.
+        and_(Job.status == JobStatus.CANCELLED, Job.grading_end_time < cutoff),
     )
 
     def pick(session: Session) -> list[int]:
@@ -76,6 +80,8 @@ def purge_old_jobs(db: Database, keep_days: int) -> int:
             delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)),
             delete(Delivery).where(Delivery.job_id.in_(ids)),
             delete(Result).where(Result.job_id.in_(ids)),
+            delete(Artifact).where(Artifact.job_id.in_(ids)),
+            delete(Handout).where(Handout.job_id.in_(ids)),
             delete(JobType).where(JobType.job_id.in_(ids)),
             # Re-checked here: a redelivery may have been asked meanwhile.
             delete(Job).where(Job.id.in_(ids), old),

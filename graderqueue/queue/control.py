@@ -19,7 +19,7 @@ its timeline shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import BadRequest, Conflict, UnknownJob
-from graderqueue.queue import states
+from graderqueue.queue import listing, states
 from graderqueue.store import events
+from graderqueue.store.db import Database
 from graderqueue.store.models import (
     Artifact,
     Delivery,
@@ -48,6 +49,8 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     "requeue": frozenset({S.QUEUED, S.HELD, S.SENT, S.ERROR, S.DONE, S.CANCELLED}),
 }
 ACTIONS = tuple(ALLOWED_FROM)
+# Jobs changed per transaction by act_by_filter.
+BATCH = 500
 _EVENT = {
     "cancel": events.CANCELLED,
     "hold": events.HELD,
@@ -130,20 +133,17 @@ def act_many(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if action == "cancel":
-        session.execute(delete(states.JOB_TYPES).where(states.JOB_TYPES.c.job_id.in_(ids)))
-    else:
-        states.sync_types(session, ids, _TARGET[action])
-        if priority is not None:
-            states.sync_priority(session, ids, priority)
-        if _TARGET[action] == S.QUEUED:
-            acted.type_ids = set(
-                session.scalars(
-                    select(states.JOB_TYPES.c.type_id)
-                    .where(states.JOB_TYPES.c.job_id.in_(ids))
-                    .distinct()
-                )
+    states.sync_types(session, ids, _TARGET[action])
+    if priority is not None:
+        states.sync_priority(session, ids, priority)
+    if _TARGET[action] == S.QUEUED:
+        acted.type_ids = set(
+            session.scalars(
+                select(states.JOB_TYPES.c.type_id)
+                .where(states.JOB_TYPES.c.job_id.in_(ids))
+                .distinct()
             )
+        )
     _log(session, rows, action, actor, priority)
     return acted
 
@@ -211,3 +211,48 @@ def _log(session: Session, rows: list[Any], action: str, actor: str, priority: i
             for r in rows
         ],
     )
+
+
+@dataclass
+class ByFilter:
+    matched: int
+    changed: int = 0
+    type_ids: set[int] = field(default_factory=set)
+
+
+def act_by_filter(
+    db: Database,
+    jobs: listing.JobFilter,
+    action: str,
+    *,
+    actor: str,
+    priority: int | None,
+    dry_run: bool,
+    limit: int,
+    spend: Callable[[Session], None],
+) -> ByFilter:
+    """``action`` on every job ``jobs`` matches whose status allows it.
+
+    A dry run only counts them. More than ``limit`` is refused before
+    anything changes (narrow the filter). Jobs change in batches, one
+    transaction each: a job that changed status meanwhile is left alone.
+    """
+    check_action(action, priority)
+    allowed = ALLOWED_FROM[action]
+    with db.transaction() as session:
+        spend(session)
+        matched = listing.count(session, jobs, allowed)
+        if dry_run:
+            return ByFilter(matched)
+        if matched > limit:
+            raise BadRequest(f"The filter matches {matched} jobs, over {limit}: narrow it.")
+        ids = list(listing.matching_ids(session, jobs, allowed))
+    outcome = ByFilter(matched)
+    for start in range(0, len(ids), BATCH):
+        with db.transaction() as session:
+            acted = act_many(
+                session, ids[start : start + BATCH], action, actor=actor, priority=priority
+            )
+        outcome.changed += len(acted.job_ids)
+        outcome.type_ids |= acted.type_ids
+    return outcome

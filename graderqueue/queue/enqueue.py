@@ -135,8 +135,10 @@ def submit(
     received_via: str,
     forced_tag_id: int | None = None,
     before: Callable[[Session], None] | None = None,
+    after: Callable[[Session, list[int]], None] | None = None,
 ) -> Queued:
-    """Queue submissions in one transaction; ``before(session)`` runs first in it.
+    """Queue submissions in one transaction; ``before(session)`` runs first in it,
+    ``after(session, job ids)`` last.
 
     Two identical requests may race to create the same job: the loser's
     insert breaks the unique dedup key, and its second attempt finds the
@@ -156,6 +158,8 @@ def submit(
                     )
                     job_ids.append(job_id)
                     type_ids.update(dict.fromkeys(new.type_ids))
+                if after is not None:
+                    after(session, job_ids)
             return Queued(job_ids, list(type_ids))
         except IntegrityError:
             if attempt:

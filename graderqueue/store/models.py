@@ -183,6 +183,9 @@ class Job(Base):
         Index("ix_jobs_status_received", "status", "received_time"),
         Index("ix_jobs_end_time", "grading_end_time"),
         Index("ix_jobs_platform_id", "platform_id", "id"),
+        # The JSON API's job lists by state, newest first (keyset on the id).
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_platform_status_id", "platform_id", "status", "id"),
     )
 
 

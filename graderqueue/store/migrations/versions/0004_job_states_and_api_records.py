@@ -10,7 +10,8 @@ The JSON API's job states and what its answers read:
   ``held`` and ``cancelled``;
 - ``job_handouts``: each hand-out of a job to a grading server;
 - ``job_artifacts``: ``stdout``/``stderr`` sent back beside a result;
-- ``idempotency_keys``: ``Idempotency-Key`` headers of ``POST /api/v1/jobs``.
+- ``idempotency_keys``: ``Idempotency-Key`` headers of ``POST /api/v1/jobs``;
+- two indexes for the API's job lists by state, newest first.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def _status_width(old: int, new: int) -> None:
 
 def upgrade() -> None:
     _status_width(8, 16)
+    op.create_index("ix_jobs_status_id", "jobs", ["status", "id"])
+    op.create_index("ix_jobs_platform_status_id", "jobs", ["platform_id", "status", "id"])
     op.create_table(
         "job_handouts",
         sa.Column("id", Id, nullable=False),
@@ -101,4 +104,6 @@ def downgrade() -> None:
     op.drop_table("job_artifacts")
     op.drop_index("ix_job_handouts_job_id", table_name="job_handouts")
     op.drop_table("job_handouts")
+    op.drop_index("ix_jobs_platform_status_id", table_name="jobs")
+    op.drop_index("ix_jobs_status_id", table_name="jobs")
     _status_width(16, 8)

@@ -1,0 +1,125 @@
+"""Where a queued job stands: how many jobs will be handed out before it, and when.
+
+A job goes to the first server of any of its types that polls; a server
+takes its type's best job (highest priority, then oldest). So the jobs
+before ours in one type's order are those of higher priority, and those of
+the same priority with a smaller id; our position is the smallest such count
+over our types (the type whose queue reaches us first).
+
+:func:`positions` answers many jobs with a fixed number of queries per
+(type, priority) pair, whatever their number: the event streams of a web
+worker read every watched job's position in one pass a second.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from graderqueue.store.models import Job, JobStatus, JobType, utcnow
+
+JT = JobType.__table__.c
+# Throughput behind the ETA is measured over this window.
+ETA_WINDOW_SEC = 300
+
+
+def queued_jobs(session: Session, job_ids: list[int]) -> dict[int, tuple[int, list[int]]]:
+    """{job id: (priority, type ids)} for those of ``job_ids`` that are queued."""
+    found: dict[int, tuple[int, list[int]]] = {}
+    for job_id, type_id, priority in session.execute(
+        select(JT.job_id, JT.type_id, JT.priority).where(
+            JT.job_id.in_(job_ids), JT.status == JobStatus.QUEUED
+        )
+    ):
+        found.setdefault(job_id, (priority, []))[1].append(type_id)
+    return found
+
+
+def positions(session: Session, jobs: dict[int, tuple[int, list[int]]]) -> dict[int, int]:
+    """Positions of queued jobs given as :func:`queued_jobs` returns them."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for job_id, (priority, type_ids) in jobs.items():
+        for type_id in type_ids:
+            groups[(type_id, priority)].append(job_id)
+    above = {type_id: _higher_priority_counts(session, type_id) for type_id, _p in groups}
+    best: dict[int, int] = {}
+    for (type_id, priority), ids in groups.items():
+        higher = sum(n for p, n in above[type_id].items() if p > priority)
+        for job_id, same in _same_priority_before(session, type_id, priority, ids).items():
+            count = higher + same
+            best[job_id] = min(best.get(job_id, count), count)
+    return best
+
+
+def _higher_priority_counts(session: Session, type_id: int) -> dict[int, int]:
+    return dict(
+        session.execute(
+            select(JT.priority, func.count())
+            .where(JT.type_id == type_id, JT.status == JobStatus.QUEUED)
+            .group_by(JT.priority)
+        ).all()
+    )
+
+
+def _same_priority_before(
+    session: Session, type_id: int, priority: int, job_ids: list[int]
+) -> dict[int, int]:
+    """For each job, the queued jobs of its type and priority with a smaller id.
+
+    One scan up to the last job: each queued id falls in the bucket of the
+    first watched job above it, and running sums give every job's count.
+    """
+    ids = sorted(set(job_ids))
+    bucket = case(*[(JT.job_id < job_id, i) for i, job_id in enumerate(ids)], else_=len(ids))
+    counts = dict(
+        session.execute(
+            select(bucket, func.count())
+            .where(
+                JT.type_id == type_id,
+                JT.status == JobStatus.QUEUED,
+                JT.priority == priority,
+                JT.job_id < ids[-1],
+            )
+            .group_by(bucket)
+        ).all()
+    )
+    result, running = {}, 0
+    for i, job_id in enumerate(ids):
+        running += counts.get(i, 0)
+        result[job_id] = running
+    return result
+
+
+def throughput_per_sec(session: Session, type_ids: list[int]) -> float:
+    """Jobs of these types finished per second over the last few minutes."""
+    since = utcnow() - timedelta(seconds=ETA_WINDOW_SEC)
+    finished = session.scalar(
+        select(func.count(func.distinct(Job.id)))
+        .select_from(Job)
+        .join(JobType, JobType.job_id == Job.id)
+        .where(
+            Job.status == JobStatus.DONE,
+            Job.grading_end_time >= since,
+            JobType.type_id.in_(type_ids),
+        )
+    )
+    return finished / ETA_WINDOW_SEC
+
+
+def of_job(session: Session, job_id: int) -> dict[str, Any]:
+    """``position``, ``eta_sec`` and ``throughput_per_minute`` of one job (None unless queued)."""
+    queued = queued_jobs(session, [job_id])
+    if job_id not in queued:
+        return {"position": None, "eta_sec": None, "throughput_per_minute": None}
+    position = positions(session, queued)[job_id]
+    rate = throughput_per_sec(session, queued[job_id][1])
+    return {
+        "position": position,
+        # The job itself must be handed out too: position + 1 jobs to go.
+        "eta_sec": round((position + 1) / rate, 1) if rate > 0 else None,
+        "throughput_per_minute": round(rate * 60, 2),
+    }

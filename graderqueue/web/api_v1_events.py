@@ -1,0 +1,105 @@
+"""``GET /api/v1/jobs/{id}/events``: a job's state and position as Server-Sent Events.
+
+Broadway's stream shape: ``event: status_update`` with ``data: {"type":
+"state", "data": "STARTED"}`` or ``{"type": "position", "data": 3}``. The
+event id is what the client has been told (``STATE:position``), so a client
+that reconnects with ``Last-Event-ID`` gets only what changed since, on any
+node. How streams are served and bounded: dispatch/job_watch.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+from flask import Response, request
+
+from graderqueue.dispatch.job_watch import JobWatch, Seen
+from graderqueue.errors import Unavailable, UnknownJob
+from graderqueue.queue import job_view
+from graderqueue.queue import position as positions
+from graderqueue.web.answers import runtime
+from graderqueue.web.api_v1 import bp, caller, session_for
+
+
+@bp.get("/jobs/<id:job_id>/events")
+def events(job_id: int) -> Response:
+    who = caller()
+    rt = runtime()
+    with session_for(who) as session:
+        state = job_view.state(session, job_id, who.platform_id)
+        if state is None:
+            raise UnknownJob(f"No job #{job_id}.")
+        place = positions.of_job(session, job_id)["position"] if state == "QUEUED" else None
+    watch = rt.job_watch
+    if not watch.open(job_id):
+        raise Unavailable("Too many event streams on this worker: try again shortly.")
+    settings = rt.settings
+    stream = _stream(
+        watch,
+        job_id,
+        Seen(state, place),
+        Seen.parse(request.headers.get("Last-Event-ID")),
+        max_sec=settings.events_max_sec,
+        keepalive_sec=settings.events_keepalive_sec,
+    )
+    return Response(
+        _Closing(stream, lambda: watch.close(job_id)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _stream(
+    watch: JobWatch,
+    job_id: int,
+    now: Seen,
+    told: Seen | None,
+    *,
+    max_sec: float,
+    keepalive_sec: float,
+) -> Iterator[str]:
+    """Events until a terminal state, or ``max_sec`` (then the client resumes)."""
+    deadline = time.monotonic() + max_sec
+    seen_round = watch.current_round
+    yield "retry: 2000\n\n"
+    while True:
+        yield from _changes(told, now)
+        told = now
+        if now.state in job_view.TERMINAL or time.monotonic() >= deadline:
+            return
+        seen_round, latest = watch.wait(job_id, seen_round, keepalive_sec)
+        if latest is None or latest == now:
+            yield ": keepalive\n\n"
+        else:
+            now = latest
+
+
+class _Closing:
+    """The stream, and its slot given back exactly once when the server closes it
+    (finished, or the client went away), even if it never started."""
+
+    def __init__(self, events: Iterator[str], release: Callable[[], None]) -> None:
+        self._events = events
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[str]:
+        return self._events
+
+    def close(self) -> None:
+        self._events.close()  # type: ignore[attr-defined]
+        if self._release is not None:
+            self._release, release = None, self._release
+            release()
+
+
+def _changes(told: Seen | None, now: Seen) -> Iterator[str]:
+    if told is None or told.state != now.state:
+        yield _event(Seen(now.state).event_id(), {"type": "state", "data": now.state})
+    if now.position is not None and (told is None or told != now):
+        yield _event(now.event_id(), {"type": "position", "data": now.position})
+
+
+def _event(event_id: str, data: dict[str, object]) -> str:
+    return f"id: {event_id}\nevent: status_update\ndata: {json.dumps(data)}\n\n"
