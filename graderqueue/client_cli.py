@@ -46,8 +46,6 @@ class UsageError(QueueError):
 
 
 # -- output helpers
-
-
 def _text(value: Any) -> str:
     if value is None:
         return "-"
@@ -68,21 +66,19 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -
 
 
 def _as_json(value: Any) -> str:
-    plain = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    return json.dumps(plain, indent=2, default=_json_default)
+    return json.dumps(value, indent=2, default=_plain)
 
 
-def _json_default(value: Any) -> Any:
+def _plain(value: Any) -> Any:
+    """The typed answers as JSON again (times as the API writes them)."""
     if isinstance(value, datetime):
         return format_time(value)
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)  # type: ignore[arg-type]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 # -- commands
-
-
 def _jobdata(text: str) -> Any:
     """--jobdata: JSON, or @FILE with the JSON (@- reads stdin)."""
     if text.startswith("@"):
@@ -147,60 +143,65 @@ class _Shown:
     """watch's output: one line rewritten in place on a terminal, else a line per change."""
 
     def __init__(self, job_id: int, out: TextIO) -> None:
-        self.job_id, self.out = job_id, out
-        self.tty = out.isatty()
+        self.job_id, self.out, self.tty = job_id, out, out.isatty()
         self.state: str | None = None
-        self.position: int | None = None
+        self.position: Any = None
+        self.pending = False
         self.last = ""
 
     def update(self, kind: str, data: Any) -> None:
         if kind == "state":
-            self.state = str(data)
-            if self.state != "QUEUED":
-                self.position = None
+            self.state, self.position = str(data), None
+            # A waiting job's position comes right after its state: one line for both.
+            self.pending = self.state == "QUEUED"
+            if self.pending:
+                return
         elif kind == "position":
             self.position = data
-        line = f"job {self.job_id}: {self.state or '?'}"
-        if self.state == "QUEUED" and self.position is not None:
-            line += f", position {self.position}"
-        if line == self.last:
-            return
-        self.last = line
-        self.out.write(f"\r\x1b[K{line}" if self.tty else f"{line}\n")
-        self.out.flush()
+        self.show()
 
-    def done(self) -> None:
-        if self.tty and self.last:
-            self.out.write("\n")
+    def show(self) -> None:
+        self.pending = False
+        line = f"job {self.job_id}: {self.state or '?'}"
+        if self.position is not None:
+            line += f", position {self.position}"
+        if line != self.last:
+            self.last = line
+            self.out.write(f"\r\x1b[K{line}" if self.tty else f"{line}\n")
             self.out.flush()
 
 
 def cmd_watch(api: ApiClient, args: argparse.Namespace) -> int:
+    """Follows the job's streams, resuming each from its last event, until a terminal state."""
     shown = _Shown(args.id, sys.stdout)
     last_id: str | None = None
     failures = 0
     try:
         while True:
+            told = 0
             try:
                 for event in api.events(args.id, last_event_id=last_id):
-                    last_id = event.id if event.id is not None else last_id
-                    failures = 0
+                    last_id, told, failures = event.id or last_id, told + 1, 0
                     shown.update(event.type, event.data)
                     if event.type == "state" and event.data in TERMINAL:
                         return TERMINAL[event.data]
-                continue  # the queue ended the stream early (streams are time-limited)
             except ApiError as exc:
                 if exc.status != 503:
                     raise
+                failures += 1
                 error: Exception = exc
             except requests.RequestException as exc:  # dropped, timed out, refused
+                failures += 1
                 error = exc
-            failures += 1
+            if shown.pending:
+                shown.show()
             if failures > RECONNECT_TRIES:
                 raise error
-            time.sleep(min(2.0 ** (failures - 1), 15.0))
+            # A stream the queue ended (they are time-limited) resumes at once.
+            time.sleep(min(2.0 ** (failures - 1), 15.0) if failures else 0 if told else 1)
     finally:
-        shown.done()
+        if shown.tty and shown.last:
+            print(file=shown.out)
 
 
 def _act_one(action: str) -> Command:
@@ -262,8 +263,6 @@ def cmd_servers(api: ApiClient, args: argparse.Namespace) -> None:
 
 
 # -- the command line
-
-
 def _auth(args: argparse.Namespace) -> BearerSource:
     """Options before the environment; an operator's token before a platform's key."""
     env = os.environ
