@@ -5,14 +5,18 @@ operator's actions, and the command line as a subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import queue as queues
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from graderqueue.client import ApiClient, ApiError, OperatorToken, PlatformSigner
 from harness.queue import environ_without_config
@@ -163,6 +167,29 @@ def test_a_stream_resumes_from_its_last_event_id(queue):
     assert [e[1:] for e in resumed] == [("state", "STARTED")]
 
 
+@pytest.mark.queue_settings(events_keepalive_sec=30)
+def test_a_silent_stream_ends_after_the_read_timeout(queue):
+    server = queue.gunicorn()
+    api = ApiClient(server.url, signer(queue, queue.platform("first")), stream_read_timeout=1)
+    job_id = api.submit({"taskPath": "/t"}, tags="c")
+    started = time.monotonic()
+    told = []
+    with pytest.raises(requests.ConnectionError):
+        for event in api.events(job_id):  # then 30 s of silence: over the 1 s bound
+            told.append(event.type)
+    assert told == ["state", "position"]
+    assert time.monotonic() - started < WAIT
+
+
+@pytest.mark.queue_settings(events_keepalive_sec=0.2, events_max_sec=3)
+def test_keepalives_hold_a_quiet_stream_open(queue):
+    server = queue.gunicorn()
+    api = ApiClient(server.url, signer(queue, queue.platform("first")), stream_read_timeout=1)
+    job_id = api.submit({"taskPath": "/t"}, tags="c")
+    # Three seconds with no change, each under a 1 s read timeout: the comments count.
+    assert [e.type for e in api.events(job_id)] == ["state", "position"]
+
+
 def cli_env(queue, server, platform, tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     key = tmp_path / "platform.pem"
     key.write_text(platform.private_pem)
@@ -242,3 +269,27 @@ def test_the_command_line_reports_refusals_and_a_cancelled_watch(queue, tmp_path
     dry = cli(env, "act", "requeue", "--filter", "state=CANCELLED", "--dry-run")
     assert dry.returncode == 0 and "1 job(s) would change" in dry.stdout
     assert json.loads(cli(env, "status", str(job_id), "--json").stdout)["state"] == "CANCELLED"
+
+
+def test_watch_resumes_when_the_queues_worker_dies_mid_stream(queue, tmp_path):
+    server = queue.gunicorn(workers=1)
+    env = cli_env(queue, server, queue.platform("first"), tmp_path)
+    job_id = int(cli(env, "submit", "--jobdata", '{"taskPath": "/t"}', "--tags", "c").stdout)
+    watch = subprocess.Popen(
+        [str(CLI), "watch", str(job_id)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().strip() == f"job {job_id}: QUEUED, position 0"
+        # The worker serving the stream dies (gunicorn's master starts another).
+        (worker,) = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        os.kill(int(worker), signal.SIGKILL)
+        token = queue.server_token("t-c")
+        hand_out(queue, token)
+        assert watch.stdout.readline().strip() == f"job {job_id}: STARTED"
+        finish(queue, token, job_id)
+        assert watch.wait(timeout=WAIT) == 0
+        assert watch.stdout.read().strip() == f"job {job_id}: FINISHED"
+    finally:
+        watch.kill()
+        watch.wait()
