@@ -36,7 +36,7 @@ class ApiError(QueueError):
     """The queue refused a request (problem+json); network failures stay requests'."""
 
     def __init__(self, status: int, title: str, detail: str = "") -> None:
-        super().__init__(f"HTTP {status} {title}" + (f": {detail}" if detail else ""))
+        super().__init__(f"HTTP {status}: {title}" + (f" - {detail}" if detail else ""))
         self.status = self.http_status = status
         self.title, self.detail = title, detail
 

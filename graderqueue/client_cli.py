@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api = ApiClient(args.url, _auth(args))
         return args.run(api, args) or 0
     except ApiError as exc:
-        _fail(exc.title + (f": {exc.detail}" if exc.detail else ""), f"(HTTP {exc.status})")
+        _fail(exc.title + (f" - {exc.detail}" if exc.detail else ""), f"(HTTP {exc.status})")
     except UsageError as exc:
         _fail(exc.message)
     except requests.RequestException as exc:

@@ -77,7 +77,7 @@ def test_api_errors_are_queue_errors_with_the_problems_words():
     error = ApiError(409, "The job's state does not allow this.", "Job #4 is FINISHED.")
     assert isinstance(error, QueueError) and not isinstance(error, ClientError)
     assert (error.status, error.http_status) == (409, 409)
-    assert str(error) == "HTTP 409 The job's state does not allow this.: Job #4 is FINISHED."
+    assert str(error) == "HTTP 409: The job's state does not allow this. - Job #4 is FINISHED."
 
 
 def auth_for(argv: list[str]):  # type: ignore[no-untyped-def]
