@@ -18,7 +18,6 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 from flask.blueprints import BlueprintSetupState
-from sqlalchemy.orm import Session
 
 from graderqueue.errors import BadRequest, Forbidden
 from graderqueue.identity import api_callers
@@ -64,7 +63,7 @@ def writer() -> api_callers.ApiCaller:
 
 
 @contextlib.contextmanager
-def session_for(who: api_callers.ApiCaller, *, write: bool = False) -> Iterator[Session]:
+def session_for(who: api_callers.ApiCaller, *, write: bool = False) -> Iterator[Any]:
     """The request's session; a platform token's jti is spent in it (so it writes)."""
     db = runtime().db
     with db.transaction() if (write or who.replay) else db.reading() as session:

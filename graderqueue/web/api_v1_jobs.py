@@ -109,9 +109,13 @@ def _priority(body: object) -> int | None:
     return value
 
 
-@bp.post("/jobs/<id:job_id>/<any(cancel, hold, release, requeue):action>")
-def act(job_id: int, action: str) -> Response:
+@bp.post("/jobs/<id:job_id>/cancel")
+@bp.post("/jobs/<id:job_id>/hold")
+@bp.post("/jobs/<id:job_id>/release")
+@bp.post("/jobs/<id:job_id>/requeue")
+def act(job_id: int) -> Response:
     """One job: 409 when its state does not allow the action."""
+    action = request.path.rsplit("/", 1)[1]
     who = writer()
     rt = runtime()
     priority = _priority(json_body(required=False))

@@ -12,16 +12,27 @@ import copy
 from typing import Any
 
 from graderqueue.identity.api_callers import API_TOKEN_MAX_LIFETIME_SEC
+from graderqueue.web import openapi_jobs, openapi_parts
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 SECONDS = {"type": ["number", "null"], "minimum": 0}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": PROBLEM}},
+_problem = openapi_parts.problem
+_object = openapi_parts.object_schema
+
+SERVER = _object(
+    {
+        "name": {"type": "string"},
+        "type": {"type": "string"},
+        "alive": {"type": "boolean", "description": "polled lately, or grading"},
+        "busy": {"type": "boolean", "description": "holds at least one job"},
+        "jobs_held": {"type": "integer", "minimum": 0},
+        "max_jobs": {"type": "integer"},
+        "jobs_done": {"type": "integer", "minimum": 0, "description": "in the history kept"},
+        "last_poll": openapi_parts.TIME_OR_NULL,
     }
+)
 
 
 def _counted(key: str, with_age: bool) -> dict[str, Any]:
@@ -79,6 +90,23 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/servers": {
+        "get": {
+            "operationId": "listServers",
+            "summary": "The grading servers (a platform: those of the types it can use)",
+            "responses": {
+                "200": {
+                    "description": "The servers",
+                    "content": {
+                        "application/json": {
+                            "schema": _object({"servers": {"type": "array", "items": SERVER}})
+                        }
+                    },
+                },
+                **openapi_parts.AUTH_ERRORS,
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "operationId": "getOpenApi",
@@ -118,7 +146,8 @@ COMPONENTS: dict[str, Any] = {
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},
             },
-        }
+        },
+        **openapi_jobs.SCHEMAS,
     },
 }
 
@@ -135,7 +164,7 @@ def document() -> dict[str, Any]:
             },
             "servers": [{"url": "/api/v1"}],
             "security": [{"bearer": []}],
-            "paths": PATHS,
+            "paths": {**PATHS, **openapi_jobs.PATHS},
             "components": COMPONENTS,
         }
     )

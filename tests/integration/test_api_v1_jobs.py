@@ -4,32 +4,56 @@ on both databases, through the app (the event stream has its own tests)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from tests.integration.test_api_v1_auth import api_token, bearer_jws
+from tests.integration.test_api_v1_openapi import validator_for
 
 PROBLEM = "application/problem+json"
 RESULT = json.dumps({"errorcode": 0, "errormsg": "ok", "jobdata": {"score": 1}})
 
 
 class Api:
-    """Requests as one caller: an operator token, or a platform (a new JWS each time)."""
+    """Requests as one caller: an operator token, or a platform (a new JWS each time).
+
+    Every answer is checked against the OpenAPI document: its status must be
+    documented for the path and method, and its JSON must fit the schema.
+    """
 
     def __init__(self, queue, platform=None, token=None):  # type: ignore[no-untyped-def]
         self.queue, self.platform, self.token = queue, platform, token
         self.http = queue.app.test_client()
+        self.doc = self.http.get("/api/v1/openapi.json").get_json()
+
+    def conforms(self, method, path, answer):  # type: ignore[no-untyped-def]
+        template = next(
+            t
+            for t in self.doc["paths"]
+            if re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", t), path.split("?")[0])
+        )
+        responses = self.doc["paths"][template][method]["responses"]
+        assert str(answer.status_code) in responses, (method, path, answer.status_code)
+        content = responses[str(answer.status_code)].get("content", {})
+        if answer.mimetype in ("application/json", "application/problem+json"):
+            schema = content[answer.mimetype]["schema"]
+            validator_for(self.doc, schema).validate(answer.get_json())
+        return answer
 
     def headers(self, extra=None):  # type: ignore[no-untyped-def]
         token = self.token or bearer_jws(self.platform, self.queue.settings.key_name)
         return {"Authorization": f"Bearer {token}", **(extra or {})}
 
     def get(self, path, **params):  # type: ignore[no-untyped-def]
-        return self.http.get("/api/v1" + path, headers=self.headers(), query_string=params)
+        answer = self.http.get("/api/v1" + path, headers=self.headers(), query_string=params)
+        return self.conforms("get", path, answer)
 
     def post(self, path, body=None, headers=None):  # type: ignore[no-untyped-def]
         data = json.dumps(body) if body is not None else None
         return self.http.post(
-            "/api/v1" + path, data=data, headers=self.headers(headers),
+            "/api/v1" + path,
+            data=data,
+            headers=self.headers(headers),
             content_type="application/json",
         )
 
@@ -43,8 +67,12 @@ def complete_one(queue, type_name="t-c"):  # type: ignore[no-untyped-def]
     job = queue.post("/poll.php", server_token=token, nbtasks="0")
     assert job["errorcode"] == 0, job
     done = queue.post(
-        "/sendresults.php", server_token=token, jobid=str(job["jobid"]), resultdata=RESULT,
-        stdout="hello out", stderr="x" * 70_000,
+        "/sendresults.php",
+        server_token=token,
+        jobid=str(job["jobid"]),
+        resultdata=RESULT,
+        stdout="hello out",
+        stderr="x" * 70_000,
     )
     assert done["errorcode"] == 0, done
     return job["jobid"]
@@ -139,7 +167,9 @@ def test_control_by_id_and_by_filter(queue):
     assert api.get(f"/jobs/{ids[0]}/position").get_json()["position"] == 0
     assert api.post(f"/jobs/{ids[2]}/cancel").get_json()["state"] == "CANCELLED"
 
-    dry = api.post("/jobs/actions", {"action": "hold", "filter": {"name": "task-a"}, "dry_run": True})
+    dry = api.post(
+        "/jobs/actions", {"action": "hold", "filter": {"name": "task-a"}, "dry_run": True}
+    )
     assert dry.get_json() == {"action": "hold", "dry_run": True, "matched": 2, "changed": 0}
     done = api.post("/jobs/actions", {"action": "hold", "filter": {"name": "task-a"}})
     assert done.get_json()["changed"] == 2
@@ -159,7 +189,12 @@ def test_a_rejudge_at_lower_priority_grades_finished_jobs_again(queue):
     )
     assert answer.get_json()["changed"] == 1
     job = api.get(f"/jobs/{job_id}").get_json()
-    assert (job["state"], job["priority"], job["result"], job["artifacts"]) == ("QUEUED", 1, None, [])
+    assert (job["state"], job["priority"], job["result"], job["artifacts"]) == (
+        "QUEUED",
+        1,
+        None,
+        [],
+    )
     assert complete_one(queue) == job_id
     assert api.get(f"/jobs/{job_id}").get_json()["state"] == "FINISHED"
 
