@@ -1,11 +1,9 @@
-"""A Python client of the JSON API v1 (docs/API.md), for platforms and operators.
+"""A Python client of the JSON API v1 (docs/API.md), for platforms and operators; e.g.::
 
-Example (more in docs/CLIENT.md)::
-
-    api = ApiClient("https://queue.example.org", PlatformSigner("myplatform", pem_text))
-    job_id = api.submit({"taskPath": "$ROOT_PATH/task"}, tags="c", idempotency_key="sub-42")
-    for event in api.events(job_id):
-        print(event.type, event.data)  # ("state", "QUEUED"), ("position", 3), ...
+api = ApiClient("https://queue.example.org", PlatformSigner("myplatform", pem_text))
+job_id = api.submit({"taskPath": "$ROOT_PATH/task"}, tags="c", idempotency_key="sub-42")
+for event in api.events(job_id):
+    print(event.type, event.data)  # ("state", "QUEUED"), ("position", 3), ...
 """
 
 from __future__ import annotations
@@ -116,6 +114,7 @@ class Job(_Answer):  # as GET /api/v1/jobs lists it
     name: str | None
     jobusertaskid: str | None
     platform: str | None
+    received_via: str | None  # how a job not sent by a platform came: "api:NAME", ...
     tags: tuple[str, ...]
     types: tuple[str, ...]
     priority: int
@@ -166,7 +165,7 @@ class Position(_Answer):  # position: 0 = next; None unless QUEUED
     state: str
     position: int | None
     eta_sec: float | None
-    throughput_per_minute: float
+    throughput_per_minute: float | None
 
 
 @dataclass(frozen=True)

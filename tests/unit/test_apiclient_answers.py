@@ -14,6 +14,7 @@ DETAIL = {
     "name": "add-1",
     "jobusertaskid": "sub-42",
     "platform": "first",
+    "received_via": None,
     "tags": ["c"],
     "types": ["t-c", "t-java"],
     "priority": 4,
