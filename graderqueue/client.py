@@ -148,3 +148,18 @@ class PlatformClient:
             queue_public_key=self.queue_key,
             max_result_bytes=self.max_result_bytes,
         )
+
+
+# The JSON API's client (graderqueue/apiclient.py), importable from here too.
+from graderqueue.apiclient import ApiClient, ApiError, OperatorToken, PlatformSigner  # noqa: E402
+
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "ClientError",
+    "OperatorToken",
+    "PlatformClient",
+    "PlatformSigner",
+    "make_request_token",
+    "open_result_token",
+]
