@@ -340,7 +340,7 @@ class ApiClient:
 
     def act_on(self, job_id: int, action: str, priority: int | None = None) -> JobState:
         """cancel, hold, release or requeue one job (a new ``priority``: not with cancel)."""
-        body = {} if priority is None else {"priority": priority}
+        body = None if priority is None else {"priority": priority}
         return JobState.from_json(self._json("POST", f"/jobs/{int(job_id)}/{action}", json=body))
 
     def cancel(self, job_id: int) -> JobState:

@@ -120,9 +120,9 @@ def act(job_id: int) -> Response:
     who = writer()
     rt = runtime()
     has_body = bool(request.get_data(cache=True).strip())
-    if action == "cancel" and has_body:
-        raise BadRequest("cancel takes no body.")
     priority = _priority(json_body()) if has_body else None
+    if action == "cancel" and priority is not None:
+        raise BadRequest("cancel takes no priority: a cancelled job is never handed out.")
     with session_for(who, write=True) as session:
         acted = control.act(
             session, job_id, action, actor=who.label, priority=priority, platform_id=who.platform_id
