@@ -25,12 +25,15 @@ threads = int(os.environ.get("GRADERQUEUE_THREADS", 64))
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
-    """Long-polls may wait in at most three quarters of a worker's threads (the
-    final count, --threads included); the rest stay free for platform requests,
-    results and admin pages (docs/SIZING.md). Runs in the master before the
-    workers start, so they inherit it. GRADERQUEUE_MAX_WAITING_POLLS wins."""
-    default = max(1, server.cfg.threads * 3 // 4)
-    os.environ.setdefault("GRADERQUEUE_MAX_WAITING_POLLS", str(default))
+    """Long-polls may wait in at most five eighths of a worker's threads (the
+    final count, --threads included) and JSON API event streams hold at most
+    one eighth; the last quarter stays free for platform requests, results and
+    admin pages (docs/SIZING.md). Runs in the master before the workers start,
+    so they inherit it. GRADERQUEUE_MAX_WAITING_POLLS and
+    GRADERQUEUE_EVENTS_MAX_STREAMS win."""
+    threads = server.cfg.threads
+    os.environ.setdefault("GRADERQUEUE_MAX_WAITING_POLLS", str(max(1, threads * 5 // 8)))
+    os.environ.setdefault("GRADERQUEUE_EVENTS_MAX_STREAMS", str(max(1, threads // 8)))
 
 
 # Worker heartbeat timeout; a long-poll does not block the heartbeat in gthread.
