@@ -99,11 +99,22 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # 0003 knows neither state: a held job waits as queued, and a cancelled
+    # one goes, as the code of 0003 deleted the jobs it cancelled.
+    for table in ("jobs", "job_types"):
+        op.execute(f"UPDATE {table} SET status = 'queued' WHERE status = 'held'")
+    cancelled = "SELECT id FROM jobs WHERE status = 'cancelled'"
+    op.execute(
+        "DELETE FROM delivery_attempts WHERE delivery_id IN "
+        f"(SELECT id FROM deliveries WHERE job_id IN ({cancelled}))"
+    )
+    for table in ("deliveries", "results", "job_types", "job_artifacts", "job_handouts"):
+        op.execute(f"DELETE FROM {table} WHERE job_id IN ({cancelled})")
+    op.execute("DELETE FROM jobs WHERE status = 'cancelled'")
     op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
     op.drop_table("job_artifacts")
-    op.drop_index("ix_job_handouts_job_id", table_name="job_handouts")
-    op.drop_table("job_handouts")
+    op.drop_table("job_handouts")  # its index goes with it
     op.drop_index("ix_jobs_platform_status_id", table_name="jobs")
     op.drop_index("ix_jobs_status_id", table_name="jobs")
     _status_width(16, 8)
