@@ -35,7 +35,8 @@ def test_an_upgrade_from_0003_keeps_the_jobs_and_ends_at_the_models(kind, tmp_pa
                 text(
                     "INSERT INTO jobs (id, received_via, name, jobusertaskid, dedup_key,"
                     " job_repeats, status, priority, timeout_sec, nb_fails, received_time,"
-                    " tags, taskrevision, jobdata) VALUES (:n, '', :name, :u, :u, 0, 'queued', :n, 60, 0,"
+                    " tags, taskrevision, jobdata)"
+                    " VALUES (:n, '', :name, :u, :u, 0, 'queued', :n, 60, 0,"
                     " '2026-12-01 10:00:00', 'c', '', '{}')"
                 ),
                 {"n": n, "name": f"job-{n}", "u": f"u{n}"},
