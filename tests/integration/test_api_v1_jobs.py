@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import timedelta
 
+from graderqueue.maintenance import purge
+from graderqueue.queue import idempotency
+from graderqueue.store.models import IdempotencyKey, Job, utcnow
 from tests.integration.test_api_v1_auth import api_token, bearer_jws
 from tests.integration.test_api_v1_openapi import validator_for
 
@@ -230,3 +234,43 @@ def jobs_tables(queue):  # type: ignore[no-untyped-def]
     tables = queue.snapshot()
     del tables["seen_token_ids"], tables["api_tokens"]
     return tables
+
+
+def test_a_cancelled_running_job_refuses_the_late_result_of_any_server(queue):
+    api = Api(queue, platform=queue.platform("first"))
+    job_id = api.post("/jobs", job_body()).get_json()["id"]
+    token = queue.server_token("t-c")
+    assert queue.post("/poll.php", server_token=token, nbtasks="0")["jobid"] == job_id
+    assert queue.post("/jobstate.php", server_token=token, jobid=str(job_id))["holds"] is True
+
+    assert api.post(f"/jobs/{job_id}/cancel").get_json() == {"id": job_id, "state": "CANCELLED"}
+    # What the project's graderserver asks every few seconds; the original never asks.
+    assert queue.post("/jobstate.php", server_token=token, jobid=str(job_id))["holds"] is False
+    late = queue.post("/sendresults.php", server_token=token, jobid=str(job_id), resultdata=RESULT)
+    assert late["errorcode"] == 2, "a late result is refused, as for a lease run out"
+    job = api.get(f"/jobs/{job_id}").get_json()
+    assert (job["state"], job["result"], job["server"]) == ("CANCELLED", None, None)
+    assert [e["event"] for e in job["timeline"]] == ["received", "handed_out", "cancelled"]
+    assert api.post(f"/jobs/{job_id}/cancel").status_code == 409
+
+
+def test_cron_forgets_old_cancelled_jobs_and_idempotency_keys(queue):
+    api = Api(queue, platform=queue.platform("first"))
+    old, recent = (api.post("/jobs", job_body(), {"Idempotency-Key": k}) for k in ("a", "b"))
+    old_id, recent_id = old.get_json()["id"], recent.get_json()["id"]
+    for job_id in (old_id, recent_id):
+        api.post(f"/jobs/{job_id}/cancel")
+    long_ago = utcnow() - timedelta(days=30)
+    with queue.db.transaction() as session:
+        session.execute(
+            Job.__table__.update().where(Job.id == old_id).values(grading_end_time=long_ago)
+        )
+        session.execute(
+            IdempotencyKey.__table__.update()
+            .where(IdempotencyKey.key == "a")
+            .values(created_at=long_ago)
+        )
+    assert purge.purge_old_jobs(queue.db, keep_days=7) == 1
+    assert idempotency.purge(queue.db, keep_hours=48) == 1
+    assert api.get(f"/jobs/{old_id}").status_code == 404
+    assert api.get(f"/jobs/{recent_id}").get_json()["state"] == "CANCELLED"
