@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, defer
 
 from graderqueue.admin.conditions import contains, noindex, time_range
 from graderqueue.admin.keyset import DEFAULT_LIMIT, SCAN_LIMIT, Cursor, Page, keyset_page
-from graderqueue.admin.live_queue import LIVE_STATUSES
+from graderqueue.admin.live_queue import LISTED_STATUSES
 from graderqueue.store.models import Job, Result
 
 NO_PLATFORM = -1  # platform filter value for jobs sent by the interface or remote users
@@ -54,7 +54,7 @@ def live_jobs(
     scan_limit: int = SCAN_LIMIT,
 ) -> Page:
     """Queued, sent and error jobs, newest received first."""
-    statuses = [filters.status] if filters.status in LIVE_STATUSES else list(LIVE_STATUSES)
+    statuses = [filters.status] if filters.status in LISTED_STATUSES else list(LISTED_STATUSES)
     return keyset_page(
         session,
         Job,

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from graderqueue.store.models import Job, JobStatus, JobType, ServerType
 
 LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.SENT, JobStatus.ERROR)
+# The queued-jobs list also shows held jobs (JSON API): they wait for a release.
+LISTED_STATUSES = (*LIVE_STATUSES, JobStatus.HELD)
 
 
 def live_counts(session: Session) -> dict[str, int]:

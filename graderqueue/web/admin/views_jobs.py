@@ -7,7 +7,7 @@ from flask import Response, abort, flash, g, redirect, render_template, request,
 from graderqueue.admin.job_lists import done_jobs, live_jobs, result_summaries
 from graderqueue.admin.job_page import job_detail, job_document
 from graderqueue.admin.keyset import Cursor
-from graderqueue.admin.live_queue import LIVE_STATUSES
+from graderqueue.admin.live_queue import LISTED_STATUSES
 from graderqueue.admin.names import platform_names, server_names
 from graderqueue.delivery import post
 from graderqueue.errors import QueueError
@@ -23,7 +23,7 @@ def _job_list(kind: str) -> Response | str:
     if job_id is not None:
         # An id names one job: show it, whichever list it would be in.
         return redirect(url_for("admin.job", job_id=job_id))
-    statuses = tuple(LIVE_STATUSES) if kind == "queued" else ()
+    statuses = tuple(LISTED_STATUSES) if kind == "queued" else ()
     filters = job_filter(form, statuses)
     cursor = Cursor.decode(request.args.get("before"))
     lister = live_jobs if kind == "queued" else done_jobs
