@@ -10,6 +10,7 @@ and a non-zero exit. Library errors are translated where they occur
     ├── BadRequest, TokenError, UnknownJob, NotAssigned, InvalidResult, NotFound (2)
     ├── ApiAuthError, Forbidden       the JSON API's 401 and 403 (it uses http_status, not codes)
     ├── Conflict                      the JSON API's 409: a job's state forbids the action
+    ├── QueueFull (2)                 over a platform's max_queued (the JSON API's 429)
     ├── TooLarge (2)                  request body over max_request_bytes
     ├── AuthenticationError (3)       grading servers; PlatformAuthError (2) for platforms
     ├── TooManyJobs, NoJob (1)        poll answers that say "later"
@@ -124,6 +125,14 @@ class Conflict(QueueError):
     """The job's state does not allow this."""
 
     http_status = 409
+
+
+class QueueFull(QueueError):
+    """Too many jobs waiting for this platform."""
+
+    # errorcode 2 for the protocol (a platform should not retry blindly);
+    # the JSON API's 429.
+    http_status = 429
 
 
 class TooLarge(QueueError):

@@ -27,7 +27,7 @@ from graderqueue.cache import TTLCache
 from graderqueue.config import Settings
 from graderqueue.store import events
 from graderqueue.store.db import Database
-from graderqueue.store.models import Job, JobStatus, JobType, Server, utcnow
+from graderqueue.store.models import Job, JobStatus, JobType, Server, ServerType, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,14 @@ def _candidates(session: Session, type_ids: list[int]) -> list[Candidate]:
             Server.wakeup_fails,
         )
         .outerjoin(held, held.c.sent_to == Server.id)
-        .where(Server.type_id.in_(type_ids), Server.wakeup_url != "")
+        .join(ServerType, ServerType.id == Server.type_id)
+        # A drained server or a paused type would get nothing: no point waking it.
+        .where(
+            Server.type_id.in_(type_ids),
+            Server.wakeup_url != "",
+            Server.drained.is_(False),
+            ServerType.paused.is_(False),
+        )
     )
     return [Candidate(*row) for row in session.execute(query).all()]
 

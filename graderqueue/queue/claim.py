@@ -12,11 +12,24 @@ from sqlalchemy.orm import Session
 from graderqueue.errors import TooManyJobs
 from graderqueue.queue import states
 from graderqueue.store import events
-from graderqueue.store.models import Handout, Job, JobStatus, JobType, Server, utcnow
+from graderqueue.store.models import (
+    Handout,
+    Job,
+    JobStatus,
+    JobType,
+    QueueFlag,
+    Server,
+    ServerType,
+    utcnow,
+)
 
 JOBS = Job.__table__
 JOB_TYPES = JobType.__table__
 SERVERS = Server.__table__
+TYPES = ServerType.__table__
+FLAGS = QueueFlag.__table__
+# The queue_flags row of `graderqueue pause` (all types).
+PAUSED = "paused"
 _INSERT_HANDOUT = insert(Handout.__table__)
 
 
@@ -64,7 +77,7 @@ def claim_queries(server_id: int, type_id: int, max_fails: int, now: datetime) -
         select(t.job_id, t.priority, j.timeout_sec, j.sent_to)
         .select_from(JOB_TYPES.join(JOBS, j.id == t.job_id))
         .where(t.type_id == type_id, t.status == JobStatus.QUEUED, j.nb_fails < max_fails)
-        .order_by(t.priority.desc(), t.job_id)
+        .order_by(t.priority.desc(), t.vstart, t.job_id)
         .limit(1)
     )
     # EXISTS, not a join: the planner then has no way to drive this lookup
@@ -109,6 +122,8 @@ def claim(
     get more than that many jobs between them: raises :class:`TooManyJobs`.
     """
     now = utcnow()
+    if dispatch_stopped(session, server_id):
+        return None
     if max_jobs > 0:
         _check_limit(session, server_id, max_jobs, skip_locked, now)
     for _attempt in range(8):
@@ -123,6 +138,22 @@ def claim(
             return Claimed(candidate.job_id, name, taskrevision, jobdata)
         # Someone else got it between our read and our write: look again.
     return None
+
+
+def dispatch_stopped(session: Session, server_id: int) -> bool:
+    """Whether this server gets nothing now: drained, its type paused, or the queue paused.
+
+    Read in every claim's transaction (two primary-key lookups), so a drain
+    or a pause holds from the next claim on, on every node.
+    """
+    stopped = session.execute(
+        select(SERVERS.c.drained, TYPES.c.paused)
+        .select_from(SERVERS.join(TYPES, TYPES.c.id == SERVERS.c.type_id))
+        .where(SERVERS.c.id == server_id)
+    ).first()
+    if stopped is None or stopped.drained or stopped.paused:
+        return True
+    return session.scalar(select(FLAGS.c.name).where(FLAGS.c.name == PAUSED)) is not None
 
 
 def _check_limit(

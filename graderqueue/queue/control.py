@@ -27,7 +27,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import BadRequest, Conflict, UnknownJob
-from graderqueue.queue import listing, states
+from graderqueue.queue import fair_share, listing, states
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
@@ -148,8 +148,25 @@ def act_many(
                 .distinct()
             )
         )
+    if action == "requeue":
+        _new_places(session, rows)
     _log(session, rows, action, actor, priority)
     return acted
+
+
+def _new_places(session: Session, rows: list[Any]) -> None:
+    """A requeued job takes a new place in line, as a job queued now (fair share):
+    a rejudge of a whole task goes behind the others' waiting jobs, not ahead."""
+    for row in rows:
+        type_priority = session.execute(
+            select(states.JOB_TYPES.c.type_id, states.JOB_TYPES.c.priority).where(
+                states.JOB_TYPES.c.job_id == row.id
+            )
+        ).all()
+        if type_priority:
+            type_ids = [t for t, _p in type_priority]
+            vstart = fair_share.place(session, row.platform_id, type_ids, type_priority[0][1])
+            states.set_place(session, row.id, vstart)
 
 
 def _new_values(action: str, priority: int | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
 from graderqueue.protocol.submissions import Submission
-from graderqueue.queue import routing, states
+from graderqueue.queue import fair_share, routing, states
 from graderqueue.registry.view import RegistryView
 from graderqueue.store.db import Database
 from graderqueue.store.models import Job, JobStatus, utcnow
@@ -71,6 +71,9 @@ def enqueue(
     else:
         query = query.where(j.platform_id == platform_id)
     existing = session.execute(query.with_for_update()).first()
+    if existing is None:
+        fair_share.check_cap(session, platform_id)
+    vstart = fair_share.place(session, platform_id, new.type_ids, new.priority)
     fields = {
         "name": new.name,
         "priority": new.priority,
@@ -94,7 +97,7 @@ def enqueue(
                 **fields,
             },
         ).inserted_primary_key[0]
-        states.add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority)
+        states.add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority, vstart)
         return job_id, True
 
     status = existing.status if existing.status == JobStatus.ERROR else JobStatus.QUEUED
@@ -102,7 +105,7 @@ def enqueue(
     if status == JobStatus.QUEUED:
         values.update(status=JobStatus.QUEUED, sent_to=None, lease_expires=None)
     session.execute(update(JOBS).where(j.id == existing.id).values(**values))
-    states.set_types(session, existing.id, new.type_ids, status, new.priority)
+    states.set_types(session, existing.id, new.type_ids, status, new.priority, vstart)
     return existing.id, False
 
 

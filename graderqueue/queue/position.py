@@ -3,7 +3,8 @@
 A job goes to the first server of any of its types that polls; a server
 takes its type's best job (highest priority, then oldest). So the jobs
 before ours in one type's order are those of higher priority, and those of
-the same priority with a smaller id; our position is the smallest such count
+the same priority and an earlier place in line (``vstart``, fair share's
+order: queue/fair_share.py), then a smaller id; our position is the smallest such count
 over our types (the type whose queue reaches us first).
 
 :func:`positions` answers many jobs with a fixed number of queries per
@@ -14,6 +15,7 @@ worker read every watched job's position in one pass a second.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -27,24 +29,31 @@ JT = JobType.__table__.c
 ETA_WINDOW_SEC = 300
 
 
-def queued_jobs(session: Session, job_ids: list[int]) -> dict[int, tuple[int, list[int]]]:
-    """{job id: (priority, type ids)} for those of ``job_ids`` that are queued."""
-    found: dict[int, tuple[int, list[int]]] = {}
-    for job_id, type_id, priority in session.execute(
-        select(JT.job_id, JT.type_id, JT.priority).where(
+@dataclass(frozen=True)
+class Queued:
+    priority: int
+    vstart: int  # its place in line within the priority (fair_share.py)
+    type_ids: list[int]
+
+
+def queued_jobs(session: Session, job_ids: list[int]) -> dict[int, Queued]:
+    """The queued ones of ``job_ids``, with what orders them."""
+    found: dict[int, Queued] = {}
+    for job_id, type_id, priority, vstart in session.execute(
+        select(JT.job_id, JT.type_id, JT.priority, JT.vstart).where(
             JT.job_id.in_(job_ids), JT.status == JobStatus.QUEUED
         )
     ):
-        found.setdefault(job_id, (priority, []))[1].append(type_id)
+        found.setdefault(job_id, Queued(priority, vstart, [])).type_ids.append(type_id)
     return found
 
 
-def positions(session: Session, jobs: dict[int, tuple[int, list[int]]]) -> dict[int, int]:
+def positions(session: Session, jobs: dict[int, Queued]) -> dict[int, int]:
     """Positions of queued jobs given as :func:`queued_jobs` returns them."""
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for job_id, (priority, type_ids) in jobs.items():
-        for type_id in type_ids:
-            groups[(type_id, priority)].append(job_id)
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for job_id, job in jobs.items():
+        for type_id in job.type_ids:
+            groups[(type_id, job.priority)].append((job.vstart, job_id))
     above = {type_id: _higher_priority_counts(session, type_id) for type_id, _p in groups}
     best: dict[int, int] = {}
     for (type_id, priority), ids in groups.items():
@@ -65,16 +74,22 @@ def _higher_priority_counts(session: Session, type_id: int) -> dict[int, int]:
     )
 
 
-def _same_priority_before(
-    session: Session, type_id: int, priority: int, job_ids: list[int]
-) -> dict[int, int]:
-    """For each job, the queued jobs of its type and priority with a smaller id.
+def _before(key: tuple[int, int]) -> Any:
+    """Queued rows ahead of (vstart, job id) in the claim's order."""
+    vstart, job_id = key
+    return (JT.vstart < vstart) | ((JT.vstart == vstart) & (JT.job_id < job_id))
 
-    One scan up to the last job: each queued id falls in the bucket of the
-    first watched job above it, and running sums give every job's count.
+
+def _same_priority_before(
+    session: Session, type_id: int, priority: int, keys: list[tuple[int, int]]
+) -> dict[int, int]:
+    """For each job, the queued jobs of its type and priority ahead of it.
+
+    One scan up to the last job: each queued row falls in the bucket of the
+    first watched job behind it, and running sums give every job's count.
     """
-    ids = sorted(set(job_ids))
-    bucket = case(*[(JT.job_id < job_id, i) for i, job_id in enumerate(ids)], else_=len(ids))
+    ordered = sorted(set(keys))
+    bucket = case(*[(_before(key), i) for i, key in enumerate(ordered)], else_=len(ordered))
     counts = dict(
         session.execute(
             select(bucket, func.count())
@@ -82,13 +97,13 @@ def _same_priority_before(
                 JT.type_id == type_id,
                 JT.status == JobStatus.QUEUED,
                 JT.priority == priority,
-                JT.job_id < ids[-1],
+                JT.vstart <= ordered[-1][0],
             )
             .group_by(bucket)
         ).all()
     )
     result, running = {}, 0
-    for i, job_id in enumerate(ids):
+    for i, (_vstart, job_id) in enumerate(ordered):
         running += counts.get(i, 0)
         result[job_id] = running
     return result
@@ -116,7 +131,7 @@ def of_job(session: Session, job_id: int) -> dict[str, Any]:
     if job_id not in queued:
         return {"position": None, "eta_sec": None, "throughput_per_minute": None}
     position = positions(session, queued)[job_id]
-    rate = throughput_per_sec(session, queued[job_id][1])
+    rate = throughput_per_sec(session, queued[job_id].type_ids)
     return {
         "position": position,
         # The job itself must be handed out too: position + 1 jobs to go.

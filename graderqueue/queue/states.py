@@ -42,24 +42,35 @@ _INSERT_TYPES = insert(JOB_TYPES)
 
 
 def add_types(
-    session: Session, job_id: int, type_ids: list[int], status: str, priority: int
+    session: Session, job_id: int, type_ids: list[int], status: str, priority: int, vstart: int
 ) -> None:
-    """A new job's ``job_types`` rows."""
+    """A new job's ``job_types`` rows; ``vstart``: its place in line (fair_share.place)."""
     session.execute(
         _INSERT_TYPES,
         [
-            {"job_id": job_id, "type_id": t, "status": status, "priority": priority}
+            {
+                "job_id": job_id,
+                "type_id": t,
+                "status": status,
+                "priority": priority,
+                "vstart": vstart,
+            }
             for t in type_ids
         ],
     )
 
 
 def set_types(
-    session: Session, job_id: int, type_ids: list[int], status: str, priority: int
+    session: Session, job_id: int, type_ids: list[int], status: str, priority: int, vstart: int
 ) -> None:
     """Replace a job's ``job_types`` rows (its tags, hence its types, may have changed)."""
     session.execute(delete(JOB_TYPES).where(JOB_TYPES.c.job_id == job_id))
-    add_types(session, job_id, type_ids, status, priority)
+    add_types(session, job_id, type_ids, status, priority, vstart)
+
+
+def set_place(session: Session, job_id: int, vstart: int) -> None:
+    """A new place in line for a job put back in the queue as if new (a requeue)."""
+    session.execute(update(JOB_TYPES).where(JOB_TYPES.c.job_id == job_id).values(vstart=vstart))
 
 
 def sync_types(session: Session, job_ids: int | list[int], status: str) -> None:

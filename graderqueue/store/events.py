@@ -27,6 +27,10 @@ REDELIVERY = "redelivery_requested"
 ALERT_SENT = "alert_sent"
 API_TOKEN_ADDED = "api_token_added"
 API_TOKEN_REVOKED = "api_token_revoked"
+SERVER_DRAINED = "server_drained"
+SERVER_UNDRAINED = "server_undrained"
+DISPATCH_PAUSED = "dispatch_paused"
+DISPATCH_RESUMED = "dispatch_resumed"
 
 MESSAGE_MAX = 2000
 

@@ -75,6 +75,8 @@ class ServerType(Base):
     __tablename__ = "server_types"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
+    # `graderqueue pause --type T`: its jobs are still accepted, none handed out.
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class TypeTag(Base):
@@ -97,6 +99,12 @@ class Platform(Base):
     # Demand fresh tokens (exp/iat/jti or date) from this platform.
     require_fresh: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # `platform disable`: its requests are refused, its jobs stay.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Fair share: within one priority, jobs are handed out in proportion to it.
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    # At most this many queued jobs (None: no cap); more is refused at submission.
+    max_queued: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class PlatformKey(Base):
@@ -145,6 +153,8 @@ class Server(Base):
     token_id: Mapped[int | None] = mapped_column(ForeignKey("server_tokens.id"), nullable=True)
     ip: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # `server drain`: no new job; the jobs it holds finish.
+    drained: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_servers_token_ip", "token_id", "ip", unique=True),)
 
@@ -202,6 +212,9 @@ class JobType(Base):
     type_id: Mapped[int] = mapped_column(ForeignKey("server_types.id"), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # Fair share's place in line within one priority (queue/fair_share.py),
+    # set when the job is queued: the claim reads the index in this order.
+    vstart: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 Index(
@@ -209,8 +222,29 @@ Index(
     JobType.type_id,
     JobType.status,
     JobType.priority.desc(),
+    JobType.vstart,
     JobType.job_id,
 )
+
+
+class FairShare(Base):
+    """Each sender's last place in line (``vstart`` of its last job, plus its step).
+
+    ``sender`` is the platform's id, or 0 for jobs without a platform.
+    """
+
+    __tablename__ = "fair_share"
+    sender: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    last_finish: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class QueueFlag(Base):
+    """Queue-wide switches every node reads: ``paused`` (`graderqueue pause`)."""
+
+    __tablename__ = "queue_flags"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class Result(Base):

@@ -1,0 +1,101 @@
+"""Fair share: within one priority, senders' jobs are handed out in proportion
+to their weights, so one platform's flood cannot starve another.
+
+Each job gets a place in line, ``vstart``, when it is queued (start-time fair
+queueing). A sender's jobs follow one another ``STEP / weight`` apart, from
+the later of two points: where its last job ended (``fair_share``), and the
+line's present, ``V``. ``V`` is the first place still waiting in the job's
+server types at its priority; with none waiting, the last place handed out.
+So a sender that was quiet starts at the present, never ahead of it with
+credit saved up, and one that flooded the queue waits its turn behind
+others' new jobs instead of ahead of them.
+
+The claim reads ``ix_job_types_claim`` (type, status, priority DESC, vstart,
+job id) in order: the claim is still one index seek, whatever the depth.
+With one sender the order is the order of arrival, as before.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from graderqueue.errors import QueueFull
+from graderqueue.store.models import FairShare, Job, JobStatus, JobType, Platform
+
+# The place in line one job of weight 1 takes (migration 0005 uses it too).
+STEP = 1_000_000
+JT = JobType.__table__.c
+FS = FairShare.__table__
+
+
+def sender_of(platform_id: int | None) -> int:
+    return platform_id if platform_id is not None else 0
+
+
+def _present(session: Session, type_ids: list[int], priority: int) -> int:
+    """``V``: the first waiting place in these types at this priority, else the last served."""
+    waiting = [
+        session.scalar(
+            select(JT.vstart)
+            .where(JT.type_id == t, JT.status == JobStatus.QUEUED, JT.priority == priority)
+            .order_by(JT.vstart)
+            .limit(1)
+        )
+        for t in type_ids
+    ]
+    found = [v for v in waiting if v is not None]
+    if found:
+        return min(found)
+    served = [
+        session.scalar(
+            select(JT.vstart)
+            .where(JT.type_id == t, JT.status == status, JT.priority == priority)
+            .order_by(JT.vstart.desc())
+            .limit(1)
+        )
+        for t in type_ids
+        for status in (JobStatus.SENT, JobStatus.DONE)
+    ]
+    return max((v for v in served if v is not None), default=0)
+
+
+def place(session: Session, platform_id: int | None, type_ids: list[int], priority: int) -> int:
+    """The ``vstart`` of a job this sender queues now; moves the sender's last place on.
+
+    Locks the sender's ``fair_share`` row, so one sender's jobs get distinct
+    places even from several nodes at once.
+    """
+    sender = sender_of(platform_id)
+    weight = 1
+    if platform_id is not None:
+        weight = session.scalar(select(Platform.weight).where(Platform.id == platform_id)) or 1
+    last = session.scalar(select(FS.c.last_finish).where(FS.c.sender == sender).with_for_update())
+    start = max(_present(session, type_ids, priority), last or 0)
+    finish = start + max(1, STEP // max(1, weight))
+    if last is None:
+        # A race with another first job of this sender ends in IntegrityError,
+        # which enqueue.submit retries.
+        session.execute(insert(FS), {"sender": sender, "last_finish": finish})
+    else:
+        session.execute(update(FS).where(FS.c.sender == sender).values(last_finish=finish))
+    return start
+
+
+def check_cap(session: Session, platform_id: int | None) -> None:
+    """Refuse a job beyond the platform's ``max_queued`` (queued and held jobs count)."""
+    if platform_id is None:
+        return
+    cap = session.scalar(select(Platform.max_queued).where(Platform.id == platform_id))
+    if cap is None:
+        return
+    j = Job.__table__.c
+    waiting = session.scalar(
+        select(func.count())
+        .select_from(Job.__table__)
+        .where(j.platform_id == platform_id, j.status.in_([JobStatus.QUEUED, JobStatus.HELD]))
+    )
+    if waiting >= cap:
+        raise QueueFull(
+            f"Too many jobs waiting: this platform has {waiting} queued, its limit is {cap}."
+        )
