@@ -57,6 +57,7 @@ _EVENT = {
     "release": events.RELEASED_HOLD,
     "requeue": events.REQUEUED,
 }
+_DONE = {"cancel": "cancelled", "hold": "held", "release": "released", "requeue": "requeued"}
 _TARGET = {"cancel": S.CANCELLED, "hold": S.HELD, "release": S.QUEUED, "requeue": S.QUEUED}
 
 
@@ -228,7 +229,7 @@ def _log(session: Session, rows: list[Any], action: str, actor: str, priority: i
             {
                 "job_id": r.id,
                 "server_id": r.sent_to if r.status == S.SENT else None,
-                "message": f"{action} by {actor or '?'} (was {r.status}){extra}",
+                "message": f"{_DONE[action]} by {actor or '?'} (was {r.status}){extra}",
             }
             for r in rows
         ],

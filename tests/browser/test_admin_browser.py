@@ -279,12 +279,15 @@ def test_requeue_and_cancel_from_the_job_page(page, site: AdminSite):
     page.goto(site.at(f"/admin/jobs/{doomed}"))
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button:has-text('Cancel')")
-    page.wait_for_url(re.compile(r".*/admin/jobs/queued$"))
+    page.wait_for_url(re.compile(rf".*/admin/jobs/{doomed}$"))
     assert f"Job #{doomed} cancelled" in page.locator(".flash.ok").inner_text()
-    assert row(page, doomed).count() == 0
+    assert page.locator("h1 .badge").inner_text() == "cancelled"
+    page.goto(site.at("/admin/jobs/queued"))
+    assert row(page, doomed).count() == 0, "a cancelled job has left the queue"
     with site.queue.db.transaction() as session:
-        assert session.get(Job, doomed) is None
-        assert not session.scalars(select(JobType).where(JobType.job_id == doomed)).all()
+        assert session.get(Job, doomed).status == JobStatus.CANCELLED
+        statuses = session.scalars(select(JobType.status).where(JobType.job_id == doomed)).all()
+        assert set(statuses) == {JobStatus.CANCELLED}
         kinds = session.scalars(select(Event.kind).where(Event.job_id == doomed)).all()
         assert kinds == ["cancelled"]
     page.goto(site.at(f"/admin/events?job={doomed}"))
