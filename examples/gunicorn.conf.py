@@ -52,6 +52,9 @@ errorlog = "-"
 # Log the client address, never the body (tokens are in the body). A secret
 # sent in a query string anyway (GET /poll.php?server_token=...) is replaced
 # by "[redacted]" in the access and error logs by this logger class,
-# whatever access_log_format names.
+# whatever access_log_format names. It also gives every line the app's shape
+# (time, level, pid, and the request id the answer's X-Request-ID carries; text
+# or JSON lines after log_format, docs/LOGS.md), so access_log_format holds
+# only what is particular to the request.
 logger_class = "graderqueue.access_log.RedactingLogger"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

@@ -13,6 +13,11 @@ value of each ``name=value`` pair whose name speaks of a secret is replaced,
 whatever ``access_log_format`` says. Credential headers are blanked too,
 should a log format name them.
 
+Its lines have the app's shape too (:mod:`graderqueue.logs`): time, level,
+pid and request id, as text or JSON lines after the ``log_format`` setting;
+an access line carries the id the app put in its ``X-Request-ID`` answer.
+A ``--log-config`` of the operator's own is left as it is.
+
 Use it from the gunicorn config (examples/gunicorn.conf.py)::
 
     logger_class = "graderqueue.access_log.RedactingLogger"
@@ -21,11 +26,14 @@ Use it from the gunicorn config (examples/gunicorn.conf.py)::
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import re
 from typing import Any
 from urllib.parse import unquote_plus
 
 from gunicorn.glogging import Logger
+
+from graderqueue import logs
 
 REDACTED = "[redacted]"
 # A parameter is secret when its (decoded, lower-cased) name contains one of
@@ -81,6 +89,24 @@ class RedactingLogger(Logger):  # type: ignore[misc]
         # addFilter ignores a filter already there: setup runs again on reload.
         self.error_log.addFilter(_FILTER)
         self.access_log.addFilter(_FILTER)
+        if cfg.logconfig or cfg.logconfig_dict or cfg.logconfig_json:
+            return  # the operator's own formats
+        formatter = logs.make_formatter(logs.format_from_settings())
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                # gunicorn's syslog handler keeps its own prefix and format.
+                if getattr(handler, "_gunicorn", False) and not isinstance(
+                    handler, logging.handlers.SysLogHandler
+                ):
+                    handler.setFormatter(formatter)
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        # The id the client was given; the request's own context may be over.
+        given = next(
+            (v for k, v in resp.headers if k.lower() == logs.REQUEST_ID_HEADER.lower()), None
+        )
+        with logs.request_id(given or logs.current_request_id()):
+            super().access(resp, req, environ, request_time)
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> Any:
         atoms = super().atoms(resp, req, environ, request_time)

@@ -163,6 +163,10 @@ class Settings:
     # A failure that repeats (database outage, forged hints) is logged when it
     # starts and then at most this often.
     failure_log_interval_sec: float = 60.0
+    # -- logs (issue 15, item 6: docs/LOGS.md) ------------------------------------
+    # "text" lines or "json" lines (one object per line, for a log shipper);
+    # either way each has the time, level, pid and request id.
+    log_format: str = "text"
     # Delivery worker: lease slack on top of the posts' own time; how long a
     # busy worker gathers outcomes into one transaction; its wait when rows are
     # due but another worker holds them (never spin on the database).

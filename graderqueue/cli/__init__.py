@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from graderqueue.config import Settings, load_settings
 from graderqueue.errors import ConfigError, QueueError
 from graderqueue.logs import describe_error
+from graderqueue.logs import setup as setup_logging
 from graderqueue.store.db import Database
 
 
@@ -83,6 +84,8 @@ def cli(ctx: click.Context) -> None:
     """
     try:
         ctx.obj = Context(load_settings())
+        # Lines of every command carry time, level, pid and this process's id.
+        setup_logging(log_format=ctx.obj.settings.log_format)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -20,6 +20,7 @@ from graderqueue.config import Settings
 from graderqueue.delivery import outbox
 from graderqueue.delivery.outbox import Due, Finished
 from graderqueue.delivery.post import Outcome, post_result
+from graderqueue.logs import work_unit
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.protocol.results import result_payload, result_token
 from graderqueue.store.db import Database
@@ -126,6 +127,7 @@ class Worker:
                 self._sessions.append(http)
         return http
 
+    @work_unit  # one id per delivery attempt
     def _post(self, due: Due) -> Outcome | None:
         """On a pool thread: None when the worker is stopping and the row was not tried."""
         if self.stopping.is_set():
@@ -206,6 +208,7 @@ class Worker:
 
     # -- ways to run it -------------------------------------------------------
 
+    @work_unit
     def run_pass(self) -> Counter[str]:
         """Try every delivery due now, each once; returns counts by new state.
 
@@ -254,6 +257,7 @@ class Worker:
             self._drain()
             self.close()
 
+    @work_unit  # one id per turn of the driving thread
     def step(self) -> None:
         """One turn: record what ended, claim for free slots, then wait for what comes next."""
         max_wait = max(self.settings.delivery_poll_sec, 0.05)

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from graderqueue.config import Settings
 from graderqueue.dispatch import wakeups
-from graderqueue.logs import describe_error
+from graderqueue.logs import describe_error, work_unit
 from graderqueue.maintenance import alerts, leases, purge
 from graderqueue.queue import idempotency, states
 from graderqueue.store.db import Database
@@ -79,6 +79,7 @@ def _step(report: Report, name: str, action: Callable[[], T]) -> T | None:
         return None
 
 
+@work_unit  # the lines of one run share a request id
 def run(db: Database, settings: Settings, *, hourly: bool = False) -> Report:
     report = Report()
     report.errored_jobs = _step(

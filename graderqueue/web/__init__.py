@@ -17,8 +17,9 @@ from graderqueue.web.request_size import ChunkedBodyLimit
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the app. ``settings`` default to :func:`load_settings` (file + environment)."""
-    logs.setup()  # time, level and pid on every line, also inside gunicorn workers
     settings = settings or load_settings(overrides or None)
+    # Time, level, pid and request id on every line, also inside gunicorn workers.
+    logs.setup(log_format=settings.log_format)
     rt = Runtime.create(settings)
     if not migrate.is_up_to_date(rt.db):
         raise NotInitialized()
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     )
     # MAX_CONTENT_LENGTH only refuses a body that declares its length.
     app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, settings.max_request_bytes)  # type: ignore[method-assign]
+    # Outermost: every answer, refusals of the layers inside too, carries its id.
+    app.wsgi_app = logs.RequestIds(app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["graderqueue"] = rt
     register_error_handlers(app)
 
