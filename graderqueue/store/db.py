@@ -35,6 +35,9 @@ def make_engine(settings: Settings) -> Engine:
         url,
         pool_pre_ping=True,
         pool_recycle=3600,
+        # A traceback in the log must not carry a statement's values (job
+        # data, hashes, names): the statement itself is enough to debug.
+        hide_parameters=True,
         pool_size=10,
         max_overflow=40,
         isolation_level="READ COMMITTED",
@@ -51,6 +54,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")
