@@ -3,8 +3,11 @@
 # Long-polls hold a thread (not a process) for up to poll_wait_sec (20 s):
 # gthread workers with many threads each. Size threads for the number of
 # grading servers that poll at once, plus room for platform requests.
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 # gunicorn must be reachable only through nginx (examples/nginx/), so bind
 # to the loopback address (or a unix socket, "unix:/run/graderqueue.sock"),
@@ -23,6 +26,18 @@ worker_class = "gthread"
 workers = int(os.environ.get("GRADERQUEUE_WORKERS", multiprocessing.cpu_count()))
 threads = int(os.environ.get("GRADERQUEUE_THREADS", 64))
 
+# Metrics (docs/METRICS.md): each worker is a process with its own counters;
+# prometheus_client keeps them in files in PROMETHEUS_MULTIPROC_DIR and a
+# scrape of any worker adds up every worker's, the dead ones' included. The
+# variable must be set before any process imports prometheus_client, so it
+# is set here, when the master reads this file: the operator's directory
+# (e.g. /run/graderqueue/metrics), or else a fresh one of our own that
+# on_exit removes.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _metrics_dir = tempfile.mkdtemp(prefix="graderqueue-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+    os.environ["METRICS_DIR_MADE_BY_GUNICORN_CONF"] = _metrics_dir
+
 
 def on_starting(server):  # type: ignore[no-untyped-def]
     """Long-polls may wait in at most five eighths of a worker's threads (the
@@ -34,6 +49,28 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     threads = server.cfg.threads
     os.environ.setdefault("GRADERQUEUE_MAX_WAITING_POLLS", str(max(1, threads * 5 // 8)))
     os.environ.setdefault("GRADERQUEUE_EVENTS_MAX_STREAMS", str(max(1, threads // 8)))
+    _fresh_metrics_dir()
+
+
+def _fresh_metrics_dir() -> None:
+    """The last run's files would be added to this run's counts: a run starts empty."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker is gone: its live gauges go with it (its counters stay counted)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    own = os.environ.get("METRICS_DIR_MADE_BY_GUNICORN_CONF")
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)
 
 
 # Worker heartbeat timeout; a long-poll does not block the heartbeat in gthread.

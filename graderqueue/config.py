@@ -200,6 +200,13 @@ class Settings:
     events_max_streams: int = 32
     events_max_sec: float = 600.0
     events_keepalive_sec: float = 15.0
+    # Metrics and health (docs/METRICS.md).
+    # /metrics answers requests from these client networks (the real client's
+    # address: behind nginx, through trusted_proxies) without a token; empty:
+    # only with the token.
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1")
+    # A bearer token that opens /metrics from any address; empty: none.
+    metrics_token: str = ""
 
     @property
     def resolved_database_url(self) -> str:

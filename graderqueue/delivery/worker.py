@@ -21,6 +21,7 @@ from graderqueue.delivery import outbox
 from graderqueue.delivery.outbox import Due, Finished
 from graderqueue.delivery.post import Outcome, post_result
 from graderqueue.logs import work_unit
+from graderqueue.observability import metrics
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.protocol.results import result_payload, result_token
 from graderqueue.store.db import Database
@@ -177,6 +178,7 @@ class Worker:
                 if claim > 0
                 else []
             )
+        metrics.deliveries_recorded(tried, recorded)
         self._finished = []
         self._last_write = time.monotonic()
         wall = utcnow()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from gradercommon.wakeup_auth import sign
 from graderqueue.cache import TTLCache
 from graderqueue.config import Settings
+from graderqueue.observability import metrics
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import Job, JobStatus, JobType, Server, ServerType, utcnow
@@ -84,6 +85,7 @@ class Candidate:
 
 
 def _record(session: Session, server_id: int, ok: bool) -> None:
+    metrics.wakeup_sent(ok)
     now = utcnow()
     if ok:
         session.execute(

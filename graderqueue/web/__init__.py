@@ -38,12 +38,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["graderqueue"] = rt
     register_error_handlers(app)
 
-    from graderqueue.web import api_docs, api_v1, platform_api, server_api
+    from graderqueue.web import api_docs, api_v1, metrics_api, platform_api, server_api
 
     app.register_blueprint(platform_api.bp)
     app.register_blueprint(server_api.bp)
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(api_docs.bp)  # a page about the API, not part of it
+    app.register_blueprint(metrics_api.bp)  # /metrics and /readyz, beside /healthz below
     _register_optional_blueprints(app, rt)
 
     @app.get("/healthz")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, request
 
 from graderqueue.errors import BadRequest, NotFound, UnknownJob
+from graderqueue.observability import metrics
 from graderqueue.protocol.numbers import json_int, parse_int
 from graderqueue.protocol.submissions import INT_MAX
 from graderqueue.queue import api_submit, artifacts, control, idempotency, job_view, listing
@@ -39,6 +40,7 @@ def submit() -> Response:
     )
     if done.type_ids:
         rt.jobs_available(done.type_ids)
+    metrics.api_jobs_received(who, done)
     headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
     if "id" in done.answer:
         headers["Location"] = f"{bp.url_prefix}/jobs/{done.answer['id']}"
@@ -130,6 +132,7 @@ def act(job_id: int) -> Response:
         state = job_view.state(session, job_id, who.platform_id)
     if acted.type_ids:
         rt.jobs_available(sorted(acted.type_ids))
+    metrics.jobs_cancelled(rt.db, action, acted.job_ids)
     return ok({"id": job_id, "state": state})
 
 
@@ -165,6 +168,7 @@ def act_by_filter() -> Response:
     )
     if outcome.type_ids:
         rt.jobs_available(sorted(outcome.type_ids))
+    metrics.cancelled_by_filter(action, who, jobs, outcome.changed)
     return ok(
         {
             "action": action,

@@ -7,6 +7,7 @@ from flask import Blueprint, Response
 from graderqueue.dispatch import wakeups
 from graderqueue.errors import BadRequest, WakeupFailed
 from graderqueue.identity import platforms
+from graderqueue.observability import metrics
 from graderqueue.protocol import submissions
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import enqueue, lookup
@@ -75,6 +76,7 @@ def _send(sub: submissions.Submission, sender: platforms.Sender) -> Response:
         before=sender.record,  # a fresh token's jti is spent with the job it queued
     )
     rt.jobs_available(queued.type_ids)
+    metrics.jobs_received(sender.platform_id, sender.name, len(queued.job_ids))
     (job_id,) = queued.job_ids
     return success(f"Queued as job ID #{job_id}.", jobid=job_id)
 

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, request
 from graderqueue.dispatch import longpoll
 from graderqueue.errors import BadRequest, InvalidResult, NoJob, NotAssigned
 from graderqueue.identity import servers
+from graderqueue.observability import metrics
 from graderqueue.protocol import results
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import artifacts, complete, lookup
@@ -48,6 +49,7 @@ def poll() -> Response:
         holds_nothing=form.get("nbtasks", "").strip() == "0",
         client_gone=lambda: client_gone(request.environ),
     )
+    metrics.handed_out(runtime().db, job.id)
     return success(
         jobid=job.id,
         jobname=job.name,
@@ -84,6 +86,7 @@ def sendresults() -> Response:
         done = complete.complete(session, server.id, job_id, result, captured)
     if done.repeated:
         return success("Saved resultdata.")
+    metrics.result_taken(rt.db, server.type_id, done.job_id, done.accepted)
     if not done.accepted:
         rt.jobs_available(done.type_ids)
         raise InvalidResult()
