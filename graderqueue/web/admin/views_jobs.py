@@ -11,6 +11,7 @@ from graderqueue.admin.live_queue import LISTED_STATUSES
 from graderqueue.admin.names import platform_names, server_names
 from graderqueue.delivery import post
 from graderqueue.errors import QueueError
+from graderqueue.observability import metrics
 from graderqueue.queue import control
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.forms import FilterForm, job_filter
@@ -101,11 +102,13 @@ def requeue(job_id: int) -> Response:
 
 @bp.post("/jobs/<id:job_id>/cancel")
 def cancel(job_id: int) -> Response:
+    db = runtime().db
     try:
-        with runtime().db.transaction() as session:
-            control.act(session, job_id, "cancel", actor=f"admin {g.admin}")
+        with db.transaction() as session:
+            acted = control.act(session, job_id, "cancel", actor=f"admin {g.admin}")
     except QueueError as exc:
         flash(exc.message, "error")
         return redirect(url_for("admin.job", job_id=job_id))
+    metrics.jobs_cancelled(db, "cancel", acted.job_ids)
     flash(f"Job #{job_id} cancelled: no server will get it, no result will be delivered.", "ok")
     return redirect(url_for("admin.job", job_id=job_id))

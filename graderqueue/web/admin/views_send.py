@@ -6,6 +6,7 @@ from flask import Response, flash, redirect, render_template, request, url_for
 
 from graderqueue.admin import actions as admin_actions
 from graderqueue.errors import BadRequest, QueueError
+from graderqueue.observability import metrics
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.security import CSRF_FIELD
@@ -53,6 +54,7 @@ def send() -> Response | tuple[str, int] | str:
         values = {**DEFAULTS, **request.form.to_dict()}
         return render_template("admin/send.html", enabled=True, values=values), 400
     rt.jobs_available(sent.type_ids)
+    metrics.jobs_received(None, "interface", len(set(sent.job_ids)))
     ids = ", ".join(f"#{i}" for i in sent.job_ids)
     flash(f"Queued as job{'s' if len(sent.job_ids) > 1 else ''} {ids}.", "ok")
     return redirect(url_for("admin.job", job_id=sent.job_ids[0]))
