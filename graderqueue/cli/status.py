@@ -84,8 +84,8 @@ def _delivery(d: dict[str, Any]) -> list[str]:
     for f in d["failing"][:NAMES_SHOWN]:
         error = (f["last_error"] or "").splitlines()[0][:80] if f["last_error"] else "?"
         lines.append(
-            f"  failing: {f['platform']}: {f['pending']} pending,"
-            f" up to {f['attempts']} attempts; last error: {error}"
+            f"  failing: {f['platform']}: {f['pending']} pending"
+            f" (attempts: {f['attempts']}); last error: {error}"
         )
     return lines
 

@@ -135,8 +135,10 @@ def decide(f: Figures, p: Policy, memory: Memory | None, now: datetime) -> Decis
         "backlog": f.running + f.waiting * job_sec / p.target_wait_sec,
     }
     driver = max(DEMANDS, key=lambda name: demand[name])
-    # Rounded first: 3 slots asked as 3.0000000001 is 3 servers, not 4.
-    needed = math.ceil(round(demand[driver] / f.slots_per_server, 6))
+    # A hundredth of a server is noise (3 slots may come out as 3.0000001);
+    # but jobs waiting or running want a server, however short they are.
+    needed = math.ceil(demand[driver] / f.slots_per_server - 0.01)
+    needed = max(needed, 1) if f.waiting + f.running > 0 else needed
     reason = _why(driver, demand[driver], f, p, job_sec)
     wanted = _bounded(needed, p)
     if wanted != needed:
@@ -166,7 +168,7 @@ def _why(driver: str, slots: float, f: Figures, p: Policy, job_sec: float) -> st
         window, used = (medium, f.usage[1]) if f.usage[1] >= f.usage[2] else (long, f.usage[2])
         return f"long: {used:.2f} slots busy over {window} s x {p.long_ratio}"
     return (
-        f"backlog: {f.running} running + {f.waiting} waiting x {job_sec:.1f} s"
+        f"backlog: {f.running} running + {f.waiting} waiting x {job_sec:.3g} s"
         f" / {p.target_wait_sec:g} s target wait"
     )
 

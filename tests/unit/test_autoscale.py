@@ -40,7 +40,7 @@ def test_backlog_wants_the_waiting_jobs_done_within_the_target_wait():
     d = decide(figures(waiting=40, running=2), POLICY, None, NOW)
     assert d.demand["backlog"] == pytest.approx(22)
     assert d.wanted == 20, "bounded by max_servers"
-    assert d.reason.startswith("backlog: 2 running + 40 waiting x 30.0 s / 60 s target wait")
+    assert d.reason.startswith("backlog: 2 running + 40 waiting x 30 s / 60 s target wait")
     assert "22 bounded to [0, 20]" in d.reason
     # The measured mean job duration comes before the default one.
     d = decide(figures(waiting=40, running=2, job_sec=6), POLICY, None, NOW)
@@ -50,9 +50,15 @@ def test_backlog_wants_the_waiting_jobs_done_within_the_target_wait():
     assert d.wanted == 2
 
 
-def test_a_single_waiting_job_wants_a_server():
+def test_a_single_waiting_job_wants_a_server_and_noise_no_more():
     d = decide(figures(waiting=1), POLICY, None, NOW)
     assert d.wanted == 1
+    # Jobs of a few milliseconds: 1.00003 slots is one server, not two.
+    d = decide(figures(waiting=2, running=1, job_sec=0.002), POLICY, None, NOW)
+    assert d.wanted == 1
+    d = decide(figures(waiting=1, job_sec=0.002), POLICY, None, NOW)
+    assert d.wanted == 1
+    assert decide(figures(running=3), POLICY, None, NOW).wanted == 3
 
 
 def test_burst_ratio_over_the_last_minute():
