@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.admin.durations import SecondsBetween
 from graderqueue.config import Settings
-from graderqueue.errors import ConfigError
+from graderqueue.errors import ConfigError, Unavailable
 from graderqueue.maintenance.status import ServerCounts, server_counts
 from graderqueue.registry.operations import stopped
 from graderqueue.store.db import Database
@@ -354,8 +354,10 @@ def wanted_servers(session: Session, settings: Settings) -> dict[str, int]:
 
 def _ensure_rows(db: Database, type_ids: list[int]) -> None:
     """A state row for every type, so that :func:`run` can lock them all."""
-    # IntegrityError: another node inserted them at the same moment; they exist.
-    with contextlib.suppress(IntegrityError), db.transaction() as session:
+    # Another node inserting them at the same moment (a duplicate key, or a
+    # deadlock on MariaDB): they exist then. A database that is down fails the
+    # transaction that follows, with its own message.
+    with contextlib.suppress(IntegrityError, Unavailable), db.transaction() as session:
         missing = set(type_ids) - set(session.scalars(select(AutoscaleState.type_id)))
         for type_id in sorted(missing):
             session.add(AutoscaleState(type_id=type_id, updated_at=utcnow()))

@@ -5,6 +5,8 @@ logs every change it was asked for."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -208,3 +210,32 @@ def test_figures_come_from_the_jobs_graded_lately(queue, tmp_path):
 
 def approx(value: float, tolerance: float):  # type: ignore[no-untyped-def]
     return pytest.approx(value, abs=tolerance)
+
+
+def test_several_nodes_at_once_agree(queue, tmp_path):
+    """Runs from cron on several nodes at the same minute: all succeed, one memory."""
+    submit(queue, 8)
+    env = {
+        **os.environ,
+        **{k: v for k, v in queue.env.items() if v is not None},
+        "GRADERQUEUE_AUTOSCALE_TARGET_WAIT_SEC": "60",
+        "GRADERQUEUE_AUTOSCALE_DEFAULT_JOB_SEC": "30",
+    }
+    env.pop("GRADERQUEUE_CONFIG", None)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "graderqueue", "autoscale"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, [err for _, err in outputs]
+    assert {json.loads(out)["types"]["t-java"]["wanted"] for out, _ in outputs} == {4}
+    with queue.db.reading() as session:
+        rows = session.scalars(select(AutoscaleState)).all()
+    assert sorted(row.wanted for row in rows) == [0, 4]
