@@ -239,7 +239,9 @@ def _alerts(session: Session, now: datetime) -> dict[str, Any]:
 
 def _fair_share(session: Session, queued: dict[str, Any]) -> list[dict[str, Any]]:
     """Each platform's weight, jobs queued and cap; its share of hand-outs while all wait."""
-    waiting_by = {row["platform"]: row["waiting"] for row in queued["by_platform"]}
+    waiting_by: dict[str, int] = {}
+    for row in queued["by_platform"]:  # a platform may have rows for several ways in
+        waiting_by[row["platform"]] = waiting_by.get(row["platform"], 0) + row["waiting"]
     platforms = session.execute(
         select(Platform.name, Platform.weight, Platform.max_queued, Platform.disabled).order_by(
             Platform.name

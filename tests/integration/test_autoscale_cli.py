@@ -13,13 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, update
 
 from graderqueue.protocol.submissions import parse
 from graderqueue.queue import claim as claiming
 from graderqueue.queue import complete, control, enqueue
 from graderqueue.registry.view import RegistryView
-from graderqueue.store.models import AutoscaleState, Job, JobStatus, Server, utcnow
+from graderqueue.store import migrate
+from graderqueue.store.models import AutoscaleState, Base, Job, JobStatus, Server, utcnow
 from harness.processes import run_cli
 
 FLEET = """\
@@ -239,3 +243,15 @@ def test_several_nodes_at_once_agree(queue, tmp_path):
     with queue.db.reading() as session:
         rows = session.scalars(select(AutoscaleState)).all()
     assert sorted(row.wanted for row in rows) == [0, 4]
+
+
+def test_migration_0006_goes_down_and_up(queue):
+    cfg = migrate.alembic_config()
+    with queue.db.engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0005")
+        connection.commit()
+    assert "autoscale_state" not in inspect(queue.db.engine).get_table_names()
+    migrate.upgrade(queue.db)
+    with queue.db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
