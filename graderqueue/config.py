@@ -181,6 +181,32 @@ class Settings:
     # most this much.
     hourly_lease_sec: int = 15 * 60
 
+    # Autoscaling (docs/AUTOSCALING.md).
+    # `graderqueue autoscale` wants, per server type, job slots for the largest
+    # of three demands: the slots busy over the burst window times
+    # autoscale_burst_ratio; those busy over the medium or the long window
+    # (the larger) times autoscale_long_ratio; and the jobs running plus the
+    # jobs waiting, finished within autoscale_target_wait_sec at the recent
+    # mean job duration. The ratios, windows and delay default to the PHP
+    # original's (1.3, 1.6; 1, 5 and 15 minutes; 30 minutes).
+    autoscale_target_wait_sec: float = 120.0
+    autoscale_burst_ratio: float = 1.3
+    autoscale_long_ratio: float = 1.6
+    autoscale_burst_window_sec: int = 60
+    autoscale_medium_window_sec: int = 5 * 60
+    autoscale_long_window_sec: int = 15 * 60
+    # The mean job duration assumed for a type none of whose jobs ended in the long window.
+    autoscale_default_job_sec: float = 60.0
+    # Fewer servers are wanted only once the wanted number has not changed for this long.
+    autoscale_scale_down_delay_sec: int = 30 * 60
+    # Servers wanted per type, at least and at most; autoscale_type_limits
+    # sets them for some types by name: {gpu = "0-4"} (TOML), {"gpu": "0-4"} (env).
+    autoscale_min_servers: int = 0
+    autoscale_max_servers: int = 10
+    autoscale_type_limits: dict[str, str] = field(default_factory=dict)
+    # `autoscale --hook CMD`: the command is killed after this long.
+    autoscale_hook_timeout_sec: float = 120.0
+
     # JSON API (docs/API.md).
     # stdout/stderr a grading server sends beside a result: each kept up to
     # this many bytes (the rest is cut, and the artifact says so).

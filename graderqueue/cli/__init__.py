@@ -95,12 +95,14 @@ def _register() -> None:
     from graderqueue.cli import (
         admin_users,
         api_tokens,
+        autoscale,
         jobs,
         maintenance,
         platforms,
         security,
         servers,
         setup,
+        status,
         tags,
     )
 
@@ -114,6 +116,8 @@ def _register() -> None:
         admin_users,
         security,
         api_tokens,
+        status,
+        autoscale,
     ):
         module.register(cli)
 

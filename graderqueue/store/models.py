@@ -476,3 +476,19 @@ class AlertSent(Base):
     kind: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_sent_at: Mapped[datetime] = mapped_column(Timestamp)
     fingerprint: Mapped[str] = mapped_column(String(255), default="")
+
+
+class AutoscaleState(Base):
+    """What `graderqueue autoscale` last decided per server type: the memory the
+    scale-down delay needs, shared by every node that runs it (docs/AUTOSCALING.md).
+
+    ``type_id`` has no foreign key, so removing a type needs no care here:
+    autoscale drops the rows of types that are gone. ``wanted`` is None until
+    the first decision; ``changed_at`` is when ``wanted`` last changed.
+    """
+
+    __tablename__ = "autoscale_state"
+    type_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    wanted: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    changed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
