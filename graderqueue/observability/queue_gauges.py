@@ -23,6 +23,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
+from graderqueue.maintenance import autoscale
 from graderqueue.registry import operations
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
@@ -55,6 +56,7 @@ class TypeState:
     busy: int = 0
     drained: int = 0
     paused: bool = False
+    wanted: int = 0  # servers `graderqueue autoscale` would run (docs/AUTOSCALING.md)
 
 
 @dataclass
@@ -82,6 +84,8 @@ def read_state(session: Session, settings: Settings, now: datetime | None = None
     for name in stopped.paused_types:
         state.types.setdefault(name, TypeState()).paused = True
     _deliveries(session, state, now)
+    for name, wanted in autoscale.wanted_servers(session, settings).items():
+        state.types.setdefault(name, TypeState()).wanted = wanted
     return state
 
 
@@ -181,6 +185,8 @@ TYPE_GAUGES = [
     ("graderqueue_servers_busy", "Servers of the type holding a job (drained ones too).", "busy"),
     ("graderqueue_servers_drained", "Drained servers of the type (`server drain`).", "drained"),
     ("graderqueue_dispatch_paused", "1 if the type is paused (`pause --type`).", "paused"),
+    ("graderqueue_servers_wanted", "Servers `graderqueue autoscale` wants for the type now.",
+     "wanted"),
 ]  # fmt: skip
 
 

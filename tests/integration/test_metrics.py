@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
 from graderqueue.identity import api_callers
+from graderqueue.maintenance import autoscale
 from graderqueue.observability import metrics
 from graderqueue.registry import operations
 from graderqueue.store import events
@@ -355,6 +356,10 @@ def queue_gauges_match_the_database(queue: QueueSetup, url: str) -> None:
             gauge("graderqueue_dispatch_paused", type=type_name),
         ) == figures
     assert gauge("graderqueue_queue_paused") == 0
+    with queue.db.reading() as session:
+        wanted = autoscale.wanted_servers(session, queue.settings)
+    for type_name, count in wanted.items():
+        assert gauge("graderqueue_servers_wanted", type=type_name) == count
     pending = queue.scalar(
         select(func.count()).select_from(Delivery).where(Delivery.state == DeliveryState.PENDING)
     )
