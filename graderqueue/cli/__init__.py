@@ -92,10 +92,12 @@ def _register() -> None:
     from graderqueue.cli import (
         admin_users,
         api_tokens,
+        dispatch,
         jobs,
         maintenance,
         platforms,
         security,
+        server_tokens,
         servers,
         setup,
         tags,
@@ -111,6 +113,8 @@ def _register() -> None:
         admin_users,
         security,
         api_tokens,
+        server_tokens,
+        dispatch,
     ):
         module.register(cli)
 
