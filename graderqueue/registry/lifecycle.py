@@ -72,7 +72,9 @@ class PlatformChanges:
     remove_keys: tuple[str, ...] = ()  # fingerprint prefixes
 
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) in (None, False, ()) for f in fields(self))
+        # By identity: a weight of 0 is a change (refused later), not nothing.
+        values = [getattr(self, f.name) for f in fields(self)]
+        return all(v is None or v is False or v == () for v in values)
 
 
 def check_return_url(url: str) -> str:
