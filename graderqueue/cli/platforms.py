@@ -72,7 +72,7 @@ def platform_add(
         click.echo(f"Platform {quote(new.name)} added (id {new.id}).")
 
 
-@platform.command("list")
+@platform.command("list", short_help="Every platform, its state and fair share.")
 @pass_ctx
 def platform_list(ctx: Context) -> None:
     """Every platform: id, name, return URL, state, fair-share weight, cap on queued jobs."""

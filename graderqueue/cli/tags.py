@@ -117,7 +117,7 @@ def type_add(ctx: Context, name: str, tags: str) -> None:
         click.echo(_untagged_type_note(ctx.settings, name))
 
 
-@type_group.command("list")
+@type_group.command("list", short_help="Every server type, its tags, paused or not.")
 @pass_ctx
 def type_list(ctx: Context) -> None:
     """Every server type: id, name, tags, and whether its dispatch is paused."""
