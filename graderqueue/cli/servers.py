@@ -145,13 +145,15 @@ def server_remove(ctx: Context, name: str) -> None:
 @server.command("list", short_help="Every server, its last poll and wake-ups.")
 @pass_ctx
 def server_list(ctx: Context) -> None:
-    """Every server: type, last poll, wake-up failures, signed wake-ups, drained."""
+    """Every server: type, jobs it holds, last poll, wake-up failures, signed wake-ups,
+    and "drained" for a drained one."""
     with ctx.transaction() as session:
-        rows = session.scalars(select(Server).order_by(Server.id))
+        rows = session.scalars(select(Server).order_by(Server.id)).all()
+        held = dict(fleet.held_counts(session))
         echo_rows(
             (
-                f"{row.id}\t{row.name}\ttype {row.type_id}\tlast poll {when(row.last_poll_time)}\t"
-                f"wake-up fails {row.wakeup_fails}\t"
+                f"{row.id}\t{row.name}\ttype {row.type_id}\tholds {held.get(row.id, 0)}\t"
+                f"last poll {when(row.last_poll_time)}\twake-up fails {row.wakeup_fails}\t"
                 f"{'signed' if row.wakeup_secret else 'plain'} wake-ups"
                 + ("\tdrained" if row.drained else "")
                 for row in rows

@@ -161,6 +161,18 @@ def held_jobs(session: Session, server_ids: list[int]) -> list[int]:
     )
 
 
+def held_counts(session: Session) -> list[tuple[int, int]]:
+    """(server id, jobs it is grading) for every server holding some."""
+    return [
+        (server_id, n)
+        for server_id, n in session.execute(
+            select(Job.sent_to, func.count())
+            .where(Job.status == JobStatus.SENT, Job.sent_to.is_not(None))
+            .group_by(Job.sent_to)
+        )
+    ]
+
+
 def _remove(session: Session, server: Server, why: str, released: Released) -> None:
     held = held_jobs(session, [server.id])
     for job_id in held:

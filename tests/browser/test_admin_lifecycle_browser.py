@@ -70,7 +70,8 @@ def test_a_removal_asks_on_a_page_of_its_own_first(page, site: AdminSite):
     site.submit(page, "#servers a:has-text('token1-127.0.0.1')")
     site.submit(page, "button:has-text('Remove')")
     assert page.locator("h1").inner_text() == "Remove server token1-127.0.0.1?"
-    assert "The 1 job(s) it is grading go back to the queue" in page.locator("#confirm").inner_text()
+    asked = page.locator("#confirm").inner_text()
+    assert "The 1 job(s) it is grading go back to the queue" in asked
     site.shot(page, "server-remove-confirm")
 
     site.submit(page, "a:has-text('Keep it as it is')")

@@ -72,8 +72,7 @@ def test_platforms_show_fair_share_and_are_edited_disabled_and_enabled(queue):
     queue.client_for(light).sendjob({"x": 1}, tags="c")
     queue.client_for(heavy).sendjob({"x": 2}, tags="c")
     queue.client_for(heavy).sendjob({"x": 3}, tags="c")
-    admin.act(f"/admin/platforms/{heavy.id}", weight="3", max_queued="10", return_url="",
-              restrict_paths="", force_tag="")  # fmt: skip
+    admin.act(f"/admin/platforms/{heavy.id}", weight="3", max_queued="10")
     listing = admin.page("/admin/platforms")
     assert re.search(r"heavy</a></td>.*?>3</td>\s*<td class=\"num\">75.0 %</td>", listing, re.S)
     assert re.search(r"light</a></td>.*?>1</td>\s*<td class=\"num\">25.0 %</td>", listing, re.S)
@@ -81,8 +80,8 @@ def test_platforms_show_fair_share_and_are_edited_disabled_and_enabled(queue):
 
     _private, public = keys.generate_rsa_pem()
     said = admin.act(f"/admin/platforms/{light.id}", return_url="https://light.example/r",
-                     restrict_paths="", force_tag="java", require_fresh="on", weight="1",
-                     max_queued="", add_key=public.decode(),
+                     restrict_paths="", force_tag="java", require_fresh_shown="1",
+                     require_fresh="on", weight="1", max_queued="", add_key=public.decode(),
                      remove_key=keys.fingerprint(light.public_pem))  # fmt: skip
     assert said.startswith("Platform light updated: return_url"), said
     row = queue.rows(select(Platform).where(Platform.id == light.id))[0][0]
@@ -98,6 +97,8 @@ def test_platforms_show_fair_share_and_are_edited_disabled_and_enabled(queue):
     before = queue.snapshot()
     said = admin.act(f"/admin/platforms/{light.id}", weight="heavy", return_url="")
     assert said == "The weight must be a number." and queue.snapshot() == before
+    said = admin.act(f"/admin/platforms/{light.id}", require_fresh_shown="1", weight="0")
+    assert said == "The weight must be between 1 and 1000." and queue.snapshot() == before
 
     assert "Platform heavy disabled." in admin.act(f"/admin/platforms/{heavy.id}/disable")
     with pytest.raises(ClientError, match=r"No valid authentication provided\."):

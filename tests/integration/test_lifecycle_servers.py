@@ -141,7 +141,8 @@ def test_drain_and_pause_stop_hand_outs_but_not_intake(queue):
 
     cli(queue, "server", "drain", name)
     assert handed_out(queue, token) is None and status(queue, first) == "queued"
-    assert cli(queue, "server", "list").stdout.rstrip().endswith("\tdrained")
+    listed = cli(queue, "server", "list").stdout.rstrip()
+    assert "\tholds 0\t" in listed and listed.endswith("\tdrained")
     cli(queue, "server", "undrain", name)
     assert handed_out(queue, token) == first
 

@@ -33,12 +33,14 @@ def server(server_id: int) -> str:
 
 def _changes(has_certificate: bool) -> fleet.ServerChanges:
     form = request.form
-    max_jobs = parse_int((form.get("max_jobs") or "").strip(), max_digits=7)
-    if max_jobs is None:
-        raise BadRequest("Max jobs must be a number (0: no limit).")
+    max_jobs = None
+    if "max_jobs" in form:
+        max_jobs = parse_int((form.get("max_jobs") or "").strip(), max_digits=7)
+        if max_jobs is None:
+            raise BadRequest("Max jobs must be a number (0: no limit).")
     secret = form.get("wakeup_secret") or None
     return fleet.ServerChanges(
-        wakeup_url=form.get("wakeup_url", ""),
+        wakeup_url=form.get("wakeup_url"),
         max_jobs=max_jobs,
         type_name=form.get("type") or None,
         wakeup_secret="" if checked("no_wakeup_secret") else secret,

@@ -49,18 +49,22 @@ def _number(field: str, what: str) -> int | None:
 
 
 def _changes() -> lifecycle.PlatformChanges:
-    """The edit form: every field as it should be (unchanged ones change nothing)."""
+    """The edit form: every field as it should be (unchanged ones change nothing).
+
+    A field missing from the post changes nothing; an empty one clears what
+    can be cleared. The checkbox says it was on the form with a hidden field.
+    """
     form = request.form
     max_queued = _number("max_queued", "cap on queued jobs")
     new_key = (form.get("add_key") or "").strip()
     return lifecycle.PlatformChanges(
-        return_url=form.get("return_url", ""),
-        restrict_paths=form.get("restrict_paths", ""),
-        force_tag=form.get("force_tag", ""),
-        require_fresh=checked("require_fresh"),
+        return_url=form.get("return_url"),
+        restrict_paths=form.get("restrict_paths"),
+        force_tag=form.get("force_tag"),
+        require_fresh=checked("require_fresh") if "require_fresh_shown" in form else None,
         weight=_number("weight", "weight"),
         max_queued=max_queued,
-        no_max_queued=max_queued is None,
+        no_max_queued=max_queued is None and "max_queued" in form,
         add_keys=(new_key,) if new_key else (),
         remove_keys=tuple(form.getlist("remove_key")),
     )
