@@ -1,14 +1,21 @@
 """The admin accounts as the interface's log-in and sessions read them.
 
-Creating, changing and removing accounts is the CLI's; here they are only
-looked up, and a successful log-in recorded.
+Creating accounts and changing passwords is the CLI's; here they are looked
+up, a successful log-in recorded, and an account removed (by the CLI or
+another admin, logged as an event).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from graderqueue.errors import NotFound
+from graderqueue.quoting import quote
+from graderqueue.store import events
 from graderqueue.store.models import AdminUser, utcnow
 
 
@@ -33,3 +40,28 @@ def record_login(session: Session, checked: AdminUser) -> AdminUser | None:
         return None
     current.last_login = utcnow()
     return current
+
+
+def remove_account(session: Session, username: str, *, actor: str) -> None:
+    """Delete an account; its sessions end at their next request (their stamp is gone)."""
+    user = account_named(session, username)
+    if user is None:
+        raise NotFound(f"No admin {quote(username)}.")
+    session.delete(user)
+    events.log_event(session, events.ADMIN_REMOVED, message=f"admin {user.username}; by {actor}")
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: int
+    username: str
+    created_at: datetime
+    last_login: datetime | None
+
+
+def account_rows(session: Session) -> list[AccountRow]:
+    """Every account by name (never its password hash or session stamp)."""
+    return [
+        AccountRow(u.id, u.username, u.created_at, u.last_login)
+        for u in session.scalars(select(AdminUser).order_by(AdminUser.username))
+    ]

@@ -42,6 +42,8 @@ class ServerView:
     last_wakeup: datetime | None
     registered_by: str  # "certificate" or "token <name>"
     ip: str
+    drained: bool = False  # `server drain`: no new job
+    type_paused: bool = False  # its type's dispatch is paused
 
 
 def server_state(held: int, last_poll: datetime | None, wakeup_fails: int, recent: datetime) -> str:
@@ -61,6 +63,7 @@ class _Lookups:
     type_names: dict[int, str]
     tags: dict[int, list[str]]  # by type id
     token_names: dict[int, str]
+    paused_types: set[int]
 
 
 def _lookups(session: Session) -> _Lookups:
@@ -78,7 +81,8 @@ def _lookups(session: Session) -> _Lookups:
     ):
         tags.setdefault(type_id, []).append(tag)
     token_names = dict(session.execute(select(ServerToken.id, ServerToken.name)).all())
-    return _Lookups(held, type_names, tags, token_names)
+    paused = set(session.scalars(select(ServerType.id).where(ServerType.paused.is_(True))))
+    return _Lookups(held, type_names, tags, token_names, paused)
 
 
 def _view(server: Server, lookups: _Lookups, recent: datetime) -> ServerView:
@@ -101,6 +105,8 @@ def _view(server: Server, lookups: _Lookups, recent: datetime) -> ServerView:
             else "certificate"
         ),
         ip=server.ip,
+        drained=bool(server.drained),
+        type_paused=server.type_id in lookups.paused_types,
     )
 
 

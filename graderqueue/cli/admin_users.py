@@ -7,7 +7,9 @@ import sys
 import click
 from sqlalchemy import select
 
+from graderqueue.admin import accounts
 from graderqueue.cli import Context, pass_ctx, when
+from graderqueue.cli.lifecycle_common import CLI
 from graderqueue.identity import login_throttle, passwords
 from graderqueue.quoting import quote
 from graderqueue.store.models import AdminUser
@@ -89,15 +91,14 @@ def admin_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
 def admin_remove(ctx: Context, username: str) -> None:
     """Delete an admin account; its open sessions end at their next request.
 
+    Logged in the event log.
+
     A session is tied to the account's random session stamp, not to its
     name: an account made again under the same name does not revive them.
     """
     name = _username(username)
     with ctx.transaction() as session:
-        user = session.scalars(select(AdminUser).where(AdminUser.username == name)).first()
-        if user is None:
-            raise click.ClickException(f"No admin {quote(name)}.")
-        session.delete(user)
+        accounts.remove_account(session, name, actor=CLI)
     click.echo(f"Admin {quote(name)} removed.")
 
 

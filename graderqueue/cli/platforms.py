@@ -1,15 +1,19 @@
-"""``platform add|list``: the platforms that send jobs (``platform key``: cli.security)."""
+"""``platform add|list|update|disable|enable|remove``: the platforms that send jobs
+(``platform key``: cli.security)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import select
 
 from graderqueue.cli import Context, echo_rows, pass_ctx
+from graderqueue.cli.lifecycle_common import CLI
 from graderqueue.quoting import quote
 from graderqueue.registry import actions as registry
+from graderqueue.registry import lifecycle
 from graderqueue.store.models import Platform
 
 
@@ -68,14 +72,117 @@ def platform_add(
         click.echo(f"Platform {quote(new.name)} added (id {new.id}).")
 
 
-@platform.command("list")
+@platform.command("list", short_help="Every platform, its state and fair share.")
 @pass_ctx
 def platform_list(ctx: Context) -> None:
-    """Every platform: id, name and return URL."""
+    """Every platform: id, name, return URL, state, fair-share weight, cap on queued jobs."""
     with ctx.transaction() as session:
         rows = session.scalars(select(Platform).order_by(Platform.id))
-        echo_rows((f"{row.id}\t{row.name}\t{row.return_url or '-'}" for row in rows),
-                  "No platforms.")  # fmt: skip
+        echo_rows(
+            (
+                f"{row.id}\t{row.name}\t{row.return_url or '-'}\t"
+                f"{'disabled' if row.disabled else 'enabled'}\tweight {row.weight}\t"
+                f"max queued {row.max_queued if row.max_queued is not None else '-'}"
+                for row in rows
+            ),
+            "No platforms.",
+        )
+
+
+@platform.command("update", short_help="Change a platform's settings or keys.")
+@click.argument("name")
+@click.option("--return-url", default=None, help='Where results go ("" : nowhere).')
+@click.option("--restrict-paths", default=None, help='Comma-separated task paths ("" : any).')
+@click.option("--force-tag", default=None, help="A tag added to every job of this platform.")
+@click.option("--no-force-tag", is_flag=True, help="Force no tag any more.")
+@click.option(
+    "--require-fresh/--no-require-fresh",
+    default=None,
+    help="Refuse tokens without exp/iat+jti or date (or stop refusing them).",
+)
+@click.option("--add-key", "add_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="PEM file of another public key to accept (repeatable).")  # fmt: skip
+@click.option("--remove-key", "remove_keys", multiple=True, metavar="FINGERPRINT",
+              help="Stop accepting the key with this fingerprint prefix (repeatable).")  # fmt: skip
+@click.option("--weight", type=int, default=None, help="Fair-share weight, 1 to 1000.")
+@click.option("--max-queued", type=int, default=None, help="Cap on its queued and held jobs.")
+@click.option("--no-max-queued", is_flag=True, help="No cap on its queued jobs.")
+@pass_ctx
+def platform_update(ctx: Context, name: str, **options: Any) -> None:
+    """Change platform NAME: only what is given changes.
+
+    Keys given with --add-key are accepted before those of --remove-key
+    stop, so one command replaces a key. Jobs already queued keep their tags
+    and place in line; a new weight counts for jobs queued from now on.
+    """
+    changes = _platform_changes(options)
+    with ctx.transaction() as session:
+        said = lifecycle.update_platform(session, name, changes, actor=CLI)
+    if said:
+        click.echo(f"Platform {quote(name)} updated: {'; '.join(said)}.")
+    else:
+        click.echo(f"Platform {quote(name)} unchanged: it already had these settings.")
+
+
+def _platform_changes(options: dict[str, Any]) -> lifecycle.PlatformChanges:
+    if options["force_tag"] is not None and options["no_force_tag"]:
+        raise click.UsageError("Give --force-tag or --no-force-tag, not both.")
+    force_tag = "" if options["no_force_tag"] else options["force_tag"]
+    changes = lifecycle.PlatformChanges(
+        return_url=options["return_url"],
+        restrict_paths=options["restrict_paths"],
+        force_tag=force_tag,
+        require_fresh=options["require_fresh"],
+        weight=options["weight"],
+        max_queued=options["max_queued"],
+        no_max_queued=bool(options["no_max_queued"]),
+        add_keys=tuple(_read_key(path) for path in options["add_keys"]),
+        remove_keys=tuple(options["remove_keys"]),
+    )
+    if changes.is_empty():
+        raise click.UsageError("Nothing to change: see --help for what can be changed.")
+    return changes
+
+
+@platform.command("disable", short_help="Refuse a platform's requests; its jobs stay.")
+@click.argument("name")
+@pass_ctx
+def platform_disable(ctx: Context, name: str) -> None:
+    """Refuse every request of platform NAME, on /api.php and /api/v1.
+
+    Its queued jobs stay and are still graded, and their results are still
+    delivered. `platform enable NAME` undoes it.
+    """
+    with ctx.transaction() as session:
+        changed = lifecycle.set_platform_disabled(session, name, disabled=True, actor=CLI)
+    click.echo(f"Platform {quote(name)} {'disabled' if changed else 'was already disabled'}.")
+
+
+@platform.command("enable", short_help="Accept a disabled platform's requests again.")
+@click.argument("name")
+@pass_ctx
+def platform_enable(ctx: Context, name: str) -> None:
+    """Accept the requests of platform NAME again."""
+    with ctx.transaction() as session:
+        changed = lifecycle.set_platform_disabled(session, name, disabled=False, actor=CLI)
+    click.echo(f"Platform {quote(name)} {'enabled' if changed else 'was already enabled'}.")
+
+
+@platform.command("remove", short_help="Delete a platform, its keys and its jobs.")
+@click.argument("name")
+@click.option("--cancel-jobs", is_flag=True, help="Cancel its live jobs (else: refused).")
+@pass_ctx
+def platform_remove(ctx: Context, name: str, cancel_jobs: bool) -> None:
+    """Delete platform NAME with its keys and every job it sent.
+
+    Refused while it has live jobs (queued, held or being graded), unless
+    --cancel-jobs. Its finished jobs and results still owed to it go too.
+    To stop a platform for a while, `platform disable` it instead.
+    """
+    with ctx.transaction() as session:
+        cancelled = lifecycle.remove_platform(session, name, cancel_jobs=cancel_jobs, actor=CLI)
+    extra = f"; {cancelled} live job(s) cancelled" if cancelled else ""
+    click.echo(f"Platform {quote(name)} removed{extra}.")
 
 
 def register(cli: click.Group) -> None:

@@ -17,12 +17,15 @@ import click
 from sqlalchemy import select
 
 from graderqueue.cli import Context, echo_rows, fail_clearly, pass_ctx, when
+from graderqueue.cli.lifecycle_common import CLI
 from graderqueue.cli.platforms import _read_key, platform
 from graderqueue.cli.setup import keys_group
 from graderqueue.identity import passwords
 from graderqueue.protocol import keys
 from graderqueue.quoting import quote
 from graderqueue.registry import actions as registry
+from graderqueue.registry import lifecycle
+from graderqueue.store import events
 from graderqueue.store.models import PlatformKey, RemoteUser
 
 RETIRED_DIR = "retired"
@@ -160,6 +163,8 @@ def platform_key_add(ctx: Context, name: str, public_key: str) -> None:
     with ctx.transaction() as session:
         key = registry.add_platform_key(session, name, pem)
         count = _active_count(session, key.platform_id)
+        what = f"platform {name}: key {key.fingerprint[:16]} accepted"
+        lifecycle.log_change(session, events.PLATFORM_UPDATED, what, CLI)
         click.echo(
             f"Key {key.fingerprint[:16]} active for platform {quote(name)} ({count} active)."
         )
@@ -178,6 +183,8 @@ def platform_key_remove(ctx: Context, name: str, fingerprint_prefix: str) -> Non
     with ctx.transaction() as session:
         key = registry.remove_platform_key(session, name, fingerprint_prefix)
         count = _active_count(session, key.platform_id)
+        what = f"platform {name}: key {key.fingerprint[:16]} no longer accepted"
+        lifecycle.log_change(session, events.PLATFORM_UPDATED, what, CLI)
         click.echo(
             f"Key {key.fingerprint[:16]} no longer accepted for platform {quote(name)} "
             f"({count} active)."

@@ -1,17 +1,20 @@
-"""``server`` and ``server-token`` commands: grading servers and how they register."""
+"""``server add|update|list|remove``: grading servers (``server-token``: cli.server_tokens;
+``server drain|undrain``: cli.dispatch)."""
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 from sqlalchemy import select
 
 from graderqueue.cli import Context, echo_rows, pass_ctx, when
+from graderqueue.cli.lifecycle_common import CLI, wake
 from graderqueue.cli.wakeup_secrets import given_secret, wakeup_secret_options, warn_if_signed
 from graderqueue.quoting import quote
 from graderqueue.registry import actions as registry
-from graderqueue.store.models import Server, ServerToken
+from graderqueue.registry import fleet
+from graderqueue.store.models import Server
 
 # -- servers ---------------------------------------------------------------------
 
@@ -68,20 +71,29 @@ def server_add(
     warn_if_signed(secret, f"server {quote(name)}", "server", name)
 
 
-def _server_changes(
-    wakeup_secret_file: TextIO | None, wakeup_secret: str | None, no_wakeup_secret: bool
-) -> registry.ServerChanges:
+def server_changes(
+    wakeup_secret_file: TextIO | None,
+    wakeup_secret: str | None,
+    no_wakeup_secret: bool,
+    **others: Any,
+) -> fleet.ServerChanges:
     """What `server update` and `server-token update` were asked to change (never nothing)."""
-    changes = registry.ServerChanges(
-        wakeup_secret=given_secret(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
+    changes = fleet.ServerChanges(
+        wakeup_secret=given_secret(wakeup_secret_file, wakeup_secret, no_wakeup_secret),
+        **others,
     )
     if changes.is_empty():
         raise click.UsageError("Nothing to change: see --help for what can be changed.")
     return changes
 
 
-@server.command("update", short_help="Change a server's wake-up secret.")
+@server.command("update", short_help="Change a server: wake-up, max jobs, type, certificate.")
 @click.argument("name")
+@click.option("--wakeup-url", default=None, help='udp://HOST:PORT ("" : never woken).')
+@click.option("--max-jobs", type=int, default=None, help="0: no limit.")
+@click.option("--type", "type_name", default=None, help="Another server type.")
+@click.option("--ssl-serial", default=None, help="Its new certificate's serial, hex.")
+@click.option("--ssl-dn", default=None, help="Its new certificate's issuer DN.")
 @wakeup_secret_options(removable=True)
 @pass_ctx
 def server_update(
@@ -90,123 +102,65 @@ def server_update(
     wakeup_secret_file: TextIO | None,
     wakeup_secret: str | None,
     no_wakeup_secret: bool,
+    **others: Any,
 ) -> None:
-    """Change server NAME: for now its wake-up secret.
+    """Change server NAME: only what is given changes.
 
     --no-wakeup-secret goes back to plain wake-ups, which the original
-    grading server needs.
+    grading server needs. --ssl-serial and --ssl-dn register a renewed
+    certificate (the old one is refused from then on). Jobs it holds stay
+    with it; a new type counts for the jobs it takes next.
     """
-    changes = _server_changes(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
+    changes = server_changes(wakeup_secret_file, wakeup_secret, no_wakeup_secret, **others)
     with ctx.transaction() as session:
-        updated = registry.update_server(session, name, changes)
-    click.echo(f"Server {quote(updated.name)} updated: {_secret_state(changes)}.")
+        updated, said = fleet.update_server(session, name, changes, actor=CLI)
+    if said:
+        click.echo(f"Server {quote(updated.name)} updated: {'; '.join(said)}.")
+    else:
+        click.echo(f"Server {quote(updated.name)} unchanged: it already had these settings.")
     warn_if_signed(changes.wakeup_secret or "", f"server {quote(name)}", "server", name)
 
 
-def _secret_state(changes: registry.ServerChanges) -> str:
-    return "wake-ups signed" if changes.wakeup_secret else "plain wake-ups"
+@server.command("remove", short_help="Delete a server; the jobs it holds are queued again.")
+@click.argument("name")
+@pass_ctx
+def server_remove(ctx: Context, name: str) -> None:
+    """Delete server NAME; the jobs it is grading go back to the queue at once.
+
+    A server registered by a token registers again at its next request:
+    revoke the token (`server-token revoke`) to keep it out. To let its
+    jobs finish first, `server drain` it and wait until it holds none.
+    """
+    with ctx.transaction() as session:
+        released = fleet.remove_server(session, name, actor=CLI)
+    held = released.job_ids
+    shown = ", ".join(f"#{j}" for j in held)
+    click.echo(
+        f"Server {quote(name)} removed"
+        + (f"; {len(held)} job(s) it held queued again: {shown}." if held else ".")
+    )
+    wake(ctx, released.type_ids)
 
 
 @server.command("list", short_help="Every server, its last poll and wake-ups.")
 @pass_ctx
 def server_list(ctx: Context) -> None:
-    """Every server: type, last poll, wake-up failures, signed wake-ups."""
+    """Every server: type, jobs it holds, last poll, wake-up failures, signed wake-ups,
+    and "drained" for a drained one."""
     with ctx.transaction() as session:
-        rows = session.scalars(select(Server).order_by(Server.id))
+        rows = session.scalars(select(Server).order_by(Server.id)).all()
+        held = dict(fleet.held_counts(session))
         echo_rows(
             (
-                f"{row.id}\t{row.name}\ttype {row.type_id}\tlast poll {when(row.last_poll_time)}\t"
-                f"wake-up fails {row.wakeup_fails}\t"
+                f"{row.id}\t{row.name}\ttype {row.type_id}\tholds {held.get(row.id, 0)}\t"
+                f"last poll {when(row.last_poll_time)}\twake-up fails {row.wakeup_fails}\t"
                 f"{'signed' if row.wakeup_secret else 'plain'} wake-ups"
+                + ("\tdrained" if row.drained else "")
                 for row in rows
             ),
             "No servers.",
         )
 
 
-# -- server tokens ---------------------------------------------------------------
-
-
-@click.group("server-token")
-def server_token() -> None:
-    """Tokens for servers to register themselves.
-
-    A grading server that presents such a token is registered at its first
-    request, with the token's type, max jobs and wake-up secret.
-    """
-
-
-@server_token.command("add")
-@click.argument("name")
-@click.option("--type", "type_name", required=True, help="Type of the servers it registers.")
-@click.option("--max-jobs", default=1, show_default=True, type=int, help="0: no limit.")
-@wakeup_secret_options(removable=False)
-@pass_ctx
-def server_token_add(
-    ctx: Context,
-    name: str,
-    type_name: str,
-    max_jobs: int,
-    wakeup_secret_file: TextIO | None,
-    wakeup_secret: str | None,
-) -> None:
-    """Create token NAME and print it, only once.
-
-    The queue keeps only its hash: copy it into the grading servers'
-    configuration now.
-    """
-    secret = given_secret(wakeup_secret_file, wakeup_secret) or ""
-    with ctx.transaction() as session:
-        new = registry.add_server_token(
-            session, name, type_name, max_jobs=max_jobs, wakeup_secret=secret
-        )
-    click.echo(new.token)
-    warn_if_signed(secret, f"servers of token {quote(name)}", "server-token", name)
-
-
-@server_token.command("update", short_help="Change a token and its servers.")
-@click.argument("name")
-@wakeup_secret_options(removable=True)
-@pass_ctx
-def server_token_update(
-    ctx: Context,
-    name: str,
-    wakeup_secret_file: TextIO | None,
-    wakeup_secret: str | None,
-    no_wakeup_secret: bool,
-) -> None:
-    """Change token NAME and the servers it registered.
-
-    For now its wake-up secret; the servers already registered with the
-    token get the same change.
-    """
-    changes = _server_changes(wakeup_secret_file, wakeup_secret, no_wakeup_secret)
-    with ctx.transaction() as session:
-        token, servers = registry.update_server_token(session, name, changes)
-    click.echo(
-        f"Server token {quote(token.name)} and its {servers} registered server(s) updated: "
-        f"{_secret_state(changes)}."
-    )
-    what = f"servers of token {quote(name)}"
-    warn_if_signed(changes.wakeup_secret or "", what, "server-token", name)
-
-
-@server_token.command("list", short_help="Every server token.")
-@pass_ctx
-def server_token_list(ctx: Context) -> None:
-    """Every token: id, name, type, max jobs, signed wake-ups."""
-    with ctx.transaction() as session:
-        rows = session.scalars(select(ServerToken).order_by(ServerToken.id))
-        echo_rows(
-            (
-                f"{row.id}\t{row.name}\ttype {row.type_id}\tmax jobs {row.max_concurrent_jobs}\t"
-                f"{'signed' if row.wakeup_secret else 'plain'} wake-ups"
-                for row in rows
-            ),
-            "No server tokens.",
-        )
-
-
 def register(cli: click.Group) -> None:
-    for group in (server, server_token):
-        cli.add_command(group)
+    cli.add_command(server)

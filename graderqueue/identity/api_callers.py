@@ -10,6 +10,7 @@
   same name, ``aud`` = the queue's key name, ``iat``, ``exp`` at most
   ``API_TOKEN_MAX_LIFETIME_SEC`` after ``iat``, and a ``jti`` used once. A
   platform sees and controls its own jobs only. No new secret to hand out.
+  A disabled platform's tokens are refused.
 
 Every refusal is :class:`~graderqueue.errors.ApiAuthError` (HTTP 401); the
 RSA check runs outside any transaction, and a jti is spent only in the
@@ -163,9 +164,13 @@ def _platform(view: RegistryView, settings: Settings, token: str) -> ApiCaller:
     name = header.get("kid")
     if not isinstance(name, str) or not name:
         raise ApiAuthError("The bearer token's kid must name the platform.")
-    platform = view.platform(name) or view.platform(name, reload=True)
+    platform = view.platform(name)
+    if platform is None or platform.disabled:  # maybe added or enabled a moment ago
+        platform = view.platform(name, reload=True)
     if platform is None:
         raise ApiAuthError("Unknown platform.")
+    if platform.disabled:
+        raise ApiAuthError()  # `platform disable`: no more requests, before any RSA work
     signed = jws.JWS()
     try:
         signed.deserialize(token)

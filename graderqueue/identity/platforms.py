@@ -1,5 +1,11 @@
 """Who sent an ``/api.php`` request: a platform's token, or one of the other ways in.
 
+The original's admin-interface ``token`` is no longer a way in: the admin
+pages send jobs and wake servers themselves, inside a logged-in session
+with its CSRF token, so a second credential on ``/api.php`` would only widen
+the door (docs/LIFECYCLE.md). A request with only ``token`` gets "No valid
+authentication provided.". A disabled platform gets the same answer.
+
 :func:`identify` returns the request's fields and a :class:`Sender`; every
 failure is a :class:`PlatformAuthError` or :class:`TokenError` (errorcode 2),
 raised before anything is stored. The expensive parts (RSA, password hashes)
@@ -44,6 +50,8 @@ class Sender:
 
     @property
     def is_interface(self) -> bool:
+        # No request is identified as the interface's any more (interface
+        # tokens are not accepted): `wakeup` on /api.php is refused for all.
         return self.via == INTERFACE
 
     def record(self, session: Session) -> None:
@@ -63,6 +71,21 @@ def _platform_sender(platform: PlatformInfo, replay: freshness.Replay | None = N
     )
 
 
+def usable_platform(view: RegistryView, name: str, *, reload: bool = False) -> PlatformInfo | None:
+    """The platform called ``name`` (None if unknown); refused if it is disabled.
+
+    A platform unknown or disabled in the cached view is looked up again, so
+    one just added or enabled works at once. A disabled platform gets the
+    protocol's plain authentication error, before any RSA work.
+    """
+    platform = view.platform(name, reload=reload)
+    if not reload and (platform is None or platform.disabled):
+        platform = view.platform(name, reload=True)
+    if platform is not None and platform.disabled:
+        raise PlatformAuthError()
+    return platform
+
+
 def open_platform_token(
     view: RegistryView,
     keys: QueueKeys,
@@ -72,11 +95,9 @@ def open_platform_token(
 ) -> tuple[dict[str, Any], Sender]:
     """Decrypt and verify a platform's request token."""
     tokens.check_size(raw_token, settings.token_max_bytes)
-    platform = view.platform(platform_name)
+    platform = usable_platform(view, platform_name)
     if platform is None:
-        platform = view.platform(platform_name, reload=True)
-        if platform is None:
-            raise PlatformAuthError(f"Unknown platform `{platform_name[:100]}`.")
+        raise PlatformAuthError(f"Unknown platform `{platform_name[:100]}`.")
     queue_key = keys.for_kid(tokens.compact_header(raw_token, 5).get("kid"))
     inner = tokens.decrypt(raw_token, queue_key.private, settings.token_max_bytes)
     kid = tokens.signer_kid(inner)
@@ -86,7 +107,7 @@ def open_platform_token(
         payload = tokens.verify(inner, platform.keys)
     except TokenError:
         # Maybe a key added a moment ago: look again before refusing.
-        platform = view.platform(platform_name, reload=True)
+        platform = usable_platform(view, platform_name, reload=True)
         if platform is None:
             raise
         payload = tokens.verify(inner, platform.keys)
@@ -121,16 +142,6 @@ def identify(
             raise PlatformAuthError("rRequest is not a JSON object.")
         return request, Sender(platform_id=None, name=username, via=f"remote:{username}")
 
-    if form.get("token"):
-        with db.reading() as session:
-            record = session.get(InterfaceToken, _token_hash(form["token"]))
-            expired = record is None or record.expires_at < utcnow()
-        if expired:
-            raise PlatformAuthError(
-                "Invalid token, please refresh the interface to get a new one.", errorcode=3
-            )
-        return dict(form), Sender(platform_id=None, name=INTERFACE, via=INTERFACE)
-
     password = form.get("debugPassword")
     if (
         settings.debug_password
@@ -139,7 +150,7 @@ def identify(
     ):
         with db.reading() as session:
             name = session.scalar(select(Platform.name).where(Platform.id == 1))
-        platform = view.platform(name) if name is not None else None
+        platform = usable_platform(view, name) if name is not None else None
         if platform is None:
             raise PlatformAuthError("Debug requests act as platform 1, which does not exist.")
         return dict(form), _platform_sender(platform)
@@ -152,7 +163,11 @@ def _token_hash(token: str) -> str:
 
 
 def issue_interface_token(session: Session, lifetime: timedelta = timedelta(hours=1)) -> str:
-    """A short-lived token for the admin interface's own API forms."""
+    """A row of the old interface tokens, which nothing accepts any more.
+
+    Kept only while scripts/fuzz_http.py still sends one (as a credential
+    that must be refused); it goes with the interface_tokens table.
+    """
     token = secrets.token_urlsafe(24)
     session.add(InterfaceToken(token_hash=_token_hash(token), expires_at=utcnow() + lifetime))
     return token

@@ -187,22 +187,25 @@ def remove_platform_key(
     return matches[0]
 
 
-def _wakeup_url(url: str) -> str:
+def check_wakeup_url(url: str) -> str:
     if url and parse_url(url) is None:
         raise BadRequest(f"Invalid wake-up URL {quote(url)}: expected udp://HOST:PORT.")
     return url
 
 
-def _max_jobs(value: int) -> int:
-    if value < 0:
-        raise BadRequest("max jobs must be 0 (no limit) or more.")
+MAX_JOBS_MAX = 100_000  # far beyond any machine; keeps the column's integer safe
+
+
+def check_max_jobs(value: int) -> int:
+    if not 0 <= value <= MAX_JOBS_MAX:
+        raise BadRequest(f"max jobs must be 0 (no limit) to {MAX_JOBS_MAX}.")
     return value
 
 
 SECRET_MAX = 255  # the column's size
 
 
-def _wakeup_secret(secret: str) -> str:
+def check_wakeup_secret(secret: str) -> str:
     """A secret as given (a file's trailing newline removed); empty means none."""
     secret = secret.strip()
     if len(secret) > SECRET_MAX:
@@ -211,6 +214,22 @@ def _wakeup_secret(secret: str) -> str:
         # graderserver reads it from a TOML string; keep both sides byte-identical.
         raise BadRequest("The wake-up secret must not contain spaces or control characters.")
     return secret
+
+
+def certificate_identity(
+    session: Session, ssl_serial: str, ssl_dn: str, server_id: int | None = None
+) -> tuple[str, str, str]:
+    """(serial, issuer DN, key) normalized; refused if a server other than
+    ``server_id`` has that certificate."""
+    try:
+        serial, dn = certificates.normalize_serial(ssl_serial), certificates.normalize_dn(ssl_dn)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid certificate identity: {exc}") from exc
+    key = certificates.cert_key(ssl_serial, ssl_dn)
+    holder = session.scalar(select(Server.id).where(Server.ssl_key == key))
+    if holder is not None and holder != server_id:
+        raise BadRequest("Another server already uses this certificate.")
+    return serial, dn, key
 
 
 def add_server(
@@ -227,22 +246,16 @@ def add_server(
     name = _name(name, "server")
     _unique(session, Server, name, "Server")
     stype = type_by_name(session, type_name)
-    try:
-        serial, dn = certificates.normalize_serial(ssl_serial), certificates.normalize_dn(ssl_dn)
-    except ValueError as exc:
-        raise BadRequest(f"Invalid certificate identity: {exc}") from exc
-    key = certificates.cert_key(ssl_serial, ssl_dn)
-    if session.scalar(select(Server.id).where(Server.ssl_key == key)) is not None:
-        raise BadRequest("Another server already uses this certificate.")
+    serial, dn, key = certificate_identity(session, ssl_serial, ssl_dn)
     server = Server(
         name=name,
         type_id=stype.id,
         ssl_serial=serial,
         ssl_dn=dn,
         ssl_key=key,
-        wakeup_url=_wakeup_url(wakeup_url),
-        wakeup_secret=_wakeup_secret(wakeup_secret),
-        max_concurrent_jobs=_max_jobs(max_jobs),
+        wakeup_url=check_wakeup_url(wakeup_url),
+        wakeup_secret=check_wakeup_secret(wakeup_secret),
+        max_concurrent_jobs=check_max_jobs(max_jobs),
     )
     session.add(server)
     session.flush()
@@ -266,29 +279,15 @@ def add_server_token(
         name=name,
         token_hash=servers.hash_token(token),
         type_id=stype.id,
-        max_concurrent_jobs=_max_jobs(max_jobs),
-        wakeup_secret=_wakeup_secret(wakeup_secret),
+        max_concurrent_jobs=check_max_jobs(max_jobs),
+        wakeup_secret=check_wakeup_secret(wakeup_secret),
     )
     session.add(record)
     session.flush()
     return NewToken(record=record, token=token)
 
 
-# -- changing servers and server tokens -------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerChanges:
-    """What to change on a server or a server token; ``None`` leaves a field as it is.
-
-    One field per option of ``server update`` and ``server-token update``,
-    so options added later (max jobs, wake-up URL...) go here too.
-    """
-
-    wakeup_secret: str | None = None  # "" removes it: plain ``wakeup`` datagrams
-
-    def is_empty(self) -> bool:
-        return all(value is None for value in vars(self).values())
+# -- finding servers and server tokens (changes: registry/fleet.py) ---------------
 
 
 def server_by_name(session: Session, name: str) -> Server:
@@ -297,31 +296,3 @@ def server_by_name(session: Session, name: str) -> Server:
 
 def server_token_by_name(session: Session, name: str) -> ServerToken:
     return _by_name(session, ServerToken, name, f"Server token {quote(name)} does not exist.")
-
-
-def update_server(session: Session, name: str, changes: ServerChanges) -> Server:
-    server = server_by_name(session, name)
-    if changes.wakeup_secret is not None:
-        server.wakeup_secret = _wakeup_secret(changes.wakeup_secret)
-    session.flush()
-    return server
-
-
-def update_server_token(
-    session: Session, name: str, changes: ServerChanges
-) -> tuple[ServerToken, int]:
-    """Change a token and the servers registered with it; returns (token, servers changed).
-
-    Those servers got their settings from the token when they registered,
-    and run with the same configuration: a secret removed because they run
-    the original grading server must be removed from them too.
-    """
-    token = server_token_by_name(session, name)
-    registered = list(session.scalars(select(Server).where(Server.token_id == token.id)))
-    if changes.wakeup_secret is not None:
-        secret = _wakeup_secret(changes.wakeup_secret)
-        token.wakeup_secret = secret
-        for server in registered:
-            server.wakeup_secret = secret
-    session.flush()
-    return token, len(registered)

@@ -4,8 +4,9 @@ Platforms with their parsed keys, tags and the server types that handle them
 change rarely (with the CLI or the interface) but are needed by every
 request. This process-wide view keeps them for ``registry_cache_sec``
 seconds. A change is seen at once where it matters for availability: an
-unknown tag or a token that fails to verify makes it look again before
-refusing. A removed key or tag stops working within the time-to-live.
+unknown tag, a token that fails to verify or a disabled platform makes it
+look again before refusing. A removed key or tag, or a platform disabled,
+stops working within the time-to-live.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class PlatformInfo:
     force_tag_id: int | None
     require_fresh: bool
     keys: tuple[jwk.JWK, ...]
+    # `platform disable`: its requests and bearer tokens are refused (identity/).
+    disabled: bool = False
 
 
 class RegistryView:
@@ -85,6 +88,7 @@ class RegistryView:
                 force_tag_id=platform.force_tag_id,
                 require_fresh=bool(platform.require_fresh),
                 keys=tuple(parse_public_key(pem) for pem in pems),
+                disabled=bool(platform.disabled),
             )
 
     # -- tags and server types -------------------------------------------------

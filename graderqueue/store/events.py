@@ -31,6 +31,19 @@ SERVER_DRAINED = "server_drained"
 SERVER_UNDRAINED = "server_undrained"
 DISPATCH_PAUSED = "dispatch_paused"
 DISPATCH_RESUMED = "dispatch_resumed"
+# The registry's life cycle (registry/lifecycle.py, registry/fleet.py): who changed what.
+PLATFORM_UPDATED = "platform_updated"
+PLATFORM_DISABLED = "platform_disabled"
+PLATFORM_ENABLED = "platform_enabled"
+PLATFORM_REMOVED = "platform_removed"
+SERVER_UPDATED = "server_updated"
+SERVER_TOKEN_UPDATED = "server_token_updated"
+SERVER_TOKEN_REVOKED = "server_token_revoked"
+SERVER_TOKEN_ROTATED = "server_token_rotated"
+TYPE_UPDATED = "type_updated"
+TYPE_REMOVED = "type_removed"
+TAG_REMOVED = "tag_removed"
+ADMIN_REMOVED = "admin_removed"
 
 MESSAGE_MAX = 2000
 

@@ -23,7 +23,16 @@ def init_admin(app: Flask, rt: Runtime) -> None:
     """Mount the interface on ``app`` (called by ``create_app`` when admin_enabled)."""
     security.configure(app, rt.settings)
     # Importing the view modules adds their routes to the blueprint.
-    from graderqueue.web.admin import views_auth, views_jobs, views_pages, views_send  # noqa: F401
+    from graderqueue.web.admin import (  # noqa: F401
+        views_accounts,
+        views_auth,
+        views_fleet,
+        views_jobs,
+        views_pages,
+        views_platforms,
+        views_send,
+        views_types,
+    )
 
     templating.install(app)
     app.extensions[AdminState.KEY] = AdminState()

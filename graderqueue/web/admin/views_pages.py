@@ -14,6 +14,7 @@ from graderqueue.admin.keyset import Cursor
 from graderqueue.admin.names import server_name, server_names
 from graderqueue.admin.windows import window_by_key
 from graderqueue.dispatch import wakeups
+from graderqueue.registry import fleet, operations
 from graderqueue.store.models import utcnow
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.cache import state
@@ -32,6 +33,7 @@ def dashboard_page() -> str:
         by_type = live_queue.counts_by_type(session)
         servers = server_states.servers(session, rt.settings, now)
         figures = activity(session, window, now, state().buckets)
+        stopped = operations.stopped(session)
     return render_template(
         "admin/dashboard.html",
         window=window,
@@ -40,6 +42,7 @@ def dashboard_page() -> str:
         summary=server_states.server_summary(servers),
         activity=figures,
         charts=_dashboard_charts(figures),
+        stopped=stopped,
     )
 
 
@@ -88,8 +91,14 @@ def servers() -> str:
     rt = runtime()
     with rt.db.reading() as session:
         views = server_states.servers(session, rt.settings)
+        tokens = fleet.token_rows(session)
+        stopped = operations.stopped(session)
     return render_template(
-        "admin/servers.html", servers=views, summary=server_states.server_summary(views)
+        "admin/servers.html",
+        servers=views,
+        summary=server_states.server_summary(views),
+        tokens=tokens,
+        stopped=stopped,
     )
 
 
