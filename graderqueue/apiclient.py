@@ -202,6 +202,7 @@ class ServerStatus(_Answer):
     max_jobs: int | None
     jobs_done: int
     last_poll: datetime | None
+    drained: bool = False  # a queue older than this client does not say
 
 
 # -- server-sent events

@@ -26,9 +26,18 @@ from gradercommon.wakeup_auth import sign
 from graderqueue.cache import TTLCache
 from graderqueue.config import Settings
 from graderqueue.observability import metrics
+from graderqueue.queue.claim import PAUSED
 from graderqueue.store import events
 from graderqueue.store.db import Database
-from graderqueue.store.models import Job, JobStatus, JobType, Server, ServerType, utcnow
+from graderqueue.store.models import (
+    Job,
+    JobStatus,
+    JobType,
+    QueueFlag,
+    Server,
+    ServerType,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +138,8 @@ def _candidates(session: Session, type_ids: list[int]) -> list[Candidate]:
             ServerType.paused.is_(False),
         )
     )
+    if session.scalar(select(QueueFlag.name).where(QueueFlag.name == PAUSED)) is not None:
+        return []  # the whole queue is paused (`graderqueue pause`)
     return [Candidate(*row) for row in session.execute(query).all()]
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from graderqueue.admin import server_states
 from graderqueue.config import Settings
 from graderqueue.queue.job_view import iso
+from graderqueue.registry import operations
 from graderqueue.registry.view import RegistryView
 from graderqueue.store.models import Job, JobStatus, ServerType, utcnow
 
@@ -37,6 +38,7 @@ def workers(session: Session, settings: Settings, types: set[str] | None) -> lis
             .group_by(Job.sent_to)
         ).all()
     )
+    drained = set(operations.stopped(session).drained_servers)
     listed = []
     for s in server_states.servers(session, settings, now):
         if types is not None and s.type_name not in types:
@@ -48,6 +50,7 @@ def workers(session: Session, settings: Settings, types: set[str] | None) -> lis
                 "type": s.type_name,
                 "alive": polled or (s.held > 0 and s.wakeup_fails == 0),
                 "busy": s.held > 0,
+                "drained": s.name in drained,
                 "jobs_held": s.held,
                 "max_jobs": s.max_jobs,
                 "jobs_done": done.get(s.id, 0),

@@ -27,6 +27,7 @@ SERVER = _object(
         "type": {"type": "string"},
         "alive": {"type": "boolean", "description": "polled lately, or grading"},
         "busy": {"type": "boolean", "description": "holds at least one job"},
+        "drained": {"type": "boolean", "description": "gets no new job (`server drain`)"},
         "jobs_held": {"type": "integer", "minimum": 0},
         "max_jobs": {"type": "integer"},
         "jobs_done": {"type": "integer", "minimum": 0, "description": "in the history kept"},

@@ -168,7 +168,7 @@ def test_platform_remove_refuses_to_strand_live_jobs_unless_told_to_cancel(queue
     assert status(queue, held) is None and status(queue, waiting) is None
     assert status(queue, others) == "queued", "another platform's jobs stay"
     cancelled = {m for (m,) in queue.rows(select(Event.message).where(Event.kind == "cancelled"))}
-    assert cancelled == {"cancel by cli (was sent)", "cancel by cli (was queued)"}
+    assert cancelled == {"cancelled by cli (was sent)", "cancelled by cli (was queued)"}
     assert logged(queue, "platform_removed") == [
         "platform p2 removed with its 2 job(s), 2 of them cancelled; by cli"
     ]
