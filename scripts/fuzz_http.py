@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import re
+import secrets as secrets_module
 import sys
 import tempfile
 import time
@@ -56,7 +57,6 @@ from sqlalchemy import func, select, text  # noqa: E402
 from graderqueue.config import Settings  # noqa: E402
 from graderqueue.identity import (  # noqa: E402
     passwords,
-    platforms,
 )
 from graderqueue.protocol import tokens  # noqa: E402
 from graderqueue.store.models import Job, JobStatus, RemoteUser, Server  # noqa: E402
@@ -108,7 +108,8 @@ class FuzzQueue:
     fresh: Platform | None = None
     queue_public: jwk.JWK | None = None
     server_token: str = ""
-    interface_token: str = ""
+    # The original interface's `token`, which this queue accepts from no one.
+    interface_token: str = field(default_factory=lambda: secrets_module.token_urlsafe(24))
     secrets: list[str] = field(default_factory=list)
     errors: _Errors = field(default_factory=_Errors)
     baseline: dict[str, list[tuple]] | None = None
@@ -143,7 +144,6 @@ class FuzzQueue:
                     username=REMOTE_USER, password_hash=passwords.hash_password(REMOTE_PASSWORD)
                 )
             )
-            self.interface_token = platforms.issue_interface_token(session)
         self.secrets += [
             self.server_token,
             REMOTE_PASSWORD,
@@ -425,7 +425,7 @@ def run_api_case(fq: FuzzQueue, case: ApiCase) -> None:
         form = {**_form_values(case.payload), "debugPassword": DEBUG_PASSWORD}
         if mode % 4 == 0:
             form["debugPassword"] = case.extra.get("debugPassword", "wrong")
-    elif mode < 90:  # the interface's own token
+    elif mode < 90:  # the original interface's token: never a way in
         form = {**_form_values(case.payload), "token": fq.interface_token}
         if mode % 4 == 0:
             form["token"] = case.extra.get("token", "stale")

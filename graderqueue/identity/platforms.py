@@ -15,13 +15,10 @@ a short read-only transaction.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -33,7 +30,7 @@ from graderqueue.identity import passwords
 from graderqueue.protocol import freshness, tokens
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.registry.view import PlatformInfo, RegistryView
-from graderqueue.store.models import InterfaceToken, Platform, RemoteUser, utcnow
+from graderqueue.store.models import Platform, RemoteUser
 
 INTERFACE = "interface"
 
@@ -47,12 +44,6 @@ class Sender:
     force_tag_id: int | None = None
     # A fresh token's jti, to record in the request's own transaction.
     replay: freshness.Replay | None = None
-
-    @property
-    def is_interface(self) -> bool:
-        # No request is identified as the interface's any more (interface
-        # tokens are not accepted): `wakeup` on /api.php is refused for all.
-        return self.via == INTERFACE
 
     def record(self, session: Session) -> None:
         """Record what must be recorded with the request (a fresh token's jti)."""
@@ -156,18 +147,3 @@ def identify(
         return dict(form), _platform_sender(platform)
 
     raise PlatformAuthError()
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def issue_interface_token(session: Session, lifetime: timedelta = timedelta(hours=1)) -> str:
-    """A row of the old interface tokens, which nothing accepts any more.
-
-    Kept only while scripts/fuzz_http.py still sends one (as a credential
-    that must be refused); it goes with the interface_tokens table.
-    """
-    token = secrets.token_urlsafe(24)
-    session.add(InterfaceToken(token_hash=_token_hash(token), expires_at=utcnow() + lifetime))
-    return token

@@ -19,7 +19,6 @@ from graderqueue.store.models import (
     DeliveryState,
     Event,
     Handout,
-    InterfaceToken,
     Job,
     JobStatus,
     JobType,
@@ -156,9 +155,6 @@ def purge_expired(
     stale = now - timedelta(seconds=listener_stale_sec * 5)
     with db.transaction() as session:
         return {
-            "interface tokens": session.execute(
-                delete(InterfaceToken).where(InterfaceToken.expires_at < now)
-            ).rowcount,
             "seen token ids": session.execute(
                 delete(SeenTokenId).where(SeenTokenId.expires_at < now)
             ).rowcount,

@@ -428,14 +428,6 @@ class RemoteUser(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
-class InterfaceToken(Base):
-    """Short-lived tokens the admin interface's own forms send as ``token``."""
-
-    __tablename__ = "interface_tokens"
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
-
-
 class SeenTokenId(Base):
     """``jti`` values already used, to refuse replayed fresh tokens."""
 

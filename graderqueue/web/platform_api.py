@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from graderqueue.dispatch import wakeups
-from graderqueue.errors import BadRequest, WakeupFailed
+from graderqueue.errors import BadRequest
 from graderqueue.identity import platforms
 from graderqueue.observability import metrics
 from graderqueue.protocol import submissions
@@ -39,11 +38,6 @@ def api() -> Response:
         if sender.platform_id is not None:
             return success(f"Connected as platform id {sender.platform_id}")
         return success(f"Connected as user {sender.name}")
-    if kind == "wakeup" and sender.is_interface:
-        server_id = _digits(fields.get("serverid"), "Invalid serverid.")
-        if wakeups.wake_server(rt.db, rt.settings, server_id):
-            return success("Server wake-up successful.")
-        raise WakeupFailed()
     if kind in (None, ""):
         raise BadRequest("No request made.")
     raise BadRequest(f"Unknown request `{str(kind)[:50]}`.")

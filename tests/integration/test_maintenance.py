@@ -21,7 +21,6 @@ from graderqueue.store.models import (
     DeliveryAttempt,
     DeliveryState,
     Event,
-    InterfaceToken,
     Job,
     JobStatus,
     JobType,
@@ -201,8 +200,6 @@ def build_scene(queue) -> Scene:  # type: ignore[no-untyped-def]
             [
                 Event(time=old, kind="old_event", message="old"),
                 Event(time=now, kind="new_event", message="new"),
-                InterfaceToken(token_hash="a" * 64, expires_at=now - timedelta(minutes=1)),
-                InterfaceToken(token_hash="b" * 64, expires_at=now + timedelta(minutes=10)),
                 SeenTokenId(platform_id=lane.platform.id, jti="old", expires_at=old),
                 SeenTokenId(platform_id=lane.platform.id, jti="new", expires_at=now + OLD),
                 Listener(host="127.0.0.1", port=1, pid=1, heartbeat=old),
@@ -232,7 +229,6 @@ def check_scene_after_purge(queue, scene: Scene) -> None:  # type: ignore[no-unt
     assert scene.dead_free not in servers
     assert {scene.dead_busy, scene.alive, scene.cert_dead} <= servers
     assert queue.scalar(select(Job.sent_to).where(Job.id == scene.done_new)) is None
-    assert queue.rows(select(InterfaceToken.token_hash)) == [("b" * 64,)]
     assert queue.rows(select(SeenTokenId.jti)) == [("new",)]
     ports = {r.port for r in queue.rows(select(Listener.port))}
     assert 1 not in ports and 2 in ports
