@@ -275,14 +275,16 @@ def sign_bearers(bench: Any, count: int) -> list[str]:
     return parts[0] + parts[1]
 
 
-def time_gets(port: int, paths: list[str], bearers: list[str] | None, budget: float) -> list[float]:
-    """GET each path on one keep-alive connection; ms of the timed ones (after WARM).
+def time_gets(
+    port: int, paths: list[str], bearers: list[str] | None, budget: float
+) -> list[tuple[float, str]]:
+    """GET each path on one keep-alive connection; (ms, path) of the timed ones (after WARM).
 
     Stops after ``budget`` seconds once MIN_TIMED are timed: a slow kind costs seconds, not
     minutes (fewer samples: its p99 is then near its maximum).
     """
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    out: list[float] = []
+    out: list[tuple[float, str]] = []
     stop = time.monotonic() + budget
     try:
         for n, path in enumerate(paths):
@@ -297,19 +299,27 @@ def time_gets(port: int, paths: list[str], bearers: list[str] | None, budget: fl
             if answer.status != 200:
                 raise RuntimeError(f"GET {path}: HTTP {answer.status} {body[:300]!r}")
             if n >= WARM:
-                out.append(elapsed)
+                out.append((elapsed, path))
     finally:
         conn.close()
     return out
 
 
+def summary(timed: list[tuple[float, str]]) -> tuple[float, float, str]:
+    """p50, p99, and the path of the request that took the p50: the one to EXPLAIN (a plan
+    can change with the parameters, as MariaDB's does with the cursor)."""
+    ms = [t for t, _path in timed]
+    p50 = pct(ms, 50)
+    return p50, pct(ms, 99), next(path for t, path in timed if t == p50)
+
+
 def measure_depth(bench: Any, reg: Reg, port: int, args: Any, span: tuple[int, int]) -> dict:
-    """{(label, auth): (p50, p99, first timed path, requests timed)} at the current depth."""
+    """{(label, auth): (p50, p99, the p50's path, requests timed)} at the current depth."""
     rng = random.Random(span[0])
     out: dict[tuple[str, str], tuple[float, float, str, int]] = {}
     floor = time_gets(port, ["/healthz"] * (args.api_requests + WARM), None, args.api_kind_sec)
     floor_label = "GET /healthz (no auth, no database: the floor)"
-    out[(floor_label, "-")] = (pct(floor, 50), pct(floor, 99), "", len(floor))
+    out[(floor_label, "-")] = (*summary(floor)[:2], "", len(floor))
     for auth in ("operator", "platform"):
         plan = kinds(bench.setup.db, reg, rng, args.api_requests, span, auth == "platform")
         if auth == "platform":
@@ -317,7 +327,7 @@ def measure_depth(bench: Any, reg: Reg, port: int, args: Any, span: tuple[int, i
         for kind in plan:
             tokens = [reg.operator if auth == "operator" else next(bearers) for _ in kind.paths]
             got = time_gets(port, kind.paths, tokens, args.api_kind_sec)
-            out[(kind.label, auth)] = (pct(got, 50), pct(got, 99), kind.paths[WARM], len(got))
+            out[(kind.label, auth)] = (*summary(got), len(got))
     return out
 
 
