@@ -10,8 +10,8 @@ import time
 from . import common
 
 NAMES = ["enqueue", "claim", "dispatch", "e2e", "memory"]
-# Run only when named: they time no queue work, and their fills take minutes.
-ON_REQUEST = ["admin-pages"]
+# Run only when named: their fills of a million jobs take minutes.
+ON_REQUEST = ["admin-pages", "api"]
 
 
 def main(argv: list[str] | None = None) -> int:
