@@ -24,6 +24,8 @@ from graderqueue.store.models import Job, JobType, Platform, ServerType
 # What both databases store (MariaDB's DATETIME starts at year 1000).
 TIME_MIN = datetime(1000, 1, 1)
 TIME_MAX = datetime(9999, 12, 31, 23, 59, 59)
+# The indexes a plain filter's pages are read through (JobFilter.keyset_index).
+KEYSET_INDEXES = ("ix_jobs_status_id", "ix_jobs_platform_status_id", "ix_jobs_platform_id")
 FILTER_KEYS = ("state", "tag", "type", "name", "jobusertaskid", "since", "until", "platform")
 
 
@@ -67,6 +69,18 @@ class JobFilter:
             platform_name=values.get("platform") or None,
             platform_id=platform_id,
         )
+
+    def keyset_index(self) -> str | None:
+        """The index that serves this filter's pages newest first, when it is one of
+        the plain ones (a platform, one state, or both); None: let the planner pick."""
+        if self.name or self.jobusertaskid or self.type_name or self.tag or len(self.statuses) > 1:
+            return None
+        platform = self.platform_id is not None or self.platform_name is not None
+        if platform and self.statuses:
+            return "ix_jobs_platform_status_id"
+        if self.statuses:
+            return "ix_jobs_status_id"
+        return "ix_jobs_platform_id" if platform else None
 
     def conditions(self, session: Session) -> list[Any] | None:
         """WHERE clauses on ``jobs``; None when nothing can match (an unknown name)."""
@@ -150,18 +164,32 @@ def parse_cursor(text: str | None) -> int | None:
     return value
 
 
+def page_query(session: Session, jobs: JobFilter, *, limit: int, cursor: int | None) -> Any:
+    """The statement of one page (None when nothing can match); kept apart for plan tests."""
+    where = jobs.conditions(session)
+    if where is None:
+        return None
+    if cursor is not None:
+        where.append(Job.id < cursor)
+    query = job_view.summary_query().where(*where).order_by(Job.id.desc()).limit(limit + 1)
+    index = jobs.keyset_index()
+    if index is not None:
+        # At a million jobs MariaDB read these indexes by equality and sorted,
+        # or intersected two of them, instead of walking one from the cursor:
+        # 0.6-1.3 s a page, 0.9 ms with the index named (scripts/bench/run api).
+        for dialect in ("mysql", "mariadb"):
+            query = query.with_hint(Job, f"FORCE INDEX ({index})", dialect_name=dialect)
+    return query
+
+
 def page(
     session: Session, jobs: JobFilter, *, limit: int, cursor: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """One page of job summaries, newest first, and the cursor of the next page."""
-    where = jobs.conditions(session)
-    if where is None:
+    query = page_query(session, jobs, limit=limit, cursor=cursor)
+    if query is None:
         return [], None
-    if cursor is not None:
-        where.append(Job.id < cursor)
-    rows = session.execute(
-        job_view.summary_query().where(*where).order_by(Job.id.desc()).limit(limit + 1)
-    ).all()
+    rows = session.execute(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return job_view.summaries(session, rows), (rows[-1].id if more and rows else None)

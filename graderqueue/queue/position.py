@@ -54,7 +54,9 @@ def positions(session: Session, jobs: dict[int, Queued]) -> dict[int, int]:
     for job_id, job in jobs.items():
         for type_id in job.type_ids:
             groups[(type_id, job.priority)].append((job.vstart, job_id))
-    above = {type_id: _higher_priority_counts(session, type_id) for type_id, _p in groups}
+    above = {
+        type_id: _higher_priority_counts(session, type_id) for type_id in {t for t, _ in groups}
+    }
     best: dict[int, int] = {}
     for (type_id, priority), ids in groups.items():
         higher = sum(n for p, n in above[type_id].items() if p > priority)
@@ -123,6 +125,12 @@ def throughput_per_sec(session: Session, type_ids: list[int]) -> float:
         )
     )
     return finished / ETA_WINDOW_SEC
+
+
+def position_only(session: Session, job_id: int) -> int | None:
+    """The job's position (None unless queued), without the ETA's throughput query."""
+    queued = queued_jobs(session, [job_id])
+    return positions(session, queued).get(job_id) if job_id in queued else None
 
 
 def of_job(session: Session, job_id: int) -> dict[str, Any]:

@@ -196,6 +196,11 @@ class Job(Base):
         # The JSON API's job lists by state, newest first (keyset on the id).
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_platform_status_id", "platform_id", "status", "id"),
+        # ... and by name or jobusertaskid; the ETA's "finished lately".
+        Index("ix_jobs_name", "name"),
+        Index("ix_jobs_platform_name", "platform_id", "name"),
+        Index("ix_jobs_usertask", "jobusertaskid"),
+        Index("ix_jobs_status_end", "status", "grading_end_time"),
     )
 
 

@@ -31,7 +31,7 @@ def events(job_id: int) -> Response:
         state = job_view.state(session, job_id, who.platform_id)
         if state is None:
             raise UnknownJob(f"No job #{job_id}.")
-        place = positions.of_job(session, job_id)["position"] if state == "QUEUED" else None
+        place = positions.position_only(session, job_id) if state == "QUEUED" else None
     watch = rt.job_watch
     if not watch.open(job_id):
         raise Unavailable("Too many event streams on this worker: try again shortly.")
@@ -64,16 +64,22 @@ def _stream(
     deadline = time.monotonic() + max_sec
     seen_round = watch.current_round
     yield "retry: 2000\n\n"
+    last_write = time.monotonic()
     while True:
-        yield from _changes(told, now)
+        for event in _changes(told, now):
+            last_write = time.monotonic()
+            yield event
         told = now
         if now.state in job_view.TERMINAL or time.monotonic() >= deadline:
             return
         seen_round, latest = watch.wait(job_id, seen_round, keepalive_sec)
-        if latest is None or latest == now:
-            yield ": keepalive\n\n"
-        else:
+        if latest is not None and latest != now:
             now = latest
+        elif time.monotonic() - last_write >= keepalive_sec:
+            # A write now and then keeps proxies from closing a quiet stream
+            # and tells the worker when the client has gone.
+            last_write = time.monotonic()
+            yield ": keepalive\n\n"
 
 
 class _Closing:
