@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from graderqueue.queue.fair_share import STEP
+
 from .common import (
     FormPoster,
     Unavailable,
@@ -64,8 +66,8 @@ def fill(db, first_id: int, count: int, type_ids: list[int], rng: random.Random)
             f"VALUES ({','.join([mark] * len(JOB_COLUMNS))})"
         )
         type_sql = (
-            "INSERT INTO job_types (job_id, type_id, status, priority) "
-            f"VALUES ({mark},{mark},{mark},{mark})"
+            "INSERT INTO job_types (job_id, type_id, status, priority, vstart) "
+            f"VALUES ({mark},{mark},{mark},{mark},{mark})"
         )
         for start in range(first_id, first_id + count, BATCH):
             stop = min(start + BATCH, first_id + count)
@@ -74,8 +76,10 @@ def fill(db, first_id: int, count: int, type_ids: list[int], rng: random.Random)
                 (i, f"j{i}", f"u{i}", f"u{i}", "queued", p, 300, 0, now, "", "", "{}", 0, "")
                 for i, p in zip(range(start, stop), priorities, strict=True)
             ]
+            # Fair share's places in line as three platforms of equal weight
+            # sending in turn would get them (queue/fair_share.py).
             type_rows = [
-                (i, rng.choice(type_ids), "queued", p)
+                (i, rng.choice(type_ids), "queued", p, (i // 3) * STEP + i % 3)
                 for i, p in zip(range(start, stop), priorities, strict=True)
             ]
             if sqlite:
