@@ -1,0 +1,1 @@
+"""Moving an installation of the PHP graderqueue to this one (docs/MIGRATING.md)."""
