@@ -98,6 +98,7 @@ def _register() -> None:
         autoscale,
         dispatch,
         jobs,
+        legacy,
         maintenance,
         platforms,
         security,
@@ -122,6 +123,7 @@ def _register() -> None:
         dispatch,
         status,
         autoscale,
+        legacy,
     ):
         module.register(cli)
 
