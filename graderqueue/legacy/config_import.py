@@ -20,6 +20,7 @@ from urllib.parse import quote
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from graderqueue.errors import ConfigError
 from graderqueue.legacy.php_config import PhpValue
 from graderqueue.protocol.keys import KEY_NAME_RE
 from graderqueue.store.private_files import private_dir, write_private
@@ -56,12 +57,12 @@ _DIRECT: dict[str, tuple[str, str]] = {
 SECRET_SETTINGS = ("debug_password",)
 
 
-class LegacyConfigError(Exception):
+class LegacyConfigError(ConfigError):
     """The legacy configuration cannot be carried over; each line says why."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
         super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True)

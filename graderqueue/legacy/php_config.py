@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from graderqueue.errors import ConfigError
+
 PhpValue: TypeAlias = (
     str | int | float | bool | list["PhpValue"] | dict[str | int, "PhpValue"] | None
 )
@@ -42,12 +44,12 @@ class Problem:
         return f"line {self.line}: {self.message}"
 
 
-class PhpConfigError(ValueError):
+class PhpConfigError(ConfigError):
     """The file holds something this reader does not read; every problem has its line."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,11 @@ class Token:
     line: int
 
 
-class _Fatal(Exception):
+class _Fatal(ConfigError):
     """The file cannot be cut into tokens past this point (an unended string...)."""
 
     def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
         self.problem = Problem(line, message)
 
 
@@ -232,8 +235,11 @@ def _escape(text: str, i: int, line: int) -> tuple[str, int]:
 # -- statements and values -------------------------------------------------------
 
 
-class _Unreadable(Exception):
+class _Unreadable(ConfigError):
+    """One statement is not read; the others still are, to report them all."""
+
     def __init__(self, token: Token, message: str) -> None:
+        super().__init__(message)
         self.problem = Problem(token.line, message)
 
 
