@@ -81,7 +81,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return ""  # pragma: no cover - communicate() without a timeout does not time out
 
 
-@click.command(short_help="Servers wanted per server type (JSON); --hook acts on it.")
+@click.command(short_help="Servers wanted per type (JSON); --hook acts on it.")
 @click.option("--hook", metavar="CMD", help="Run CMD with the JSON on its standard input.")
 @click.option(
     "--hook-timeout",

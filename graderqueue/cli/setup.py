@@ -58,7 +58,7 @@ def keys_show(ctx: Context) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @pass_ctx
 def serve(ctx: Context, host: str, port: int) -> None:
-    """Run the development server (use gunicorn in production)."""
+    """Run the development server (gunicorn in production)."""
     from graderqueue.web import create_app
 
     try:

@@ -123,7 +123,7 @@ def render(summary: dict[str, Any]) -> list[str]:
     ]
 
 
-@click.command(short_help="The queue on one screen: jobs, servers, deliveries, alerts.")
+@click.command(short_help="The queue on one screen: jobs, servers, alerts.")
 @click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
