@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from harness import ROOT
 from harness.processes import free_port
@@ -55,23 +55,45 @@ def write_keys(queue: QueueSetup, tmp_path: Path, private_pem: str) -> tuple[str
     return str(platform_key), str(queue_pub)
 
 
+def start_receiver(platform_key: str, queue_pub: str) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+    """The return-URL example on a free port, once it says it listens.
+
+    A free port may be taken by another test's server before the example
+    binds it (the cause of a failure seen under load): then it exits with
+    "Address already in use" and another port is tried.
+    """
+    for _attempt in range(5):
+        port = free_port()
+        receiver = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "return_url.py"), str(port), platform_key, queue_pub,
+             "--count", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert receiver.stderr is not None
+        first = receiver.stderr.readline()  # "listening on ...", or the bind error's traceback
+        if first.startswith("listening on"):
+            return receiver, port
+        receiver.communicate()
+    raise AssertionError(f"the return-URL example never listened: {first}")
+
+
 def test_platform_and_grading_server_examples_round_trip(sqlite_queue: QueueSetup, tmp_path):  # type: ignore[no-untyped-def]
-    from graderqueue.store.models import Delivery, DeliveryState
+    from graderqueue.store.models import Delivery, DeliveryState, Platform
 
     queue = sqlite_queue
-    port = free_port()
-    platform = queue.platform("docs", return_url=f"http://127.0.0.1:{port}/result")
+    platform = queue.platform("docs")
     token = queue.server_token("t-c", "docs-grader")
     platform_key, queue_pub = write_keys(queue, tmp_path, platform.private_pem)
     served = queue.gunicorn(workers=1, threads=8)
-
-    receiver_args = [str(port), platform_key, queue_pub, "--count", "1"]
-    receiver = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "return_url.py"), *receiver_args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    receiver, port = start_receiver(platform_key, queue_pub)
+    with queue.db.transaction() as session:
+        session.execute(
+            update(Platform)
+            .where(Platform.name == "docs")
+            .values(return_url=f"http://127.0.0.1:{port}/result")
+        )
     try:
         sent = run_example("sendjob.py", served.url, "docs", platform_key, queue_pub, "--tags", "c")
         assert sent.returncode == 0, sent.stderr

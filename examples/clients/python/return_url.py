@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs
 
@@ -76,6 +77,7 @@ def main() -> None:
             pass
 
     server = HTTPServer((args.host, args.port), Handler)
+    print(f"listening on {args.host}:{args.port}", file=sys.stderr, flush=True)
     while not args.count or len(received) < args.count:
         server.handle_request()
     server.server_close()
