@@ -15,13 +15,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flask import Response, flash, g, redirect, render_template, request
+from flask import Response, abort, flash, g, redirect, render_template, request
 
+from graderqueue.admin.registry_pages import name_of
 from graderqueue.errors import QueueError
 from graderqueue.web.answers import runtime
 
 CONFIRM_FIELD = "confirmed"
 T = TypeVar("T")
+
+
+def name_or_404(model: type, row_id: int, what: str) -> str:
+    """The name of the row an action's URL names; 404 if there is none."""
+    with runtime().db.reading() as session:
+        name = name_of(session, model, row_id)
+    if name is None:
+        abort(404, description=f"No {what} #{row_id}.")
+    return name
 
 
 def actor() -> str:

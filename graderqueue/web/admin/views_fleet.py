@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
-from graderqueue.admin.registry_pages import name_of, server_form
+from graderqueue.admin.registry_pages import server_form
 from graderqueue.errors import BadRequest, QueueError
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.registry import fleet, operations
 from graderqueue.store.models import Server, ServerToken
-from graderqueue.web.admin.acting import actor, ask, checked, confirmed, perform
+from graderqueue.web.admin.acting import actor, ask, checked, confirmed, name_or_404, perform
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.answers import runtime
-
-
-def _name(model: type, row_id: int) -> str:
-    with runtime().db.reading() as session:
-        name = name_of(session, model, row_id)
-    if name is None:
-        abort(404, description=f"No such {'server' if model is Server else 'token'}.")
-    return name
 
 
 @bp.get("/servers/<id:server_id>")
@@ -51,7 +43,7 @@ def _changes(has_certificate: bool) -> fleet.ServerChanges:
 
 @bp.post("/servers/<id:server_id>")
 def server_update(server_id: int) -> Response:
-    name = _name(Server, server_id)
+    name = name_or_404(Server, server_id, "server")
     back = url_for("admin.server", server_id=server_id)
     try:
         changes = _changes(has_certificate="ssl_serial" in request.form)
@@ -69,7 +61,7 @@ def server_update(server_id: int) -> Response:
 
 @bp.post("/servers/<id:server_id>/<any(drain, undrain):what>")
 def server_drain(server_id: int, what: str) -> Response:
-    name = _name(Server, server_id)
+    name = name_or_404(Server, server_id, "server")
     on = what == "drain"
     return perform(
         lambda s: operations.drain(s, name, on=on, actor=actor()),
@@ -85,7 +77,7 @@ def server_drain(server_id: int, what: str) -> Response:
 
 @bp.post("/servers/<id:server_id>/remove")
 def server_remove(server_id: int) -> Response | str:
-    name = _name(Server, server_id)
+    name = name_or_404(Server, server_id, "server")
     back = url_for("admin.server", server_id=server_id)
     if not confirmed():
         with runtime().db.reading() as session:
@@ -113,7 +105,7 @@ def server_remove(server_id: int) -> Response | str:
 
 @bp.post("/tokens/<id:token_id>/revoke")
 def token_revoke(token_id: int) -> Response | str:
-    name = _name(ServerToken, token_id)
+    name = name_or_404(ServerToken, token_id, "server token")
     back = url_for("admin.servers") + "#tokens"
     if not confirmed():
         with runtime().db.reading() as session:
@@ -140,7 +132,7 @@ def token_revoke(token_id: int) -> Response | str:
 
 @bp.post("/tokens/<id:token_id>/rotate")
 def token_rotate(token_id: int) -> Response | str:
-    name = _name(ServerToken, token_id)
+    name = name_or_404(ServerToken, token_id, "server token")
     back = url_for("admin.servers") + "#tokens"
     if not confirmed():
         facts = [

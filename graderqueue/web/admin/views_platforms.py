@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
-from graderqueue.admin.registry_pages import name_of, platform_detail, platform_rows
+from graderqueue.admin.registry_pages import platform_detail, platform_rows
 from graderqueue.errors import BadRequest
 from graderqueue.protocol.numbers import parse_int
 from graderqueue.registry import lifecycle
 from graderqueue.store.models import Platform
-from graderqueue.web.admin.acting import Choice, actor, ask, checked, confirmed, perform
+from graderqueue.web.admin.acting import (
+    Choice,
+    actor,
+    ask,
+    checked,
+    confirmed,
+    name_or_404,
+    perform,
+)
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.answers import runtime
 
@@ -28,14 +36,6 @@ def platform(platform_id: int) -> str:
     if detail is None:
         abort(404, description=f"No platform #{platform_id}.")
     return render_template("admin/platform.html", d=detail)
-
-
-def _name(platform_id: int) -> str:
-    with runtime().db.reading() as session:
-        name = name_of(session, Platform, platform_id)
-    if name is None:
-        abort(404, description=f"No platform #{platform_id}.")
-    return name
 
 
 def _number(field: str, what: str) -> int | None:
@@ -72,7 +72,7 @@ def _changes() -> lifecycle.PlatformChanges:
 
 @bp.post("/platforms/<id:platform_id>")
 def platform_update(platform_id: int) -> Response:
-    name = _name(platform_id)
+    name = name_or_404(Platform, platform_id, "platform")
     back = url_for("admin.platform", platform_id=platform_id)
     try:
         changes = _changes()
@@ -92,7 +92,7 @@ def platform_update(platform_id: int) -> Response:
 
 @bp.post("/platforms/<id:platform_id>/<any(disable, enable):what>")
 def platform_switch(platform_id: int, what: str) -> Response:
-    name = _name(platform_id)
+    name = name_or_404(Platform, platform_id, "platform")
     disabled = what == "disable"
     note = " Its queued jobs are still graded." if disabled else ""
     return perform(
@@ -104,7 +104,7 @@ def platform_switch(platform_id: int, what: str) -> Response:
 
 @bp.post("/platforms/<id:platform_id>/remove")
 def platform_remove(platform_id: int) -> Response | str:
-    name = _name(platform_id)
+    name = name_or_404(Platform, platform_id, "platform")
     if not confirmed():
         with runtime().db.reading() as session:
             live = lifecycle.platform_stranding(session, name)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, render_template, request, url_for
+from flask import Response, render_template, request, url_for
 
-from graderqueue.admin.registry_pages import name_of, tag_rows, type_rows
+from graderqueue.admin.registry_pages import tag_rows, type_rows
 from graderqueue.registry import operations, type_lifecycle
 from graderqueue.store.models import ServerType, Tag
-from graderqueue.web.admin.acting import Choice, actor, ask, checked, confirmed, perform
+from graderqueue.web.admin.acting import (
+    Choice,
+    actor,
+    ask,
+    checked,
+    confirmed,
+    name_or_404,
+    perform,
+)
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.answers import runtime
 
@@ -21,17 +29,9 @@ def types() -> str:
     return render_template("admin/types.html", types=rows, tags=tags, stopped=stopped)
 
 
-def _name(model: type, row_id: int) -> str:
-    with runtime().db.reading() as session:
-        name = name_of(session, model, row_id)
-    if name is None:
-        abort(404, description=f"No {model.__name__} #{row_id}.")
-    return name
-
-
 @bp.post("/types/<id:type_id>")
 def type_update(type_id: int) -> Response:
-    name = _name(ServerType, type_id)
+    name = name_or_404(ServerType, type_id, "server type")
     tags = request.form.getlist("tags")
     return perform(
         lambda s: type_lifecycle.update_type(s, name, tags=tags, actor=actor()),
@@ -45,7 +45,7 @@ def type_update(type_id: int) -> Response:
 
 @bp.post("/types/<id:type_id>/<any(pause, resume):what>")
 def type_pause(type_id: int, what: str) -> Response:
-    name = _name(ServerType, type_id)
+    name = name_or_404(ServerType, type_id, "server type")
     on = what == "pause"
     return perform(
         lambda s: operations.pause(s, name, on=on, actor=actor()),
@@ -75,7 +75,7 @@ def queue_pause(what: str) -> Response:
 
 @bp.post("/types/<id:type_id>/remove")
 def type_remove(type_id: int) -> Response | str:
-    name = _name(ServerType, type_id)
+    name = name_or_404(ServerType, type_id, "server type")
     back = url_for("admin.types")
     if not confirmed():
         with runtime().db.reading() as session:
@@ -121,7 +121,7 @@ def type_remove(type_id: int) -> Response | str:
 
 @bp.post("/tags/<id:tag_id>/remove")
 def tag_remove(tag_id: int) -> Response | str:
-    name = _name(Tag, tag_id)
+    name = name_or_404(Tag, tag_id, "tag")
     back = url_for("admin.types")
     rt = runtime()
     if not confirmed():
