@@ -54,6 +54,7 @@ class PlatformRow:
     force_tag: str | None
     require_fresh: bool
     restrict_paths: str
+    lenient_integers: bool
 
 
 def _live_counts(session: Session) -> dict[int, dict[str, int]]:
@@ -100,6 +101,7 @@ def platform_rows(session: Session) -> list[PlatformRow]:
             force_tag=tags.get(p.force_tag_id) if p.force_tag_id is not None else None,
             require_fresh=bool(p.require_fresh),
             restrict_paths=p.restrict_paths or "",
+            lenient_integers=bool(p.lenient_integers),
         )
         for p in platforms
     ]

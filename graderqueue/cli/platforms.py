@@ -104,6 +104,11 @@ def platform_list(ctx: Context) -> None:
               help="PEM file of another public key to accept (repeatable).")  # fmt: skip
 @click.option("--remove-key", "remove_keys", multiple=True, metavar="FINGERPRINT",
               help="Stop accepting the key with this fingerprint prefix (repeatable).")  # fmt: skip
+@click.option(
+    "--lenient-integers/--strict-integers",
+    default=None,
+    help='Read /api.php integers as the PHP queue\'s intval() did ("5.7" -> 5), or refuse them.',
+)
 @click.option("--weight", type=int, default=None, help="Fair-share weight, 1 to 1000.")
 @click.option("--max-queued", type=int, default=None, help="Cap on its queued and held jobs.")
 @click.option("--no-max-queued", is_flag=True, help="No cap on its queued jobs.")
@@ -133,6 +138,7 @@ def _platform_changes(options: dict[str, Any]) -> lifecycle.PlatformChanges:
         restrict_paths=options["restrict_paths"],
         force_tag=force_tag,
         require_fresh=options["require_fresh"],
+        lenient_integers=options["lenient_integers"],
         weight=options["weight"],
         max_queued=options["max_queued"],
         no_max_queued=bool(options["no_max_queued"]),

@@ -298,10 +298,17 @@ def remote_user_remove(ctx: Context, username: str) -> None:
 @remote_user.command("list")
 @pass_ctx
 def remote_user_list(ctx: Context) -> None:
-    """Every remote user: id and name."""
+    """Every remote user: id and name, and whether it still has a PHP queue's md5 hash."""
     with ctx.transaction() as session:
         users = session.scalars(select(RemoteUser).order_by(RemoteUser.id))
-        echo_rows((f"{user.id}\t{user.username}" for user in users), "No remote users.")
+        echo_rows((_remote_user_row(user) for user in users), "No remote users.")
+
+
+def _remote_user_row(user: RemoteUser) -> str:
+    row = f"{user.id}\t{user.username}"
+    if passwords.is_legacy_md5(user.password_hash):
+        row += "\tmd5, not used since the move"  # docs/MIGRATING.md
+    return row
 
 
 def register(cli: click.Group) -> None:

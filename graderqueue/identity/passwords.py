@@ -1,13 +1,24 @@
-"""Password hashing for admin and remote users: Argon2id (argon2-cffi)."""
+"""Password hashing for admin and remote users: Argon2id (argon2-cffi).
+
+Remote users imported from the PHP graderqueue (``graderqueue import-legacy``)
+arrive with its hash, an unsalted md5 of ``username@password``, stored as
+``legacy-md5:<hex>``. :func:`verify` never accepts that form: only
+:func:`verify_legacy_md5` does, and its one caller replaces the hash with an
+Argon2id one at that first successful use (identity/remote_users.py).
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _hasher = PasswordHasher()
+
+LEGACY_MD5_PREFIX = "legacy-md5:"
 
 
 @functools.cache
@@ -28,3 +39,26 @@ def verify(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _dummy(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def is_legacy_md5(password_hash: str | None) -> bool:
+    return bool(password_hash) and password_hash.startswith(LEGACY_MD5_PREFIX)  # type: ignore[union-attr]
+
+
+def verify_legacy_md5(password_hash: str, username: str, password: str) -> bool:
+    """Whether ``password`` matches a PHP graderqueue hash (md5 of ``username@password``)."""
+    if not is_legacy_md5(password_hash) or not password:
+        return False
+    expected = password_hash.removeprefix(LEGACY_MD5_PREFIX).lower()
+    given = hashlib.md5(f"{username}@{password}".encode(), usedforsecurity=False).hexdigest()
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """Whether a hash that just verified should be replaced (legacy, or old Argon2 settings)."""
+    if is_legacy_md5(password_hash):
+        return True
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except (InvalidHashError, ValueError):
+        return True

@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
 from graderqueue.errors import PlatformAuthError, TokenError
-from graderqueue.identity import passwords
+from graderqueue.identity import remote_users
 from graderqueue.protocol import freshness, tokens
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.registry.view import PlatformInfo, RegistryView
-from graderqueue.store.models import Platform, RemoteUser
+from graderqueue.store.models import Platform
 
 INTERFACE = "interface"
 
@@ -42,6 +42,7 @@ class Sender:
     via: str  # "platform", "interface", "remote:<user>"
     restrict_paths: str = ""
     force_tag_id: int | None = None
+    lenient_integers: bool = False
     # A fresh token's jti, to record in the request's own transaction.
     replay: freshness.Replay | None = None
 
@@ -58,6 +59,7 @@ def _platform_sender(platform: PlatformInfo, replay: freshness.Replay | None = N
         via="platform",
         restrict_paths=platform.restrict_paths,
         force_tag_id=platform.force_tag_id,
+        lenient_integers=platform.lenient_integers,
         replay=replay,
     )
 
@@ -119,11 +121,7 @@ def identify(
 
     if form.get("rRequest") is not None:
         username = form.get("rUsername", "")
-        with db.reading() as session:
-            stored = session.scalar(
-                select(RemoteUser.password_hash).where(RemoteUser.username == username)
-            )
-        if not passwords.verify(stored, form.get("rPassword", "")):
+        if not remote_users.authenticate(db, username, form.get("rPassword", "")):
             raise PlatformAuthError("Username/password invalid.")
         try:
             request = json.loads(form["rRequest"])

@@ -12,6 +12,8 @@ import re
 
 _UNSIGNED = re.compile(r"[0-9]+")
 _SIGNED = re.compile(r"-?[0-9]+")
+# What PHP's intval() reads of a string: blanks, a sign, then leading digits.
+_PHP_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?)0*([0-9]*)")
 
 
 def spells_int(text: str, *, signed: bool = False) -> bool:
@@ -40,3 +42,33 @@ def json_int(value: object, minimum: int, maximum: int) -> int | None:
     if not isinstance(value, int) or not minimum <= value <= maximum:
         return None
     return value
+
+
+def php_intval(value: object, maximum: int) -> int:
+    """``value`` read as the PHP graderqueue's ``intval()`` read it, clamped to ±``maximum``.
+
+    Only for platforms that asked for it (``platform update --lenient-integers``):
+    leading digits count and the rest is ignored ("5.7" -> 5, "12abc" -> 12,
+    "abc" -> 0); a float is truncated; true is 1. A value past the bounds is
+    clamped, as PHP clamps to its own integer range. Exponents ("1e3") are not
+    read: the queue's PHP versions read "1e3" as 1.
+    """
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return 0
+        value = int(max(-maximum, min(maximum, value)))
+    if isinstance(value, int):
+        return max(-maximum, min(maximum, value))
+    if not isinstance(value, str):
+        return 0
+    match = _PHP_PREFIX.match(value)  # all its parts are optional: it always matches
+    assert match is not None
+    sign, digits = match.group(1), match.group(2)
+    if not digits:
+        return 0
+    # Past the bound's own length the value is clamped anyway: no int() of
+    # thousands of digits.
+    number = maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
+    return -number if sign == "-" else number

@@ -14,7 +14,7 @@ from typing import Any
 
 from graderqueue.config import Settings
 from graderqueue.errors import BadRequest
-from graderqueue.protocol.numbers import parse_int, spells_int
+from graderqueue.protocol.numbers import parse_int, php_intval, spells_int
 from graderqueue.protocol.taskpaths import check_job_paths, check_revision
 from graderqueue.queue.routing import parse_tags
 
@@ -61,11 +61,19 @@ def _text(request: dict[str, Any], key: str, default: str = "", limit: int = NAM
     return text
 
 
-def _int(request: dict[str, Any], key: str, default: int, minimum: int) -> int:
-    """An integer field; values below ``minimum`` become ``minimum`` (as the original)."""
+def _int(
+    request: dict[str, Any], key: str, default: int, minimum: int, *, lenient: bool = False
+) -> int:
+    """An integer field; values below ``minimum`` become ``minimum`` (as the original).
+
+    ``lenient``: the platform asked for PHP's ``intval()`` reading
+    (``numbers.php_intval``) instead of a refusal of anything but digits.
+    """
     value = request.get(key)
     if value is None or value == "":
         return default
+    if lenient:
+        return max(minimum, php_intval(value, INT_MAX))
     if isinstance(value, bool):
         raise BadRequest(f"Invalid {key}.")
     if isinstance(value, str):
@@ -100,7 +108,7 @@ def _job_object(raw: Any) -> dict[str, Any]:
 
 
 def build_solution_job(
-    request: dict[str, Any], settings: Settings, upload: Upload | None
+    request: dict[str, Any], settings: Settings, upload: Upload | None, *, lenient: bool = False
 ) -> tuple[dict[str, Any], str]:
     """The taskgrader job of a ``sendsolution`` request, and its solution file name."""
     for key in ("taskpath", "memlimit", "timelimit", "lang"):
@@ -108,8 +116,8 @@ def build_solution_job(
             raise BadRequest(f"{key} missing from request.")
     taskpath = _text(request, "taskpath", limit=4096)
     lang = _text(request, "lang", limit=64)
-    memlimit = _int(request, "memlimit", 4, 4)
-    timelimit = _int(request, "timelimit", 1, 1)
+    memlimit = _int(request, "memlimit", 4, 4, lenient=lenient)
+    timelimit = _int(request, "timelimit", 1, 1, lenient=lenient)
     solpath = _text(request, "solpath", limit=4096)
     solcontent = request.get("solcontent") or ""
     if not isinstance(solcontent, str):
@@ -155,8 +163,13 @@ def parse(
     *,
     restrict_paths: str = "",
     upload: Upload | None = None,
+    lenient_integers: bool = False,
 ) -> Submission:
-    """Validate a sendjob/sendsolution request; raises :class:`BadRequest`."""
+    """Validate a sendjob/sendsolution request; raises :class:`BadRequest`.
+
+    ``lenient_integers``: read priority, timeout and the limits as PHP's
+    ``intval()`` did, for a platform that asked for it (docs/MIGRATING.md).
+    """
     kind = request.get("request")
     if kind == "sendjob":
         if "jobdata" not in request:
@@ -164,7 +177,7 @@ def parse(
         job = _job_object(request["jobdata"])
         default_name = "api-sendjob"
     elif kind == "sendsolution":
-        job, filename = build_solution_job(request, settings, upload)
+        job, filename = build_solution_job(request, settings, upload, lenient=lenient_integers)
         default_name = f"api-{filename}"
     else:
         raise BadRequest("No request made.")
@@ -186,13 +199,14 @@ def parse(
     return Submission(
         name=name,
         job=job,
-        priority=_int(request, "priority", 0, 0),
+        priority=_int(request, "priority", 0, 0, lenient=lenient_integers),
         tag_names=parse_tags(request.get("tags")),
         jobusertaskid=jobusertaskid,
         taskrevision=check_revision(_text(request, "taskrevision")),
         # A lease longer than max_timeout_sec would keep a lost job for years:
         # clamped, as the original clamped low limits, rather than refused.
         timeout_sec=min(
-            _int(request, "timeout", settings.default_timeout_sec, 1), settings.max_timeout_sec
+            _int(request, "timeout", settings.default_timeout_sec, 1, lenient=lenient_integers),
+            settings.max_timeout_sec,
         ),
     )

@@ -65,6 +65,7 @@ class PlatformChanges:
     restrict_paths: str | None = None  # "": any path
     force_tag: str | None = None  # "": none
     require_fresh: bool | None = None
+    lenient_integers: bool | None = None
     weight: int | None = None
     max_queued: int | None = None
     no_max_queued: bool = False
@@ -72,9 +73,10 @@ class PlatformChanges:
     remove_keys: tuple[str, ...] = ()  # fingerprint prefixes
 
     def is_empty(self) -> bool:
-        # By identity: a weight of 0 is a change (refused later), not nothing.
-        values = [getattr(self, f.name) for f in fields(self)]
-        return all(v is None or v is False or v == () for v in values)
+        # By identity with each field's default: a weight of 0 is a change
+        # (refused later), and so is --no-require-fresh's False.
+        values = [(getattr(self, f.name), f.default) for f in fields(self)]
+        return all(value is default or value == () for value, default in values)
 
 
 def check_return_url(url: str) -> str:
@@ -103,6 +105,8 @@ def _field_changes(session: Session, platform: Platform, changes: PlatformChange
         wanted["force_tag_id"] = actions.tag_by_name(session, tag).id if tag else None
     if changes.require_fresh is not None:
         wanted["require_fresh"] = changes.require_fresh
+    if changes.lenient_integers is not None:
+        wanted["lenient_integers"] = changes.lenient_integers
     if changes.weight is not None:
         wanted["weight"] = _bounded(changes.weight, "weight", WEIGHT_MAX)
     if changes.max_queued is not None and changes.no_max_queued:

@@ -35,6 +35,8 @@ class PlatformInfo:
     keys: tuple[jwk.JWK, ...]
     # `platform disable`: its requests and bearer tokens are refused (identity/).
     disabled: bool = False
+    # `platform update --lenient-integers` (protocol/numbers.php_intval).
+    lenient_integers: bool = False
 
 
 class RegistryView:
@@ -89,6 +91,7 @@ class RegistryView:
                 require_fresh=bool(platform.require_fresh),
                 keys=tuple(parse_public_key(pem) for pem in pems),
                 disabled=bool(platform.disabled),
+                lenient_integers=bool(platform.lenient_integers),
             )
 
     # -- tags and server types -------------------------------------------------

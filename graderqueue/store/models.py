@@ -105,6 +105,9 @@ class Platform(Base):
     weight: Mapped[int] = mapped_column(Integer, default=1)
     # At most this many queued jobs (None: no cap); more is refused at submission.
     max_queued: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # `platform update --lenient-integers`: /api.php reads its integer fields
+    # as PHP's intval() did ("5.7" -> 5), for platforms moved from the PHP queue.
+    lenient_integers: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PlatformKey(Base):

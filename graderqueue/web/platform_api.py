@@ -29,6 +29,7 @@ def api() -> Response:
             rt.settings,
             restrict_paths=sender.restrict_paths,
             upload=uploaded_solution("solfile is not UTF-8 text."),
+            lenient_integers=sender.lenient_integers,
         )
         return _send(sub, sender)
     if kind == "getjob":

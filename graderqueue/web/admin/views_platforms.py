@@ -62,6 +62,9 @@ def _changes() -> lifecycle.PlatformChanges:
         restrict_paths=form.get("restrict_paths"),
         force_tag=form.get("force_tag"),
         require_fresh=checked("require_fresh") if "require_fresh_shown" in form else None,
+        lenient_integers=(
+            checked("lenient_integers") if "lenient_integers_shown" in form else None
+        ),
         weight=_number("weight", "weight"),
         max_queued=max_queued,
         no_max_queued=max_queued is None and "max_queued" in form,

@@ -1,0 +1,32 @@
+"""platforms.lenient_integers
+
+Revision ID: 0014
+Revises: 0008
+Create Date: 2026-12-06 09:00:00
+
+A per-platform switch for platforms moved from the PHP graderqueue that
+relied on its lenient integer parsing (docs/MIGRATING.md): off for every
+existing platform, so nothing changes until an operator asks for it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "platforms",
+        sa.Column("lenient_integers", sa.Boolean(), nullable=False, server_default=sa.text("0")),
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("platforms") as batch:
+        batch.drop_column("lenient_integers")
