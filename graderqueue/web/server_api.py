@@ -126,6 +126,7 @@ def jobstate() -> Response:
     return success(jobid=job_id, holds=holds)
 
 
+@bp.route("/jobfile.php", methods=["GET", "POST"])
 @bp.route("/jobfile", methods=["GET", "POST"])
 def jobfile() -> Response:
     """One file of a job the calling server holds, by its SHA-256 (not in the PHP protocol).
