@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, null, select, union_all
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import BadRequest
@@ -65,11 +65,14 @@ def parse_spec(item: dict[str, Any]) -> Spec:
     dests = [r.dest for r in refs]
     if len(set(dests)) != len(dests):
         raise BadRequest("Two files have the same dest.")
-    output_file = item.pop("output_file", None)
-    if output_file is not None:
-        output_file = names.check_relative_path(output_file, "output_file")
-    max_kb = item.pop("max_kb", None)
-    if max_kb is not None:
+    # Present means given: null is no way to leave a field out (the document
+    # says a string, an integer).
+    output_file = None
+    if "output_file" in item:
+        output_file = names.check_relative_path(item.pop("output_file"), "output_file")
+    max_kb = None
+    if "max_kb" in item:
+        max_kb = item.pop("max_kb")
         if isinstance(max_kb, bool) or not isinstance(max_kb, int) or not 1 <= max_kb <= MAX_KB_MAX:
             raise BadRequest(f"max_kb is an integer from 1 to {MAX_KB_MAX}.")
         if output_file is None:
@@ -120,21 +123,30 @@ def bind(session: Session, platform_id: int | None, job_id: int, spec: Spec) -> 
 
 def for_server(session: Session, job_id: int) -> dict[str, Any]:
     """The poll answer's extra fields for a job: ``files`` to fetch, ``output_file``,
-    ``max_kb``; nothing for a job without files, so its answer is the original's."""
-    extra: dict[str, Any] = {}
-    rows = session.execute(
-        select(JobFile.dest, FileBlob.sha256, FileBlob.size)
+    ``max_kb``; nothing for a job without files, so its answer is the original's.
+
+    One round trip (every hand-out pays for it): the files' rows, then the
+    output row, as one UNION ALL.
+    """
+    files = (
+        select(JobFile.dest, FileBlob.sha256, FileBlob.size, null().label("o"), null().label("k"))
         .join(FileBlob, FileBlob.id == JobFile.blob_id)
         .where(JobFile.job_id == job_id)
-        .order_by(JobFile.dest)
-    ).all()
-    if rows:
-        extra["files"] = [{"dest": r.dest, "sha256": r.sha256, "size": r.size} for r in rows]
-    output = session.get(JobOutput, job_id)
-    if output is not None:
-        extra["output_file"] = output.output_file
-        if output.max_kb is not None:
-            extra["max_kb"] = output.max_kb
+    )
+    output = select(null(), null(), null(), JobOutput.output_file, JobOutput.max_kb).where(
+        JobOutput.job_id == job_id
+    )
+    extra: dict[str, Any] = {}
+    listed = []
+    for dest, sha256, size, output_file, max_kb in session.execute(union_all(files, output)):
+        if dest is not None:
+            listed.append({"dest": dest, "sha256": sha256, "size": size})
+            continue
+        extra["output_file"] = output_file
+        if max_kb is not None:
+            extra["max_kb"] = max_kb
+    if listed:
+        extra = {"files": sorted(listed, key=lambda f: f["dest"]), **extra}
     return extra
 
 

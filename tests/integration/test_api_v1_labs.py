@@ -150,6 +150,9 @@ def test_bad_names_sizes_and_other_platforms_are_refused_and_change_nothing(sqli
         {"max_kb": 3},
         {"output_file": "a/../b", "max_kb": 3},
         {"output_file": "out", "max_kb": 0},
+        {"output_file": "out", "max_kb": None},
+        {"output_file": None},
+        {"files": None},
     ):
         assert api.submit(**fields).status_code == 400, fields
 
