@@ -35,7 +35,8 @@ print(json.dumps({
 
 def test_the_daemon_fetches_files_runs_on_them_and_sends_the_output_back(sqlite_queue, tmp_path):
     queue = sqlite_queue
-    server = queue.gunicorn(workers=2, threads=8)
+    # Uploads have their own body limit: a 1.5 MiB file passes a 1 MiB request limit.
+    server = queue.gunicorn(workers=2, threads=8, GRADERQUEUE_MAX_REQUEST_BYTES=str(2**20))
     platform = queue.platform("files")
     live = Live(queue, server.url, queue.server_token("t-c"), None, tmp_path)
 
@@ -50,6 +51,11 @@ def test_the_daemon_fetches_files_runs_on_them_and_sends_the_output_back(sqlite_
     for name, data in (("numbers.txt", b"3 4 5\n"), ("blob.bin", blob)):
         put = api("PUT", f"/labs/lab/files/{name}", data=data, headers=octets)
         assert put.status_code == 201, put.text
+    assert api("POST", "/jobs", data=b" " * len(blob)).status_code == 413  # others: 1 MiB
+    # Chunked (no Content-Length), as a streaming client sends it: the same limit.
+    pieces = iter([blob[:700_000], blob[700_000:]])
+    put = api("PUT", "/labs/copy/files/blob.bin", data=pieces, headers=octets)
+    assert put.status_code == 201 and put.json()["size"] == len(blob), put.text
     job = {
         "jobdata": {"taskPath": "$ROOT_PATH/tasks/add"},
         "tags": "c",
