@@ -33,11 +33,6 @@ def lab_files(lab: str) -> Response:
         return ok({"files": labs.listing(session, platform_id, lab)})
 
 
-def upload_limit() -> int:
-    """The body limit of an upload: file_max_bytes, not max_request_bytes."""
-    return runtime().settings.file_max_bytes
-
-
 @bp.put("/labs/<lab>/files/<name>")
 def put_file(lab: str, name: str) -> Response:
     """The raw body is the file: 201 when the name is new in the lab, 200 when replaced."""

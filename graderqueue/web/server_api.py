@@ -146,8 +146,7 @@ def jobfile() -> Response:
         blob_id = job_files.blob_for_server(session, server.id, job_id, sha256)
     if blob_id is None:
         raise NotFound(f"Job #{job_id} held by this server has no file {sha256}.")
-    metrics_note = f"job #{job_id} file {sha256[:12]}"
-    log.info("Serving %s to server %s", metrics_note, server.name)
+    log.info("Serving job #%d's file %s to server %s", job_id, sha256[:12], server.name)
     return Response(
         stream_with_context(blobs.chunks(rt.db, blob_id)),
         mimetype="application/octet-stream",
