@@ -234,6 +234,18 @@ class Settings:
     # A bearer token that opens /metrics from any address; empty: none.
     metrics_token: str = ""
 
+    # Files (labs): docs/API.md "Files (labs)", graderqueue/files/.
+    # The largest file one PUT /api/v1/labs/{lab}/files/{name} stores. Its own
+    # body limit, beside max_request_bytes; the default fits the example nginx
+    # configuration's client_max_body_size (17m): raise both together.
+    file_max_bytes: int = 16 * 1024 * 1024
+    # All of one platform's stored files together (each content counted once,
+    # those only submitted jobs still hold included).
+    file_platform_max_bytes: int = 1024 * 1024 * 1024
+    # `cron --hourly` deletes files no lab and no kept job refers to, once they
+    # are at least this old.
+    file_grace_sec: int = 3600
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

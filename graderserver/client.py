@@ -1,4 +1,4 @@
-"""Talk to the queue's grading-server endpoints: poll, sendresults, test, jobstate.
+"""Talk to the queue's grading-server endpoints: poll, sendresults, test, jobstate, jobfile.
 
 Works against this project's queue and the original PHP one alike: form-encoded
 POSTs, JSON answers with `errorcode`. Anything that is not such an answer
@@ -28,6 +28,7 @@ from graderserver.errors import (
     QueueUnavailable,
     RequestTooLarge,
 )
+from graderserver.files import FetchFailed, JobFile, files_from_answer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class Job:
     jobname: str
     taskrevision: str
     jobdata: dict[str, Any]
+    # This project's queue only (PROTOCOL.md [new]): files to fetch, and the
+    # file to send back as the `output` artifact, cut to max_kb.
+    files: tuple[JobFile, ...] = ()
+    output_file: str | None = None
+    max_kb: int | None = None
 
     @classmethod
     def from_answer(cls, answer: dict[str, Any]) -> Job:
@@ -62,11 +68,23 @@ class Job:
                 raise QueueUnavailable(f"job #{jobid}: jobdata is not JSON") from exc
         if not isinstance(jobdata, dict):
             raise QueueUnavailable(f"job #{jobid}: jobdata is not a JSON object")
+        try:
+            files = files_from_answer(answer.get("files"))
+            output_file = answer.get("output_file")
+            max_kb = answer.get("max_kb")
+            if output_file is not None and not isinstance(output_file, str):
+                raise ValueError("output_file is not a string")
+            max_kb = None if max_kb is None else int(max_kb)
+        except (TypeError, ValueError) as exc:
+            raise QueueUnavailable(f"job #{jobid}: {exc}") from exc
         return cls(
             jobid=jobid,
             jobname=str(answer.get("jobname") or ""),
             taskrevision=str(answer.get("taskrevision") or ""),
             jobdata=jobdata,
+            files=files,
+            output_file=output_file or None,
+            max_kb=max_kb,
         )
 
 
@@ -75,7 +93,11 @@ class QueueClient:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.urls = {**config.endpoints, "jobstate": config.jobstate_url}
+        self.urls = {
+            **config.endpoints,
+            "jobstate": config.jobstate_url,
+            "jobfile": f"{config.queue_url.rstrip('/')}/jobfile",
+        }
         # requests.Session is not documented as thread-safe: one per thread.
         self._local = threading.local()
 
@@ -194,6 +216,32 @@ class QueueClient:
             raise JobStateUnknown(f"answer {answer!r:.120}")
         log.debug("jobstate answered %s", answer)
         return answer["holds"]
+
+    def download(self, jobid: int, sha256: str, path: str) -> None:
+        """Write one of the job's files, by its hash, to `path` (this project's
+        queue only). FetchFailed when the queue refuses, QueueUnavailable
+        when no answer came."""
+        data = {"jobid": jobid, "sha256": sha256}
+        if self.config.server_token:
+            data["server_token"] = self.config.server_token
+        try:
+            with self._session().post(
+                self.urls["jobfile"],
+                data=data,
+                timeout=(CONNECT_TIMEOUT, self.config.request_timeout),
+                verify=self.config.ca or True,
+                stream=True,
+            ) as response:
+                if response.status_code != 200:
+                    raise QueueUnavailable(f"jobfile: HTTP {response.status_code}")
+                if response.headers.get("Content-Type", "").startswith("application/json"):
+                    raise FetchFailed(f"jobfile: {response.text[:200]}")
+                with open(path, "wb") as fh:
+                    for chunk in response.iter_content(64 * 1024):
+                        fh.write(chunk)
+        except requests.RequestException as exc:
+            raise QueueUnavailable(f"jobfile: {exc.__class__.__name__}: {exc}") from exc
+        log.debug("Job #%d: fetched file %s", jobid, sha256[:12])
 
     def test(self) -> dict[str, Any]:
         """Ask /test.php whether we are connected and authenticated; the raw answer."""

@@ -9,6 +9,7 @@ of mistake an operator only finds in production.
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,19 @@ class Config:
     # Seconds between asking the queue whether it still wants each running
     # job (cancelled or taken back: the program is killed); 0: never ask.
     job_check_interval: float = 2.0
+    # Jobs with files (graderserver/files.py): where fetched files are kept by
+    # hash (empty: a folder in the system's temporary folder), how much of
+    # them (the least recently used go first), and where each such job's own
+    # folder is made (empty: the system's temporary folder).
+    files_cache_dir: str = ""
+    files_cache_max_mib: int = 1024
+    files_work_dir: str = ""
+
+    @property
+    def cache_dir(self) -> str:
+        if self.files_cache_dir:
+            return self.files_cache_dir
+        return os.path.join(tempfile.gettempdir(), f"graderserver-files-{os.getuid()}")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -137,11 +151,25 @@ _LAYOUT: dict[str, dict[str, str]] = {
         "results_retry_delay": "results_retry_delay",
         "job_check_interval": "job_check_interval",
     },
+    "files": {
+        "cache_dir": "files_cache_dir",
+        "cache_max_mib": "files_cache_max_mib",
+        "work_dir": "files_work_dir",
+    },
 }
 
 # Fields holding file paths: made absolute against the config file's folder,
 # because a daemonized process runs from "/".
-_PATH_FIELDS = ("cert", "key", "ca", "pid_file", "log_file", "disk_path")
+_PATH_FIELDS = (
+    "cert",
+    "key",
+    "ca",
+    "pid_file",
+    "log_file",
+    "disk_path",
+    "files_cache_dir",
+    "files_work_dir",
+)
 
 
 def default_config_path() -> Path:
@@ -245,7 +273,15 @@ def _need(ok: bool, name: str, what: str) -> None:
 
 
 def _check_strings(cfg: Config) -> None:
-    for name in ("queue_url", "root_path", "wakeup_host", "disk_path", "log_level"):
+    for name in (
+        "queue_url",
+        "root_path",
+        "wakeup_host",
+        "disk_path",
+        "log_level",
+        "files_cache_dir",
+        "files_work_dir",
+    ):
         _need(isinstance(getattr(cfg, name), str), name, "must be a string")
     for name in ("server_token", "cert", "key", "ca", "wakeup_secret", "pid_file", "log_file"):
         value = getattr(cfg, name)
@@ -279,7 +315,12 @@ def _check_numbers(cfg: Config) -> None:
         "must be a port number (0-65535)",
     )
     _need(_is_int(cfg.results_tries) and cfg.results_tries >= 1, "results_tries", "must be >= 1")
-    for name in ("min_free_memory_mib", "min_free_disk_mib", "artifact_max_bytes"):
+    for name in (
+        "min_free_memory_mib",
+        "min_free_disk_mib",
+        "artifact_max_bytes",
+        "files_cache_max_mib",
+    ):
         value = getattr(cfg, name)
         _need(_is_int(value) and value >= 0, name, "must be an integer >= 0")
     for name in (

@@ -17,6 +17,7 @@ result sent, which frees its slot for the next poll.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import signal
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 from graderserver.client import Job, QueueClient
 from graderserver.config import Config
 from graderserver.errors import AuthenticationFailed, QueueRejected, QueueUnavailable
+from graderserver.files import FileCache, grade_with_files
 from graderserver.health import HealthChecker
 from graderserver.jobcheck import JobWatcher
 from graderserver.prepare import TaskPreparer
@@ -94,6 +96,7 @@ class Daemon:
             disk_path=config.disk_path,
         )
         self.preparer = TaskPreparer(config.prepare_command, config.prepare_timeout, self.groups)
+        self.files = FileCache(config.cache_dir, config.files_cache_max_mib * 1024 * 1024)
         self.listener: WakeupListener | None = None
         self.watcher: JobWatcher | None = None
         if config.job_check_interval > 0:
@@ -381,7 +384,8 @@ class Daemon:
                 log.warning("Job #%d refused after its checkout: %s.", job.jobid, problem)
                 result = make_result(1, f"Refused by the grading server: {problem}.")
             else:
-                result, artifacts = grade_program(
+                grade = functools.partial(
+                    grade_program,
                     self.command,
                     jobdata,
                     timeout=cfg.timeout,
@@ -389,4 +393,5 @@ class Daemon:
                     artifact_max_bytes=cfg.artifact_max_bytes,
                     groups=groups,
                 )
+                result, artifacts = grade_with_files(job, self.files, cfg, self.client, grade)
         return result, artifacts

@@ -177,6 +177,7 @@ def run_program(
     groups: ProcessGroups | None = None,
     cwd: str | None = None,
     max_stderr_bytes: int = STDERR_KEEP_BYTES,
+    env: Mapping[str, str] | None = None,
 ) -> ProgramRun:
     """Run `argv` with `stdin_data` on stdin; kill its whole group at `timeout`
     seconds or once stdout passes `max_output_bytes`. stderr is kept up to
@@ -190,6 +191,7 @@ def run_program(
             stderr=subprocess.PIPE,
             start_new_session=True,
             cwd=cwd,
+            env=env,
         )
     except OSError as exc:
         return ProgramRun(None, b"", b"", start_error=f"cannot start {argv[0]!r}: {exc}")
@@ -363,9 +365,11 @@ def grade_program(
     max_output_bytes: int,
     artifact_max_bytes: int = 0,
     groups: ProcessGroups | None = None,
+    **where: Any,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run the program on an already prepared job JSON; return resultdata and
-    the artifact fields (its stdout and stderr, see `graderserver.artifacts`)."""
+    the artifact fields (its stdout and stderr, see `graderserver.artifacts`).
+    `where`: run_program's `cwd` and `env`, for a job with files."""
     run = run_program(
         argv,
         json.dumps(jobdata).encode("utf-8"),
@@ -373,6 +377,7 @@ def grade_program(
         max_output_bytes=max_output_bytes,
         groups=groups,
         max_stderr_bytes=max(STDERR_KEEP_BYTES, artifact_max_bytes),
+        **where,
     )
     log.debug(
         "Program exited with %s after %.3f s (%d bytes out, %d bytes err).",

@@ -3,7 +3,8 @@
 Every run (each minute): jobs that failed too often become ``error``,
 servers whose wake-ups failed are tried again, and the admins are e-mailed
 when jobs are stuck or results do not reach their platforms. Hourly (``cron
---hourly``): old jobs, results and events are deleted, dead token-registered
+--hourly``): old jobs, results and events are deleted, then stored files no
+lab or kept job refers to (after ``file_grace_sec``), dead token-registered
 servers removed, expired tokens and stale listeners dropped, and the admins
 told about servers that do not wake up.
 
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from graderqueue.config import Settings
 from graderqueue.dispatch import wakeups
+from graderqueue.files import cleanup
 from graderqueue.logs import describe_error, work_unit
 from graderqueue.maintenance import alerts, leases, purge
 from graderqueue.queue import idempotency, states
@@ -131,6 +133,10 @@ def _run_hourly(db: Database, settings: Settings, report: Report) -> None:
                 lambda: {
                     "idempotency keys": idempotency.purge(db, settings.idempotency_keep_hours)
                 },
+            ),
+            (
+                "purge files",
+                lambda: {"files": cleanup.remove_unreferenced(db, settings.file_grace_sec)},
             ),
             (
                 "remove servers",

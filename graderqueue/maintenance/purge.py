@@ -20,6 +20,8 @@ from graderqueue.store.models import (
     Event,
     Handout,
     Job,
+    JobFile,
+    JobOutput,
     JobStatus,
     JobType,
     Listener,
@@ -81,6 +83,9 @@ def purge_old_jobs(db: Database, keep_days: int) -> int:
             delete(Result).where(Result.job_id.in_(ids)),
             delete(Artifact).where(Artifact.job_id.in_(ids)),
             delete(Handout).where(Handout.job_id.in_(ids)),
+            # Their files' bytes go later, with the next blob clean-up (files/cleanup.py).
+            delete(JobFile).where(JobFile.job_id.in_(ids)),
+            delete(JobOutput).where(JobOutput.job_id.in_(ids)),
             delete(JobType).where(JobType.job_id.in_(ids)),
             # Re-checked here: a redelivery may have been asked meanwhile.
             delete(Job).where(Job.id.in_(ids), old),

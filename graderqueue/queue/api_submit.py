@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
 from graderqueue.errors import BadRequest, QueueError
+from graderqueue.files import job_files
 from graderqueue.protocol import submissions
 from graderqueue.protocol.numbers import json_int
 from graderqueue.queue import enqueue, idempotency, job_view
@@ -26,7 +27,7 @@ from graderqueue.store.models import Job
 
 FIELDS = frozenset(
     {"jobname", "jobdata", "tags", "priority", "jobusertaskid", "taskrevision", "timeout"}
-)
+) | frozenset(job_files.KEYS)
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,15 @@ class _Replayed(QueueError):
 
 
 def parse_body(
-    body: Any, view: RegistryView, settings: Settings, platform: PlatformInfo | None
+    body: Any,
+    view: RegistryView,
+    settings: Settings,
+    platform: PlatformInfo | None,
+    file_specs: list[job_files.Spec] | None = None,
 ) -> list:
     """The submissions in a request body (an object, or a non-empty array of them),
-    each parsed and routed, so a refusal names the job it is about."""
+    each parsed and routed, so a refusal names the job it is about. Each job's
+    files (``files``, ``output_file``, ``max_kb``) go to ``file_specs``."""
     items = body if isinstance(body, list) else [body]
     if not items:
         raise BadRequest("An empty batch: send at least one job.")
@@ -60,6 +66,7 @@ def parse_body(
             raise BadRequest(f"{where}a job is a JSON object.")
         try:
             _check_types(item)
+            spec = job_files.parse_spec(item)
             sub = submissions.parse(
                 {**item, "request": "sendjob"},
                 settings,
@@ -67,6 +74,8 @@ def parse_body(
             )
             enqueue.new_job(sub, view, settings, platform.force_tag_id if platform else None)
             subs.append(sub)
+            if file_specs is not None:
+                file_specs.append(spec)
         except BadRequest as exc:
             raise BadRequest(where + exc.message) from exc
     return subs
@@ -96,6 +105,37 @@ def _check_types(item: dict[str, Any]) -> None:
             item[key] = value
 
 
+def _check_files(
+    db: Database, platform: PlatformInfo | None, specs: list[job_files.Spec], batch: bool
+) -> None:
+    """Refuse unknown lab files before the platform token's jti is spent."""
+    if not any(spec.files for spec in specs):
+        return
+    with db.reading() as session:
+        for n, spec in enumerate(specs):
+            try:
+                job_files.check(session, platform.id if platform else None, spec)
+            except BadRequest as exc:
+                raise BadRequest((f"job {n}: " if batch else "") + exc.message) from exc
+
+
+def _bind_files(
+    session: Session,
+    platform: PlatformInfo | None,
+    job_ids: list[int],
+    specs: list[job_files.Spec],
+    batch: bool,
+) -> None:
+    for n, (job_id, spec) in enumerate(zip(job_ids, specs, strict=True)):
+        # Only jobs with files pay for binding them: batches of plain jobs
+        # stay as fast as before.
+        if spec:
+            try:
+                job_files.bind(session, platform.id if platform else None, job_id, spec)
+            except BadRequest as exc:
+                raise BadRequest((f"job {n}: " if batch else "") + exc.message) from exc
+
+
 def submit(
     db: Database,
     view: RegistryView,
@@ -108,8 +148,10 @@ def submit(
     spend: Callable[[Session], None],
 ) -> Submitted:
     """Queue the body's jobs; ``idempotency_key`` is (caller, key, request hash)."""
-    subs = parse_body(body, view, settings, platform)
+    specs: list[job_files.Spec] = []
+    subs = parse_body(body, view, settings, platform, specs)
     batch = isinstance(body, list)
+    _check_files(db, platform, specs, batch)
     with db.transaction() as session:
         spend(session)  # a platform token's jti: spent even if the key replays
     answer: dict[str, Any] = {}
@@ -121,6 +163,7 @@ def submit(
                 raise _Replayed(prior)
 
     def after(session: Session, job_ids: list[int]) -> None:
+        _bind_files(session, platform, job_ids, specs, batch)
         answer.clear()
         if batch:
             answer["ids"] = job_ids

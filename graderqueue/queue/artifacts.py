@@ -1,7 +1,9 @@
-"""What a grading server sends back beside a result: its program's stdout and stderr.
+"""What a grading server sends back beside a result: its program's stdout and stderr,
+and the job's ``output_file`` as ``output`` (docs/API.md "Files (labs)").
 
 The project's graderserver sends them as extra ``sendresults`` fields
-(``stdout``, ``stderr``, and ``<name>_truncated=1`` when it cut them itself);
+(``stdout``, ``stderr``, ``output``, and ``<name>_truncated=1`` when it cut
+them itself); ``output`` is also cut to the job's ``max_kb``;
 the original grading server sends none. They are kept only with a result that
 ends the job, each up to ``artifact_max_bytes``, and read back with
 ``GET /api/v1/jobs/{id}/artifacts/{name}``. ``result`` is not stored here: it
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.store.models import Artifact, Result
 
-NAMES = ("stdout", "stderr")
+NAMES = ("stdout", "stderr", "output")
 _INSERT = insert(Artifact.__table__)
 
 
@@ -30,17 +32,21 @@ class Captured:
     truncated: bool
 
 
-def from_form(form: Mapping[str, str], max_bytes: int) -> list[Captured]:
-    """The artifacts in a ``sendresults`` form, each cut to ``max_bytes`` of UTF-8."""
+def from_form(
+    form: Mapping[str, str], max_bytes: int, output_cap: int | None = None
+) -> list[Captured]:
+    """The artifacts in a ``sendresults`` form, each cut to ``max_bytes`` of UTF-8
+    (``output`` also to ``output_cap``, the job's ``max_kb``, if it has one)."""
     found = []
     for name in NAMES:
         text = form.get(name)
         if text is None:
             continue
+        limit = max_bytes if name != "output" or output_cap is None else min(max_bytes, output_cap)
         raw = text.encode("utf-8", "replace")
-        kept = raw[:max_bytes].decode("utf-8", "ignore")  # never half a character
+        kept = raw[:limit].decode("utf-8", "ignore")  # never half a character
         cut_by_server = form.get(f"{name}_truncated", "").strip() in ("1", "true")
-        found.append(Captured(name, kept, len(raw), cut_by_server or len(raw) > max_bytes))
+        found.append(Captured(name, kept, len(raw), cut_by_server or len(raw) > limit))
     return found
 
 

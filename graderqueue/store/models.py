@@ -20,14 +20,18 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Job and result JSON can be large: LONGTEXT on MariaDB/MySQL.
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# File chunks: up to 1 MiB each (graderqueue/files/blobs.py), past BLOB's 64 KiB.
+LongBlob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 # Microseconds matter for ordering and wait-time statistics.
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 # SQLite only auto-increments INTEGER PRIMARY KEY; elsewhere ids are 64-bit.
@@ -492,3 +496,66 @@ class AutoscaleState(Base):
     wanted: Mapped[int | None] = mapped_column(Integer, nullable=True)
     changed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+# -- Files (labs): docs/API.md "Files (labs)", graderqueue/files/ ---------------
+
+
+class FileBlob(Base):
+    """One file's bytes, stored once per platform however many labs and jobs hold them.
+
+    Content-addressed by SHA-256 within a platform: uploading the same bytes
+    to another lab, or again, finds this row. The bytes are in
+    :class:`FileChunk` rows, written in the blob's own transaction, so no one
+    ever reads half a file.
+    """
+
+    __tablename__ = "file_blobs"
+    __table_args__ = (UniqueConstraint("platform_id", "sha256", name="uq_file_blobs_platform_sha"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+
+
+class FileChunk(Base):
+    """A piece of a blob's bytes, ``seq`` from 0: rows below MariaDB's packet limit."""
+
+    __tablename__ = "file_chunks"
+    blob_id: Mapped[int] = mapped_column(
+        ForeignKey("file_blobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LongBlob)
+
+
+class LabFile(Base):
+    """A named file in one of a platform's labs: the name points at a blob."""
+
+    __tablename__ = "lab_files"
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), primary_key=True)
+    lab: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("file_blobs.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class JobFile(Base):
+    """A file a job takes to its grading server, bound to its content at submission."""
+
+    __tablename__ = "job_files"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    dest: Mapped[str] = mapped_column(String(255), primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("file_blobs.id"), index=True)
+
+
+class JobOutput(Base):
+    """A job's ``output_file``: the file its grading server sends back as ``output``."""
+
+    __tablename__ = "job_outputs"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    output_file: Mapped[str] = mapped_column(String(255))
+    # None: only the queue's artifact_max_bytes caps it.
+    max_kb: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -32,7 +32,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         JSON_SORT_KEYS=False,
     )
     # MAX_CONTENT_LENGTH only refuses a body that declares its length.
-    app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, settings.max_request_bytes)  # type: ignore[method-assign]
+    app.wsgi_app = ChunkedBodyLimit(  # type: ignore[method-assign]
+        app.wsgi_app, settings.max_request_bytes, lambda env: _upload_limit(env, settings)
+    )
     # Outermost: every answer, refusals of the layers inside too, carries its id.
     app.wsgi_app = logs.RequestIds(app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["graderqueue"] = rt
@@ -52,6 +54,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         return Response("ok\n", mimetype="text/plain")
 
     return app
+
+
+def _upload_limit(environ: dict[str, Any], settings: Settings) -> int | None:
+    """A lab file upload's body limit (file_max_bytes); None for any other request."""
+    if environ.get("REQUEST_METHOD") == "PUT" and environ.get("PATH_INFO", "").startswith(
+        "/api/v1/labs/"
+    ):
+        return settings.file_max_bytes
+    return None
 
 
 def _register_optional_blueprints(app: Flask, rt: Runtime) -> None:

@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from graderqueue.identity.api_callers import API_TOKEN_MAX_LIFETIME_SEC
-from graderqueue.web import openapi_jobs, openapi_parts
+from graderqueue.web import openapi_jobs, openapi_labs, openapi_parts
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 SECONDS = {"type": ["number", "null"], "minimum": 0}
@@ -170,6 +170,7 @@ def document(page_max: int = openapi_jobs.PAGE_MAX) -> dict[str, Any]:
             "components": COMPONENTS,
         }
     )
+    openapi_labs.extend(doc)
     for parameter in doc["paths"]["/jobs"]["get"]["parameters"]:
         if parameter["name"] == "limit":
             parameter["schema"]["maximum"] = page_max

@@ -37,19 +37,28 @@ def _is_chunked(environ: dict[str, Any]) -> bool:
 class ChunkedBodyLimit:
     """WSGI middleware: a chunked body becomes a sized one, or a refused one."""
 
-    def __init__(self, app: WSGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        max_bytes: int,
+        larger: Callable[[dict[str, Any]], int | None] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # A request's own limit where it has one (a lab file upload), else None.
+        self.larger = larger
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if not _is_chunked(environ):
             return self.app(environ, start_response)
+        own = self.larger(environ) if self.larger is not None else None
+        limit = own if own is not None else self.max_bytes
         stream = environ["wsgi.input"]
         # Closed by ClosingIterator once the answer is sent, or below.
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
         size = 0
-        while size <= self.max_bytes:
-            chunk = stream.read(min(READ_BYTES, self.max_bytes + 1 - size))
+        while size <= limit:
+            chunk = stream.read(min(READ_BYTES, limit + 1 - size))
             if not chunk:
                 break
             spool.write(chunk)
@@ -57,7 +66,7 @@ class ChunkedBodyLimit:
         # The body is de-chunked now: drop the header so that werkzeug
         # believes the Content-Length below instead of streaming again.
         environ.pop("HTTP_TRANSFER_ENCODING", None)
-        if size > self.max_bytes:
+        if size > limit:
             spool.close()
             # Over the limit: the app refuses on the length alone and reads
             # nothing (its error handler drains a little more of the

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+import logging
+
+from flask import Blueprint, Response, request, stream_with_context
 
 from graderqueue.dispatch import longpoll
-from graderqueue.errors import BadRequest, InvalidResult, NoJob, NotAssigned
+from graderqueue.errors import BadRequest, InvalidResult, NoJob, NotAssigned, NotFound
+from graderqueue.files import blobs, job_files
 from graderqueue.identity import servers
 from graderqueue.observability import metrics
 from graderqueue.protocol import results
@@ -13,6 +16,8 @@ from graderqueue.protocol.numbers import parse_int
 from graderqueue.queue import artifacts, complete, lookup
 from graderqueue.web.answers import form_fields, runtime, success
 from graderqueue.web.connection import client_gone
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("server_api", __name__)
 
@@ -50,11 +55,16 @@ def poll() -> Response:
         client_gone=lambda: client_gone(request.environ),
     )
     metrics.handed_out(runtime().db, job.id)
+    with runtime().db.reading() as session:
+        # [new] fields after the original four, only for a job with files:
+        # the original grading server reads the four and ignores the rest.
+        extra = job_files.for_server(session, job.id)
     return success(
         jobid=job.id,
         jobname=job.name,
         taskrevision=job.taskrevision,
         jobdata=_json(job.jobdata),
+        **extra,
     )
 
 
@@ -82,7 +92,9 @@ def sendresults() -> Response:
         job_id = parse_int(raw_id)
         if job_id is None:
             raise NotAssigned()
-        captured = artifacts.from_form(form, rt.settings.artifact_max_bytes)
+        captured = artifacts.from_form(
+            form, rt.settings.artifact_max_bytes, output_cap=job_files.output_cap(session, job_id)
+        )
         done = complete.complete(session, server.id, job_id, result, captured)
     if done.repeated:
         return success("Saved resultdata.")
@@ -112,3 +124,31 @@ def jobstate() -> Response:
             raise BadRequest("No job ID sent.")
         holds = lookup.held_by(session, job_id, server.id)
     return success(jobid=job_id, holds=holds)
+
+
+@bp.route("/jobfile.php", methods=["GET", "POST"])
+@bp.route("/jobfile", methods=["GET", "POST"])
+def jobfile() -> Response:
+    """One file of a job the calling server holds, by its SHA-256 (not in the PHP protocol).
+
+    The project's graderserver fetches a job's ``files`` (named in its poll
+    answer) here before the program runs. The bytes stream from the
+    database a chunk at a time; a refusal is the protocol's JSON answer.
+    """
+    rt = runtime()
+    form = form_fields()
+    with rt.db.transaction() as session:
+        server = servers.authenticate_server(session, _caller(form), rt.settings.trusted_proxies)
+        job_id = parse_int(form.get("jobid", ""))
+        if job_id is None:
+            raise BadRequest("No job ID sent.")
+        sha256 = blobs.check_sha256(form.get("sha256", ""))
+        blob_id = job_files.blob_for_server(session, server.id, job_id, sha256)
+    if blob_id is None:
+        raise NotFound(f"Job #{job_id} held by this server has no file {sha256}.")
+    log.info("Serving job #%d's file %s to server %s", job_id, sha256[:12], server.name)
+    return Response(
+        stream_with_context(blobs.chunks(rt.db, blob_id)),
+        mimetype="application/octet-stream",
+        headers={"X-Content-SHA256": sha256},
+    )
