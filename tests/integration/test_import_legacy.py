@@ -263,6 +263,18 @@ def test_importing_again_changes_nothing_and_dry_run_writes_nothing(imported, le
     dry = import_legacy(setup, legacy_url, "--dry-run")
     assert setup.snapshot() == before
     assert "Dry run: nothing written." in dry.stdout
+    # Bad input: a clear error, nothing written.
+    wrong = run_cli(["import-legacy", "--from", setup.settings.database_url, "--timezone", ZONE],
+                    env=setup.env, check=False)  # fmt: skip
+    assert wrong.returncode == 1 and "Not a PHP graderqueue database" in wrong.stderr
+    zone = import_legacy_unchecked(setup, legacy_url, "Mars/Olympus")
+    assert zone.returncode == 1 and "Unknown time zone" in zone.stderr
+    assert setup.snapshot() == before
+
+
+def import_legacy_unchecked(setup: QueueSetup, url: str, zone: str):  # type: ignore[no-untyped-def]
+    args = ["import-legacy", "--from", url, "--timezone", zone]
+    return run_cli(args, env=setup.env, check=False)
 
 
 @pytest.mark.parametrize(
