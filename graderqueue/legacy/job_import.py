@@ -10,7 +10,7 @@ and an interrupted run resumes where it stopped when run again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from graderqueue.identity.platforms import INTERFACE
 from graderqueue.legacy.progress import Progress, Report
 from graderqueue.legacy.registry_import import Known
-from graderqueue.legacy.source import LegacyDatabase, php_json, to_utc
+from graderqueue.legacy.source import LegacyDatabase, php_json, prefetch, to_utc
 from graderqueue.queue import carry_over
 from graderqueue.store.db import Database
 from graderqueue.store.models import Event, JobStatus, utcnow
@@ -175,20 +175,26 @@ class JobImport:
         tally = self.report.tally("done")
         progress = Progress("done", s.count("done"))
         last = None
-        # (jobid, id) order: the first done row of an id comes first, and the
-        # index on jobid (which holds the primary key) serves it without a sort.
-        for rows in s.stream(f"SELECT {columns} FROM done ORDER BY jobid, id", self.batch):
-            jobs, results = [], []
-            for r in rows:
-                tally.read += 1
-                if r["jobid"] in queue_ids or r["jobid"] == last:
-                    tally.skipped += 1  # getjob answered the queue row, or the first done row
-                    continue
-                last = r["jobid"]
-                jobs.append(self._job({**r, "id": r["jobid"]}, JobStatus.DONE))
-                results.append(self._result(r, extra))
+
+        def batches() -> Iterator[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]]:
+            nonlocal last
+            # (jobid, id) order: the first done row of an id comes first, and the
+            # index on jobid (which holds the primary key) serves it without a sort.
+            for rows in s.stream(f"SELECT {columns} FROM done ORDER BY jobid, id", self.batch):
+                jobs, results = [], []
+                for r in rows:
+                    tally.read += 1
+                    if r["jobid"] in queue_ids or r["jobid"] == last:
+                        tally.skipped += 1  # getjob answered the queue row, or the first done row
+                        continue
+                    last = r["jobid"]
+                    jobs.append(self._job({**r, "id": r["jobid"]}, JobStatus.DONE))
+                    results.append(self._result(r, extra))
+                yield len(rows), jobs, results
+
+        for count, jobs, results in prefetch(batches):
             self._write("done", jobs, results=results)
-            progress.advance(len(rows))
+            progress.advance(count)
         progress.finish()
 
     def _result(self, r: dict[str, Any], extra: list[str]) -> dict[str, Any]:
@@ -207,7 +213,7 @@ class JobImport:
         tally = self.report.tally("log")
         progress = Progress("log", self.source.count("log"))
         sql = "SELECT id, `datetime`, log_type, job_id, server_id, message FROM log ORDER BY id"
-        for rows in self.source.stream(sql, self.batch):
+        for rows in prefetch(lambda: self.source.stream(sql, self.batch)):
             tally.read += len(rows)
             events = [
                 {

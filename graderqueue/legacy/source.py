@@ -10,9 +10,11 @@ written, whatever happens here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import create_engine, text
@@ -23,6 +25,10 @@ from graderqueue.errors import ConfigError
 
 #: Tables every installation has; the others are looked for.
 BASE_TABLES = ("tags", "server_types", "type_tags", "platforms", "servers", "queue", "done", "log")
+
+
+T = TypeVar("T")
+_END = object()
 
 
 class LegacySourceError(ConfigError):
@@ -145,3 +151,52 @@ class LegacyDatabase:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def prefetch(produce: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T]:
+    """The items of ``produce()``, made on a thread of their own while the
+    caller handles the previous ones: reading and mapping the old rows goes
+    on while the new database writes the last batch. An error on that thread
+    is raised here; stopping early stops the thread.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        items = produce()
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the caller, raised there
+            put(_Failed(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="legacy-read", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
