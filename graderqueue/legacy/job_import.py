@@ -129,12 +129,12 @@ class JobImport:
             self._write(
                 "queue", jobs, lambda fresh: {j["id"]: types.get(j["id"], []) for j in fresh}
             )
-            unrouted = sum(1 for r in rows if not types.get(r["id"]))
-            if unrouted:
-                self.report.notes.append(
-                    f"{unrouted} queue job(s) have no server type left: never handed out"
-                )
         tally.read += len(ids)
+        unrouted = sum(1 for i in ids if not types.get(i))
+        if unrouted:
+            self.report.notes.append(
+                f"{unrouted} queue job(s) have no server type left: never handed out"
+            )
         return ids
 
     def _write(
