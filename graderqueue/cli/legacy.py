@@ -1,16 +1,20 @@
-"""``import-legacy-config``: the PHP graderqueue's settings and key, carried over."""
+"""``import-legacy-config`` and ``import-legacy``: the PHP graderqueue's settings,
+key and data, carried over (docs/MIGRATING.md)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
-from graderqueue.cli import Context, pass_ctx
-from graderqueue.legacy import config_import
+from graderqueue.cli import Context, fail_clearly, pass_ctx
+from graderqueue.config import load_settings
+from graderqueue.legacy import config_import, importer
 from graderqueue.legacy.php_config import PhpConfigError, parse_php_config
 from graderqueue.protocol import keys
 from graderqueue.store import private_files
+from graderqueue.store.db import Database
 
 SETTINGS_FILE = "graderqueue.toml"
 
@@ -90,5 +94,50 @@ def _report(plan: config_import.ImportPlan, settings_path: Path) -> None:
     )
 
 
+@click.command("import-legacy", short_help="Carry over the PHP queue's jobs, registry and log.")
+@click.option(
+    "--from",
+    "url",
+    required=True,
+    metavar="URL",
+    help="The PHP queue's database: mysql+pymysql://USER:PW@HOST/DB (only read).",
+)
+@click.option(
+    "--timezone",
+    required=True,
+    metavar="ZONE",
+    help="The PHP server's time zone (e.g. Europe/Paris): its times were local.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and count per table; write nothing.")
+@click.option(
+    "--instance",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Instance folder whose graderqueue.toml names the database to import into.",
+)
+@click.option("--batch", default=5000, show_default=True, type=click.IntRange(1, 100000))
+@pass_ctx
+def import_legacy(
+    ctx: Context, url: str, timezone: str, dry_run: bool, instance: str | None, batch: int
+) -> None:
+    """Import the PHP graderqueue's database at URL into this queue's database:
+    tags, types, platforms, servers, server tokens, remote users, the queue,
+    the done jobs and the log. Ids are kept; times go from ZONE to UTC.
+    Safe to run again: what is already here is left alone.
+    """
+    db = ctx.db
+    if instance is not None:
+        folder = Path(instance).resolve()
+        environ = {**os.environ, "GRADERQUEUE_CONFIG": str(folder / SETTINGS_FILE)}
+        db = Database(load_settings({"instance_path": str(folder)}, environ=environ))
+    options = importer.Options(url, timezone, dry_run=dry_run, batch=batch)
+    with fail_clearly():
+        report = importer.run(db, options)
+    for line in report.lines(dry_run):
+        click.echo(line)
+    click.echo("Dry run: nothing written." if dry_run else "Import finished.")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(import_legacy_config)
+    cli.add_command(import_legacy)

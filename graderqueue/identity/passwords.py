@@ -45,13 +45,22 @@ def is_legacy_md5(password_hash: str | None) -> bool:
     return bool(password_hash) and password_hash.startswith(LEGACY_MD5_PREFIX)  # type: ignore[union-attr]
 
 
+def legacy_md5_hash(md5_hex: str, php_username: str, username: str) -> str:
+    """How a PHP remote user's hash is stored: the md5, and the PHP user name
+    it was made with when the import had to rename the user (the name is
+    part of what was hashed)."""
+    stored = LEGACY_MD5_PREFIX + md5_hex.lower()
+    return stored if php_username == username else f"{stored}:{php_username}"
+
+
 def verify_legacy_md5(password_hash: str, username: str, password: str) -> bool:
     """Whether ``password`` matches a PHP graderqueue hash (md5 of ``username@password``)."""
     if not is_legacy_md5(password_hash) or not password:
         return False
-    expected = password_hash.removeprefix(LEGACY_MD5_PREFIX).lower()
-    given = hashlib.md5(f"{username}@{password}".encode(), usedforsecurity=False).hexdigest()
-    return hmac.compare_digest(expected.encode(), given.encode())
+    expected, _, php_username = password_hash.removeprefix(LEGACY_MD5_PREFIX).partition(":")
+    salt_name = php_username or username
+    given = hashlib.md5(f"{salt_name}@{password}".encode(), usedforsecurity=False).hexdigest()
+    return hmac.compare_digest(expected.lower().encode(), given.encode())
 
 
 def needs_rehash(password_hash: str) -> bool:

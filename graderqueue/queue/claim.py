@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import TooManyJobs
@@ -89,7 +89,9 @@ def claim_queries(server_id: int, type_id: int, max_fails: int, now: datetime) -
         .where(
             j.status == JobStatus.SENT,
             j.lease_expires <= now,
-            j.sent_to != server_id,
+            # A holder that is gone (NULL: a job carried over from the PHP
+            # queue whose server was deleted there) is no one to spare.
+            or_(j.sent_to.is_(None), j.sent_to != server_id),
             j.nb_fails < max_fails,
             exists().where(t.job_id == j.id, t.type_id == type_id),
         )
