@@ -19,10 +19,10 @@ from html import escape
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 400, 240
-LEFT, RIGHT, TOP, BOTTOM = 58, 10, 56, 28
+LEFT, RIGHT, TOP, BOTTOM = 58, 10, 56, 28  # LEFT: the least; long axis labels widen it
 # Width of one character of the axis and legend text (14 units), about.
 CHAR_W = 8.0
-PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+PLOT_H = HEIGHT - TOP - BOTTOM
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,18 @@ class _Frame:
 
     count: int  # bars (slots) across
     top: float  # the value at the top of the plot
+    left: float = LEFT  # where the plot starts: right of the y axis' labels
+
+    @property
+    def plot_w(self) -> float:
+        return WIDTH - self.left - RIGHT
 
     @property
     def slot(self) -> float:
-        return PLOT_W / self.count
+        return self.plot_w / self.count
 
     def x(self, i: float) -> float:
-        return LEFT + self.slot * (i + 0.5)
+        return self.left + self.slot * (i + 0.5)
 
     def y(self, v: float) -> float:
         return TOP + PLOT_H * (1 - min(v, self.top) / self.top)
@@ -94,7 +99,8 @@ def line_chart(
 ) -> Markup:
     """An SVG chart of one value per bucket for each series; bars first, lines on top."""
     top = nice_ceiling(max((v for s in series for v in s.values if v is not None), default=0.0))
-    frame = _Frame(count=max(len(starts), 1), top=top)
+    widest = max(len(_label(top * step / 4, unit)) for step in range(5))
+    frame = _Frame(count=max(len(starts), 1), top=top, left=max(LEFT, 10 + CHAR_W * widest))
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}">',
@@ -107,7 +113,7 @@ def line_chart(
     for index, s in enumerate(series):
         out.extend(_marks(frame, index, s, starts, unit))
     out.append(
-        f'<line class="baseline" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
+        f'<line class="baseline" x1="{frame.left}" x2="{WIDTH - RIGHT}" '
         f'y1="{TOP + PLOT_H}" y2="{TOP + PLOT_H}"/>'
     )
     out.append("</svg>")
@@ -121,10 +127,11 @@ def _grid(frame: _Frame, unit: str) -> list[str]:
         value = frame.top * step / 4
         gy = frame.y(value)
         out.append(
-            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
+            f'<line class="grid" x1="{frame.left}" x2="{WIDTH - RIGHT}" '
+            f'y1="{gy:.1f}" y2="{gy:.1f}"/>'
         )
         out.append(
-            f'<text class="axis" x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end">'
+            f'<text class="axis" x="{frame.left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
             f"{_label(value, unit)}</text>"
         )
     return out
@@ -133,7 +140,7 @@ def _grid(frame: _Frame, unit: str) -> list[str]:
 def _time_axis(frame: _Frame, starts: Sequence[datetime], tick_seconds: int) -> list[str]:
     """Start times under the bars, as many as fit without touching."""
     sample = _time_label(starts[0], tick_seconds) if starts else "00:00"
-    fits = max(1, int(PLOT_W // (len(sample) * CHAR_W + 14)))
+    fits = max(1, int(frame.plot_w // (len(sample) * CHAR_W + 14)))
     every = max(1, math.ceil(frame.count / fits))
     return [
         f'<text class="axis" x="{frame.x(i):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
