@@ -123,3 +123,29 @@ def test_the_pages_show_deliveries_and_retry_a_job(sqlite_queue):
     assert after < before
     assert client.get("/admin/deliveries?platform=nobody").status_code == 200
     assert client.post("/admin/deliveries/999/retry", data={"csrf_token": csrf}).status_code == 404
+
+
+def test_unknown_admin_urls_get_the_admin_error_page(sqlite_queue):
+    queue = sqlite_queue
+    client = queue.app.test_client()
+    assert client.get("/admin/no-such-page").status_code == 302  # log in first
+    with queue.db.transaction() as session:
+        session.add(
+            AdminUser(
+                username="alice", password_hash=passwords.hash_password("correct horse battery")
+            )
+        )
+    page = client.get("/admin/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {"username": "alice", "password": "correct horse battery", "csrf_token": csrf}
+    client.post("/admin/login", data=form)
+
+    missing = client.get("/admin/no-such-page")
+    assert missing.status_code == 404 and "Content-Security-Policy" in missing.headers
+    assert '<header class="top">' in missing.get_data(as_text=True)
+    wrong_method = client.get("/admin/deliveries/1/retry")
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"]
+    assert "Method Not Allowed" in wrong_method.get_data(as_text=True)
+    # Outside /admin, the app's own answers.
+    assert '<header class="top">' not in client.get("/no-such-page").get_data(as_text=True)
+    assert client.get("/api/v1/no-such").mimetype == "application/problem+json"
