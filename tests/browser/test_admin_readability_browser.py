@@ -45,6 +45,12 @@ WIDTHS = """() => ({
   }),
 })"""
 
+CHART_TEXT_PX = """() => Math.min(...[...document.querySelectorAll('svg.chart')].flatMap(svg => {
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  const texts = [...svg.querySelectorAll('text')];
+  return texts.map(t => parseFloat(getComputedStyle(t).fontSize) * scale);
+}))"""
+
 
 def grade(site: AdminSite, client, name: str, result: dict) -> int:  # type: ignore[no-untyped-def]
     grader = GradingServer(site)
@@ -127,6 +133,9 @@ def test_grader_errors_deliveries_and_phone_width(browser, page, site: AdminSite
                 assert left >= 0 and right <= PHONE["width"], (path, name, left, right)
         site.shot(small, "readability-phone-done")
         small.goto(site.at("/admin/"))
+        # Chart text as drawn on the phone's screen: its size times the drawing's scale.
+        smallest = small.evaluate(CHART_TEXT_PX)
+        assert smallest >= 12, smallest
         site.shot(small, "readability-phone-dashboard")
     finally:
         phone.close()
