@@ -99,7 +99,13 @@ class Activity:
 
     @property
     def success_rate(self) -> float | None:
-        return self._weighted("success_rate") if self.sampled else None
+        """Passed among judged results (grader errors left out), bars weighted by
+        their judged results."""
+        judged = [b for b in self.buckets if b.judged]
+        weight = sum(b.done * b.judged / b.sampled for b in judged)
+        if not weight:
+            return None
+        return sum(b.success_rate * b.done * b.judged / b.sampled for b in judged) / weight
 
 
 def time_slices(
@@ -195,7 +201,7 @@ def _sample(session: Session, buckets: list[Bucket], per_bucket: int) -> None:
                 Job.nb_fails,
                 Result.cpu_time_ms,
                 Result.real_time_ms,
-                Result.is_success,
+                Result.verdict,
             )
             .outerjoin(Result, Result.job_id == Job.id)
             .where(_in_slices(Job.grading_end_time, slices))

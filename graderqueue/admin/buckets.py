@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from graderqueue.queue.verdicts import FAILED, PASSED
+
 
 @dataclass
 class Bucket:
@@ -26,6 +28,9 @@ class Bucket:
     cpu_ms: float = 0.0
     real_ms: float = 0.0
     success: int = 0
+    # Sampled jobs whose result judged the submission (not a grader error):
+    # the pass rate's denominator.
+    judged: int = 0
 
     def add_sampled(
         self,
@@ -34,7 +39,7 @@ class Bucket:
         fails: int | None,
         cpu_ms: int | None,
         real_ms: int | None,
-        success: bool | None,
+        verdict: str | None,
     ) -> None:
         """Add one sampled job; ``wait`` is None when it never started grading."""
         self.sampled += 1
@@ -47,7 +52,8 @@ class Bucket:
             self.grading_sum += max(0.0, float(grading))  # type: ignore[arg-type]
         self.cpu_ms += cpu_ms or 0
         self.real_ms += real_ms or 0
-        self.success += 1 if success else 0
+        self.success += 1 if verdict == PASSED else 0
+        self.judged += 1 if verdict in (PASSED, FAILED) else 0
 
     @property
     def scale(self) -> float:
@@ -92,7 +98,9 @@ class Bucket:
 
     @property
     def success_rate(self) -> float:
-        return self.success / self.sampled if self.sampled else 0.0
+        """Passed among the judged results: grader errors and jobs without a result
+        (cancelled) are neither passes nor failures."""
+        return self.success / self.judged if self.judged else 0.0
 
 
 class BucketCache:

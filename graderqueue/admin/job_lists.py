@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
+from graderqueue.admin import verdicts
 from graderqueue.admin.conditions import contains, noindex, time_range
 from graderqueue.admin.keyset import DEFAULT_LIMIT, SCAN_LIMIT, Cursor, Page, keyset_page
 from graderqueue.admin.live_queue import LISTED_STATUSES
-from graderqueue.store.models import Job, Result
+from graderqueue.store.models import Job, JobStatus, Result
 
 NO_PLATFORM = -1  # platform filter value for jobs sent by the interface or remote users
 
@@ -30,11 +31,29 @@ class JobFilter:
     server_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Done jobs only: their result's verdict, task name and language.
+    verdict: str = ""
+    task: str = ""
+    language: str = ""
+
+    @property
+    def filtered(self) -> bool:
+        return bool(
+            self.name
+            or self.status
+            or self.platform_id is not None
+            or self.server_id is not None
+            or self.since
+            or self.until
+            or self.verdict
+            or self.task
+            or self.language
+        )
 
     @property
     def post_conditions(self) -> list[Any]:
         """The filters no list index serves, checked on the rows walked."""
-        conditions: list[Any] = []
+        conditions: list[Any] = verdicts.result_is(self.verdict, self.task, self.language)
         if self.name:
             conditions.append(contains(Job.name, self.name))
         if self.platform_id == NO_PLATFORM:
@@ -69,6 +88,21 @@ def live_jobs(
     )
 
 
+@dataclass(frozen=True)
+class DoneMatch:
+    """The done jobs a done-list filter shows, as ``queue/control.act_by_filter`` takes
+    them (bulk requeue from the list): the same conditions, done jobs only."""
+
+    filters: JobFilter
+
+    def conditions(self, session: Session) -> list[Any]:
+        return [
+            Job.status == JobStatus.DONE,
+            *time_range(Job.grading_end_time, self.filters.since, self.filters.until),
+            *self.filters.post_conditions,
+        ]
+
+
 def done_jobs(
     session: Session,
     filters: JobFilter,
@@ -95,7 +129,7 @@ def done_jobs(
 
 @dataclass(frozen=True)
 class ResultSummary:
-    is_success: bool
+    verdict: str
     cpu_time_ms: int
     real_time_ms: int
     task_name: str
@@ -109,7 +143,7 @@ def result_summaries(session: Session, job_ids: list[int]) -> dict[int, ResultSu
     rows = session.execute(
         select(
             Result.job_id,
-            Result.is_success,
+            Result.verdict,
             Result.cpu_time_ms,
             Result.real_time_ms,
             Result.task_name,

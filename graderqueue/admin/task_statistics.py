@@ -16,6 +16,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from graderqueue.admin.durations import SecondsBetween
+from graderqueue.admin.verdicts import GRADER_ERROR, PASSED, pass_rate
 from graderqueue.admin.windows import Window
 from graderqueue.store.db import Database
 from graderqueue.store.models import Job, Result, utcnow
@@ -48,10 +49,16 @@ class GroupStats:
     wait_avg: float
     total_avg: float
     fails: int
+    grader_errors: int = 0
 
     @property
-    def success_rate(self) -> float:
-        return self.success / self.count if self.count else 0.0
+    def judged(self) -> int:
+        """Results that judged the submission: grader errors are not failures."""
+        return self.count - self.grader_errors
+
+    @property
+    def success_rate(self) -> float | None:
+        return pass_rate(self.success, self.judged)
 
 
 @dataclass
@@ -86,8 +93,9 @@ def task_statistics(
             wait_avg=float(wait or 0),
             total_avg=float(total or 0),
             fails=int(fails or 0),
+            grader_errors=int(broken or 0),
         )
-        for k, n, s, cpu, real, slow, wait, total, fails in raw[:limit]
+        for k, n, s, cpu, real, slow, wait, total, fails, broken in raw[:limit]
     ]
     return TaskStatistics(rows=rows, truncated=len(raw) > limit, total=sum(int(r[1]) for r in raw))
 
@@ -103,13 +111,14 @@ def _grouped(column: Any, start: datetime, end: datetime) -> Select[Any]:
         select(
             key,
             count,
-            func.sum(case((Result.is_success, 1), else_=0)),
+            func.sum(case((Result.verdict == PASSED, 1), else_=0)),
             func.avg(Result.cpu_time_ms),
             func.avg(Result.real_time_ms),
             func.max(case((Result.is_success, Result.max_real_time_ms), else_=0)),
             func.avg(SecondsBetween(Job.received_time, Job.grading_start_time)),
             func.avg(SecondsBetween(Job.received_time, Job.grading_end_time)),
             func.sum(Job.nb_fails),
+            func.sum(case((Result.verdict == GRADER_ERROR, 1), else_=0)),
         )
         .select_from(Job)
         .join(Result, Result.job_id == Job.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, literal, select, update
+from sqlalchemy import case, exists, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import BadRequest, UnknownJob
@@ -113,3 +113,53 @@ def redeliver_matching(
         f"(done from {since or 'the start'} until {until or 'now'})",
     )
     return total
+
+
+def retry_now(
+    session: Session,
+    *,
+    job_id: int | None = None,
+    platform_id: int | None = None,
+    actor: str = "cli",
+) -> int:
+    """Owed results of one job or one platform: tried again at once, not at their backoff.
+
+    Only results not delivered yet (pending, or given up: those get a fresh
+    give-up horizon); a result being posted right now is left to its post.
+    Returns how many will be tried; the caller kicks the delivery worker after
+    the commit.
+    """
+    if (job_id is None) == (platform_id is None):
+        raise ValueError("retry_now: a job or a platform")
+    now = utcnow()
+    if job_id is not None:
+        target = Delivery.job_id == job_id
+        what = f"job #{job_id}"
+    else:
+        target = Delivery.platform_id == platform_id
+        what = f"the results owed to platform #{platform_id}"
+    changed = session.execute(
+        update(Delivery)
+        .where(
+            target,
+            Delivery.state.in_([DeliveryState.PENDING, DeliveryState.GIVEN_UP]),
+            or_(Delivery.locked_until.is_(None), Delivery.locked_until < now),
+        )
+        .values(
+            state=DeliveryState.PENDING,
+            next_attempt_at=now,
+            created_at=case(
+                (Delivery.state == DeliveryState.GIVEN_UP, literal(now, Timestamp)),
+                else_=Delivery.created_at,
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed:
+        events.log_event(
+            session,
+            events.REDELIVERY,
+            job_id=job_id,
+            message=f"retry now of {what} ({changed}) by {actor}",
+        )
+    return changed

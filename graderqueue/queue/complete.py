@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from graderqueue.errors import NotAssigned
 from graderqueue.protocol.results import result_errorcode
-from graderqueue.queue import artifacts, states, stats
+from graderqueue.queue import artifacts, states, stats, verdicts
 from graderqueue.store import events
 from graderqueue.store.models import (
     Delivery,
@@ -72,7 +72,7 @@ def complete(
         _reject(session, server_id, job_id, code, result)
         return Completion(job_id=job_id, accepted=False, type_ids=type_ids)
     now = utcnow()
-    _finish(session, job_id, held.jobdata, result, now)
+    _finish(session, job_id, server_id, held.jobdata, result, now)
     artifacts.keep(session, job_id, captured or [])
     if held.platform_id is not None:
         _owe_delivery(session, job_id, held.platform_id, now)
@@ -95,14 +95,20 @@ def _reject(
 
 
 def _finish(
-    session: Session, job_id: int, jobdata_text: str, result: dict[str, Any], now: datetime
+    session: Session,
+    job_id: int,
+    server_id: int,
+    jobdata_text: str,
+    result: dict[str, Any],
+    now: datetime,
 ) -> None:
-    """sent -> done, with the result and its statistics."""
+    """sent -> done, with the result, its statistics and its verdict."""
     try:
         jobdata = json.loads(jobdata_text)
     except ValueError:
         jobdata = {}
     figures = stats.extract(jobdata, result)
+    verdict = verdicts.verdict(result, figures.is_success)
     session.execute(
         update(JOBS)
         .where(JOBS.c.id == job_id)
@@ -110,8 +116,26 @@ def _finish(
     )
     states.sync_types(session, job_id, JobStatus.DONE)
     session.execute(
-        _INSERT_RESULT, {"job_id": job_id, "resultdata": json.dumps(result), **figures.as_dict()}
+        _INSERT_RESULT,
+        {
+            "job_id": job_id,
+            "resultdata": json.dumps(result),
+            "verdict": verdict,
+            **figures.as_dict(),
+        },
     )
+    if verdict == verdicts.GRADER_ERROR:
+        # Kept as done (the protocol says so) but not a judgement: the event
+        # log says so, or it would look like a wrong answer.
+        message = result.get("errormsg")
+        events.log_event(
+            session,
+            events.GRADER_ERROR,
+            job_id=job_id,
+            server_id=server_id,
+            message=f"errorcode {result_errorcode(result)}: "
+            f"{message if isinstance(message, str) else ''}",
+        )
 
 
 def _owe_delivery(session: Session, job_id: int, platform_id: int, now: datetime) -> None:

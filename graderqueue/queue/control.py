@@ -245,7 +245,7 @@ class ByFilter:
 
 def act_by_filter(
     db: Database,
-    jobs: listing.JobFilter,
+    jobs: listing.Matcher,
     action: str,
     *,
     actor: str,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import String, exists, func, literal, select
 from sqlalchemy.orm import Session
@@ -115,6 +115,13 @@ class JobFilter:
         return where
 
 
+class Matcher(Protocol):
+    """What picks jobs for an action by filter: this module's JobFilter, or another
+    list's filter (the admin's done list) with the same method."""
+
+    def conditions(self, session: Session) -> list[Any] | None: ...
+
+
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"Filter {key} must be a string.")
@@ -195,7 +202,7 @@ def page(
     return job_view.summaries(session, rows), (rows[-1].id if more and rows else None)
 
 
-def matching_ids(session: Session, jobs: JobFilter, statuses: frozenset[str]) -> Iterator[int]:
+def matching_ids(session: Session, jobs: Matcher, statuses: frozenset[str]) -> Iterator[int]:
     """Ids of the jobs that match and are in ``statuses``, oldest first, in batches."""
     where = jobs.conditions(session)
     if where is None:
@@ -214,7 +221,7 @@ def matching_ids(session: Session, jobs: JobFilter, statuses: frozenset[str]) ->
         after = batch[-1]
 
 
-def count(session: Session, jobs: JobFilter, statuses: frozenset[str]) -> int:
+def count(session: Session, jobs: Matcher, statuses: frozenset[str]) -> int:
     where = jobs.conditions(session)
     if where is None:
         return 0

@@ -10,6 +10,8 @@ from graderqueue.store.models import Event, utcnow
 # Kinds of events, named as the original's log types where one existed.
 TIMEOUT = "error_timeout"
 BAD_RESULT = "error_in_result"
+# A result kept as done although grading broke (queue/verdicts.py): not a judgement.
+GRADER_ERROR = "grader_error"
 RELEASED = "released_by_server"
 WAKEUP_FAILED = "wakeup_failed"
 WAKEUP_OK = "wakeup_ok"

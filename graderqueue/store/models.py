@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -259,6 +260,10 @@ class QueueFlag(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+def _verdict_of_success(context: Any) -> str:
+    return "passed" if context.get_current_parameters().get("is_success") else "failed"
+
+
 class Result(Base):
     """The result of a done job, with the original's statistics columns."""
 
@@ -272,10 +277,15 @@ class Result(Base):
     task_path: Mapped[str] = mapped_column(String(1000), default="")
     task_name: Mapped[str] = mapped_column(String(255), default="")
     language: Mapped[str] = mapped_column(String(64), default="")
+    # passed, failed or grader_error (queue/verdicts.py), kept so that lists
+    # filter on it without reading the result JSON. complete() always sets
+    # it; a row written without it (a tool, a test) follows is_success.
+    verdict: Mapped[str] = mapped_column(String(16), default=_verdict_of_success)
 
     __table_args__ = (
         Index("ix_results_task_name", "task_name"),
         Index("ix_results_language", "language"),
+        Index("ix_results_verdict", "verdict", "job_id"),
     )
 
 

@@ -108,7 +108,13 @@ def setup_registry(db: Database) -> dict[str, Any]:
         platform_ids = []
         for i in range(N_PLATFORMS):
             _private, public = keys.generate_rsa_pem()
-            platform = registry.add_platform(session, f"platform{i + 1}", public.decode())
+            # A return URL: the deliveries page has an outbox of a million rows to read.
+            platform = registry.add_platform(
+                session,
+                f"platform{i + 1}",
+                public.decode(),
+                return_url=f"http://127.0.0.1:9/platform{i + 1}",
+            )
             platform_ids.append(platform.id)
         server_ids = []
         for i in range(N_SERVERS):
@@ -138,8 +144,16 @@ JOB_COLUMNS = [
 TYPE_COLUMNS = ["job_id", "type_id", "status", "priority"]
 RESULT_COLUMNS = [
     "job_id", "resultdata", "cpu_time_ms", "real_time_ms", "max_real_time_ms", "is_success",
-    "task_path", "task_name", "language",
+    "task_path", "task_name", "language", "verdict",
 ]  # fmt: skip
+DELIVERY_COLUMNS = [
+    "job_id", "platform_id", "state", "attempts", "next_attempt_at", "created_at",
+    "last_attempt_at", "delivered_at", "last_error",
+]  # fmt: skip
+# One done job in this many is a grader error; one in PENDING_EVERY still owes its
+# result to platform1 (a platform whose return URL fails).
+GRADER_ERROR_EVERY = 100
+PENDING_EVERY = 2000
 
 
 def fill(db: Database, done_rows: int, reg: dict[str, Any], seed: int = 1) -> float:
@@ -153,7 +167,7 @@ def fill(db: Database, done_rows: int, reg: dict[str, Any], seed: int = 1) -> fl
     writer = _Writer(db)
     try:
         for first in range(0, done_rows, BATCH):
-            jobs, results, types = [], [], []
+            jobs, results, types, owed = [], [], [], []
             for job_id in range(first + 1, min(first + BATCH, done_rows) + 1):
                 received = start + step * (job_id - 1)
                 sent = received + timedelta(milliseconds=rng.randint(5, 4000))
@@ -171,24 +185,44 @@ def fill(db: Database, done_rows: int, reg: dict[str, Any], seed: int = 1) -> fl
                     )
                 )  # fmt: skip
                 cpu = rng.randint(1, 5000)
+                passed = rng.random() < 0.7
+                verdict = (
+                    "grader_error"
+                    if job_id % GRADER_ERROR_EVERY == 0
+                    else ("passed" if passed else "failed")
+                )
                 results.append(
                     (
                         job_id, resultdata, cpu, cpu + rng.randint(0, 500), cpu // 3,
-                        rng.random() < 0.7, task, task.rsplit("/", 1)[1], lang,
+                        passed, task, task.rsplit("/", 1)[1], lang, verdict,
                     )
                 )  # fmt: skip
+                owed.append(_delivery(job_id, reg["platforms"][job_id % N_PLATFORMS], ended))
                 types.append((job_id, reg["types"][0], "done", 0))
                 if job_id % 4 == 0:
                     types.append((job_id, reg["types"][1], "done", 0))
             writer.insert("jobs", JOB_COLUMNS, jobs)
             writer.insert("results", RESULT_COLUMNS, results)
             writer.insert("job_types", TYPE_COLUMNS, types)
+            writer.insert("deliveries", DELIVERY_COLUMNS, owed)
             writer.commit()
         fill_live(writer, done_rows, reg, rng)
         fill_events(writer, done_rows, reg, rng)
     finally:
         writer.close()
     return time.perf_counter() - began
+
+
+def _delivery(job_id: int, platform_id: int, ended: datetime) -> tuple:
+    """The outbox row of a done job: delivered, or still failing for one in PENDING_EVERY."""
+    if job_id % PENDING_EVERY == 0:
+        retry = ended + timedelta(hours=1)
+        return (
+            job_id, platform_id, "pending", 12, _ts(retry), _ts(ended), _ts(ended),
+            None, "connection refused",
+        )  # fmt: skip
+    at = _ts(ended + timedelta(milliseconds=40))
+    return (job_id, platform_id, "delivered", 1, _ts(ended), _ts(ended), at, at, "")
 
 
 def fill_live(writer: _Writer, first_id: int, reg: dict[str, Any], rng: random.Random) -> None:
@@ -275,6 +309,11 @@ def _pages(db: Database, done_rows: int) -> list[tuple[str, str]]:
             f"/admin/jobs/done?since={day:%Y-%m-%dT%H:%M:%S}"
             f"&until={day + timedelta(days=1):%Y-%m-%dT%H:%M:%S}",
         ),
+        ("done jobs, grader errors", "/admin/jobs/done?result=grader_error"),
+        ("done jobs, failed in java", "/admin/jobs/done?result=failed&language=java"),
+        ("done jobs, grader errors of a task", "/admin/jobs/done?result=grader_error&task=task007"),
+        ("deliveries", "/admin/deliveries"),
+        ("deliveries, one platform", "/admin/deliveries?platform=platform1"),
         ("job page", f"/admin/jobs/{middle}"),
         ("events", "/admin/events"),
         ("events, kind", "/admin/events?kind=wakeup_failed"),
@@ -334,6 +373,9 @@ def prepare(instance: Path, database_url: str, rows: int, reuse: bool) -> QueueS
         database_url,
         session_cookie_secure=False,
         send_job_form=True,
+        # The outbox holds failing rows (platform1): no delivery thread posting
+        # them while pages are timed.
+        delivery_enabled=False,
         # QueueSetup turns the registry cache off for tests; time the pages as deployed.
         registry_cache_sec=Settings.registry_cache_sec,
     )

@@ -26,6 +26,7 @@ def init_admin(app: Flask, rt: Runtime) -> None:
     from graderqueue.web.admin import (  # noqa: F401
         views_accounts,
         views_auth,
+        views_deliveries,
         views_fleet,
         views_jobs,
         views_pages,

@@ -2,6 +2,10 @@
 
 Colours come from the stylesheet (classes ``s0``, ``s1``); every bar and
 point has a ``<title>``, which browsers show on hover.
+
+Drawn 400 units wide and shown at least about 348 px wide (a phone), so the
+stylesheet's 14-unit text is never under 12 px on screen: a wider drawing
+shrinks its text with it (it was 560 wide, its 10.5-unit labels 8 px).
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from html import escape
 
 from markupsafe import Markup
 
-WIDTH, HEIGHT = 560, 210
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 28, 26
-PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+WIDTH, HEIGHT = 400, 240
+LEFT, RIGHT, TOP, BOTTOM = 58, 10, 56, 28  # LEFT: the least; long axis labels widen it
+# Width of one character of the axis and legend text (14 units), about.
+CHAR_W = 8.0
+PLOT_H = HEIGHT - TOP - BOTTOM
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,9 @@ class Series:
     name: str
     values: Sequence[float | None]  # None: no data for that bar
     kind: str = "line"  # or "bar"
+    # Counts (failures, jobs): whole numbers in the tooltips. Otherwise up to
+    # two decimals, trailing zeros dropped: "3 failures", never "3.00".
+    whole: bool = False
 
 
 def nice_ceiling(value: float, steps: int = 4) -> float:
@@ -38,10 +47,17 @@ def nice_ceiling(value: float, steps: int = 4) -> float:
     return 10 * power * steps
 
 
-def _label(value: float) -> str:
-    if value >= 1000:
-        return f"{value / 1000:g}k"
-    return f"{round(value, 6):g}"
+def _label(value: float, unit: str = "") -> str:
+    """An axis label, with the chart's unit (" s"): the y axis says what it counts."""
+    text = f"{value / 1000:g}k" if value >= 1000 else f"{round(value, 6):g}"
+    return f"{text}{unit}"
+
+
+def tip_number(value: float, whole: bool = False) -> str:
+    """A value as a tooltip says it: 1,234 / 2.5 / 0.25; counts always whole."""
+    if whole or abs(value - round(value)) < 1e-9:
+        return f"{round(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 def _time_label(moment: datetime, tick_seconds: int) -> str:
@@ -56,13 +72,18 @@ class _Frame:
 
     count: int  # bars (slots) across
     top: float  # the value at the top of the plot
+    left: float = LEFT  # where the plot starts: right of the y axis' labels
+
+    @property
+    def plot_w(self) -> float:
+        return WIDTH - self.left - RIGHT
 
     @property
     def slot(self) -> float:
-        return PLOT_W / self.count
+        return self.plot_w / self.count
 
     def x(self, i: float) -> float:
-        return LEFT + self.slot * (i + 0.5)
+        return self.left + self.slot * (i + 0.5)
 
     def y(self, v: float) -> float:
         return TOP + PLOT_H * (1 - min(v, self.top) / self.top)
@@ -78,45 +99,49 @@ def line_chart(
 ) -> Markup:
     """An SVG chart of one value per bucket for each series; bars first, lines on top."""
     top = nice_ceiling(max((v for s in series for v in s.values if v is not None), default=0.0))
-    frame = _Frame(count=max(len(starts), 1), top=top)
+    widest = max(len(_label(top * step / 4, unit)) for step in range(5))
+    frame = _Frame(count=max(len(starts), 1), top=top, left=max(LEFT, 10 + CHAR_W * widest))
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
-        f'<text class="chart-title" x="{LEFT}" y="16">{escape(title)}</text>',
-        *_grid(frame),
+        f'<text class="chart-title" x="4" y="18">{escape(title)}</text>',
+        *_grid(frame, unit),
         *_time_axis(frame, starts, tick_seconds),
         *_legend(series),
     ]
     for index, s in enumerate(series):
         out.extend(_marks(frame, index, s, starts, unit))
     out.append(
-        f'<line class="baseline" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
+        f'<line class="baseline" x1="{frame.left}" x2="{WIDTH - RIGHT}" '
         f'y1="{TOP + PLOT_H}" y2="{TOP + PLOT_H}"/>'
     )
     out.append("</svg>")
     return Markup("".join(out))
 
 
-def _grid(frame: _Frame) -> list[str]:
+def _grid(frame: _Frame, unit: str) -> list[str]:
     """Horizontal grid lines with their value labels."""
     out = []
     for step in range(5):
         value = frame.top * step / 4
         gy = frame.y(value)
         out.append(
-            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
+            f'<line class="grid" x1="{frame.left}" x2="{WIDTH - RIGHT}" '
+            f'y1="{gy:.1f}" y2="{gy:.1f}"/>'
         )
         out.append(
-            f'<text class="axis" x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end">'
-            f"{_label(value)}</text>"
+            f'<text class="axis" x="{frame.left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
+            f"{_label(value, unit)}</text>"
         )
     return out
 
 
 def _time_axis(frame: _Frame, starts: Sequence[datetime], tick_seconds: int) -> list[str]:
-    """Start times under the bars, at most about six of them."""
-    every = max(1, math.ceil(frame.count / 6))
+    """Start times under the bars, as many as fit without touching."""
+    sample = _time_label(starts[0], tick_seconds) if starts else "00:00"
+    fits = max(1, int(frame.plot_w // (len(sample) * CHAR_W + 14)))
+    every = max(1, math.ceil(frame.count / fits))
     return [
         f'<text class="axis" x="{frame.x(i):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
         f"{_time_label(start, tick_seconds)}</text>"
@@ -126,15 +151,16 @@ def _time_axis(frame: _Frame, starts: Sequence[datetime], tick_seconds: int) -> 
 
 
 def _legend(series: Sequence[Series]) -> list[str]:
-    """The series' names, right-aligned along the top, in the series' colours."""
+    """The series' names on a line of their own under the title, each after a swatch
+    of its colour (the name itself is in it too, at AA contrast)."""
     out = []
-    legend_x = WIDTH - RIGHT
-    for index, s in reversed(list(enumerate(series))):
-        label = escape(s.name)
+    legend_x = 4.0
+    for index, s in enumerate(series):
         out.append(
-            f'<text class="legend s{index}" x="{legend_x}" y="16" text-anchor="end">{label}</text>'
+            f'<rect class="swatch s{index}" x="{legend_x:.1f}" y="29" width="10" height="10"/>'
+            f'<text class="legend s{index}" x="{legend_x + 14:.1f}" y="39">{escape(s.name)}</text>'
         )
-        legend_x -= 8 + 6.5 * len(s.name)
+        legend_x += 14 + CHAR_W * len(s.name) + 16
     return out
 
 
@@ -152,7 +178,11 @@ def _marks(
                 lines.append(f'<polyline class="line s{index}" points="{" ".join(points)}"/>')
             points = []
             continue
-        tip = f"{starts[i]:%Y-%m-%d %H:%M} UTC: {value:,.2f}{unit} {s.name}" if starts else ""
+        tip = (
+            f"{starts[i]:%Y-%m-%d %H:%M} UTC: {tip_number(value, s.whole)}{unit} {s.name}"
+            if starts
+            else ""
+        )
         x, y = frame.x(i), frame.y(value)
         if s.kind == "bar":
             bar_w = max(1.0, frame.slot * 0.7)

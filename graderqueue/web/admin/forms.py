@@ -7,10 +7,12 @@ a date shows the unfiltered list with a note instead of an error page.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from graderqueue.admin.event_log import EventFilter
 from graderqueue.admin.job_lists import NO_PLATFORM, JobFilter
+from graderqueue.admin.verdicts import VERDICTS
 from graderqueue.protocol.numbers import parse_int
 
 TIME_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
@@ -72,6 +74,16 @@ def job_filter(form: FilterForm, statuses: tuple[str, ...]) -> JobFilter:
         server_id=form.integer("server"),
         since=form.time("since"),
         until=form.time("until", end_of_day=True),
+    )
+
+
+def done_filter(form: FilterForm) -> JobFilter:
+    """The done list's filters: the common ones, and the result's verdict, task and language."""
+    return replace(
+        job_filter(form, ()),
+        verdict=form.choice("result", VERDICTS),
+        task=form.text("task"),
+        language=form.text("language", 64),
     )
 
 

@@ -1,20 +1,25 @@
-"""Lists of live and done jobs, one job's page, and requeue / cancel."""
+"""Lists of live and done jobs, one job's page; requeue / cancel, bulk requeue of done
+jobs by filter, and retrying a job's delivery now."""
 
 from __future__ import annotations
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
-from graderqueue.admin.job_lists import done_jobs, live_jobs, result_summaries
+from graderqueue.admin import deliveries, verdicts
+from graderqueue.admin.job_lists import DoneMatch, done_jobs, live_jobs, result_summaries
 from graderqueue.admin.job_page import job_detail, job_document
 from graderqueue.admin.keyset import Cursor
 from graderqueue.admin.live_queue import LISTED_STATUSES
 from graderqueue.admin.names import platform_names, server_names
-from graderqueue.delivery import post
+from graderqueue.delivery import post, redelivery
 from graderqueue.errors import QueueError
 from graderqueue.observability import metrics
 from graderqueue.queue import control
+from graderqueue.web.admin.acting import CONFIRM_FIELD, actor, confirmed
 from graderqueue.web.admin.blueprint import bp
-from graderqueue.web.admin.forms import FilterForm, job_filter
+from graderqueue.web.admin.forms import FilterForm, done_filter, job_filter
+from graderqueue.web.admin.security import safe_next
+from graderqueue.web.admin.templating import page_args
 from graderqueue.web.answers import runtime
 
 
@@ -54,7 +59,108 @@ def jobs_queued() -> Response | str:
 
 @bp.get("/jobs/done")
 def jobs_done() -> Response | str:
-    return _job_list("done")
+    form = FilterForm(request.args)
+    job_id = form.integer("id")
+    if job_id is not None:
+        return redirect(url_for("admin.job", job_id=job_id))
+    filters = done_filter(form)
+    cursor = Cursor.decode(request.args.get("before"))
+    with runtime().db.reading() as session:
+        page = done_jobs(session, filters, cursor)
+        ids = [j.id for j in page.rows]
+        results = result_summaries(session, ids)
+        delivered = deliveries.badges(session, ids)
+        platforms = platform_names(session)
+        servers = server_names(session)
+    return render_template(
+        "admin/jobs_done.html",
+        kind="done",
+        page=page,
+        results=results,
+        delivered=delivered,
+        filters=filters,
+        problems=form.problems,
+        platforms=platforms,
+        servers=servers,
+        statuses=(),
+        verdict_labels=verdicts.LABELS,
+        args=request.args,
+    )
+
+
+# Jobs one bulk requeue from the done list may change; more: narrow the filter.
+BULK_LIMIT = 10_000
+
+
+@bp.post("/jobs/done/requeue")
+def jobs_done_requeue() -> Response | str:
+    """Requeue (rejudge) every done job the list's filters match, after a confirmation."""
+    form = FilterForm(request.args)
+    filters = done_filter(form)
+    back = url_for("admin.jobs_done", **page_args(request.args))
+    if form.problems:
+        flash(" ".join(form.problems), "error")
+        return redirect(back)
+    rt = runtime()
+    match = DoneMatch(filters)
+    try:
+        if not confirmed():
+            counted = control.act_by_filter(
+                rt.db, match, "requeue", **_BULK, dry_run=True, actor=actor()
+            )
+            return _ask_bulk(counted.matched, back)
+        outcome = control.act_by_filter(
+            rt.db, match, "requeue", **_BULK, dry_run=False, actor=actor()
+        )
+    except QueueError as exc:
+        flash(exc.message, "error")
+        return redirect(back)
+    if outcome.type_ids:
+        rt.jobs_available(sorted(outcome.type_ids))
+    flash(f"{outcome.changed} done jobs are back in the queue, to be graded again.", "ok")
+    return redirect(back)
+
+
+def _no_budget(_session: object) -> None:
+    """The JSON API charges a rate budget here; the admin pages have none."""
+
+
+_BULK = {"priority": None, "limit": BULK_LIMIT, "spend": _no_budget}
+
+
+def _ask_bulk(matched: int, back: str) -> str:
+    facts = [
+        f"{matched} done jobs match these filters.",
+        "Each goes back to the queue and is graded again: its result, delivery and "
+        "artifacts are deleted now, and the new result is delivered to its platform.",
+    ]
+    if matched > BULK_LIMIT:
+        facts.append(f"That is over {BULK_LIMIT} jobs: narrow the filters first.")
+    return render_template(
+        "admin/confirm.html",
+        title=f"Requeue {matched} done jobs?",
+        facts=facts,
+        button=f"Requeue {matched} jobs",
+        back=back,
+        choices=[],
+        # The filters ride in the query string, as on the list itself.
+        action=request.full_path,
+        confirm_field=CONFIRM_FIELD,
+    )
+
+
+@bp.post("/jobs/<id:job_id>/delivery/retry")
+def retry_delivery(job_id: int) -> Response:
+    """Try the job's owed result again now instead of at its backoff."""
+    rt = runtime()
+    with rt.db.transaction() as session:
+        count = redelivery.retry_now(session, job_id=job_id, actor=actor())
+    if count:
+        rt.results_stored(job_id)
+        flash(f"Job #{job_id}: its result is being sent again now.", "ok")
+    else:
+        flash(f"Job #{job_id} owes no result to retry (delivered, or none owed).", "warning")
+    return redirect(safe_next(request.form.get("next")) or url_for("admin.job", job_id=job_id))
 
 
 @bp.get("/jobs/<id:job_id>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, flash, redirect, render_template, request, url_for
 
 from graderqueue.admin import actions as admin_actions
+from graderqueue.admin.names import tag_names
 from graderqueue.errors import BadRequest, QueueError
 from graderqueue.observability import metrics
 from graderqueue.protocol.numbers import parse_int
@@ -31,13 +32,19 @@ def _copies() -> int:
     return copies
 
 
+def _form(values: dict[str, str], enabled: bool, status: int) -> tuple[str, int]:
+    with runtime().db.reading() as session:
+        tags = tag_names(session)
+    return render_template("admin/send.html", enabled=enabled, values=values, tags=tags), status
+
+
 @bp.route("/send", methods=["GET", "POST"])
 def send() -> Response | tuple[str, int] | str:
     rt = runtime()
     enabled = rt.settings.send_job_form
     if request.method == "GET" or not enabled:
         status = 200 if enabled or request.method == "GET" else 403
-        return render_template("admin/send.html", enabled=enabled, values=DEFAULTS), status
+        return _form(DEFAULTS, enabled, status)
     fields = {k: v for k, v in request.form.items() if k not in FORM_ONLY and v != ""}
     try:
         upload = (
@@ -52,7 +59,7 @@ def send() -> Response | tuple[str, int] | str:
     except QueueError as exc:
         flash(exc.message, "error")
         values = {**DEFAULTS, **request.form.to_dict()}
-        return render_template("admin/send.html", enabled=True, values=values), 400
+        return _form(values, True, 400)
     rt.jobs_available(sent.type_ids)
     metrics.jobs_received(None, "interface", len(set(sent.job_ids)))
     ids = ", ".join(f"#{i}" for i in sent.job_ids)
