@@ -26,6 +26,10 @@ class Bucket:
     cpu_ms: float = 0.0
     real_ms: float = 0.0
     success: int = 0
+    # Exact counts from the event log, by when they happened (not by the
+    # jobs that finished in the bar): see activity.FAILED_ATTEMPT.
+    failed_attempts: int = 0
+    gave_up: int = 0
 
     def add_sampled(
         self,
@@ -88,7 +92,8 @@ class Bucket:
 
     @property
     def failures(self) -> float:
-        return self.fails * self.scale
+        """Attempts that failed in this bar, whether or not their job is done since."""
+        return float(self.failed_attempts)
 
     @property
     def success_rate(self) -> float:
