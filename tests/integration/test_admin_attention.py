@@ -20,6 +20,7 @@ from graderqueue.queue import complete as completing
 from graderqueue.queue import enqueue
 from graderqueue.queue.states import fail_exhausted
 from graderqueue.registry.view import RegistryView
+from graderqueue.store import events
 from graderqueue.store.models import Job, Server, ServerType, utcnow
 from tests.integration.test_admin_pages import add_admin, log_in
 
@@ -204,3 +205,30 @@ def test_the_pages_show_it(sqlite_queue):
     reg = client.get("/admin/registry").get_data(as_text=True)
     assert queue.settings.key_name in reg and "BEGIN PUBLIC KEY" in reg
     assert "PRIVATE" not in reg
+
+
+def test_job_page_attempts_and_grouped_events(sqlite_queue):
+    queue = sqlite_queue
+    add_admin(queue)
+    server_id, type_id = server(queue, "g1")
+    submit(queue, [0])
+    job_id = claim(queue, server_id, type_id)
+    with queue.db.transaction() as session:
+        completing.complete(session, server_id, job_id, {"errorcode": 2, "errormsg": "x"})
+        for _ in range(3):
+            events.log_event(session, events.WAKEUP_FAILED, server_id=server_id, message="")
+    client = queue.app.test_client()
+    log_in(client)
+
+    page = client.get(f"/admin/jobs/{job_id}").get_data(as_text=True)
+    started = re.search(r'id="grading-started">(.*?)</td>', page).group(1)
+    assert "not being graded now; 1 earlier attempt below" in started
+    assert "failed result" in page and f'href="/admin/servers/{server_id}">g1</a>' in page
+    assert claim(queue, server_id, type_id) == job_id
+    page = client.get(f"/admin/jobs/{job_id}").get_data(as_text=True)
+    assert page.count("<tr><td class=\"num\">") >= 2 and "being graded" in page
+
+    log = client.get("/admin/events").get_data(as_text=True)
+    assert log.count("wakeup_failed</a> <span class=\"repeat\">×3</span>") == 1
+    errors = client.get("/admin/events?severity=error").get_data(as_text=True)
+    assert "error_in_result" in errors and "wakeup_failed</a>" not in errors

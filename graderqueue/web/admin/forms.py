@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from graderqueue.admin.event_log import EventFilter
+from graderqueue.admin.event_log import SEVERITIES, EventFilter
 from graderqueue.admin.job_lists import NO_PLATFORM, JobFilter
 from graderqueue.protocol.numbers import parse_int
 
@@ -78,6 +78,7 @@ def job_filter(form: FilterForm, statuses: tuple[str, ...]) -> JobFilter:
 def event_filter(form: FilterForm) -> EventFilter:
     return EventFilter(
         kind=form.text("kind", 64),
+        severity=form.choice("severity", SEVERITIES),
         job_id=form.integer("job"),
         server_id=form.integer("server"),
         text=form.text("text"),

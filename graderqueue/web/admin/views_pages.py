@@ -10,7 +10,7 @@ from markupsafe import Markup
 from graderqueue.admin import live_queue, server_states, task_statistics
 from graderqueue.admin.activity import Activity, activity
 from graderqueue.admin.attention import attention_items
-from graderqueue.admin.event_log import event_kinds, events_page
+from graderqueue.admin.event_log import SEVERITIES, event_kinds, events_page, group_repeats
 from graderqueue.admin.keyset import Cursor
 from graderqueue.admin.names import server_name, server_names
 from graderqueue.admin.type_overview import type_overview
@@ -151,6 +151,8 @@ def event_log() -> str:
     return render_template(
         "admin/events.html",
         page=page,
+        rows=group_repeats(page.rows),
+        severities=SEVERITIES,
         filters=filters,
         problems=form.problems,
         kinds=event_kinds(),
