@@ -47,7 +47,7 @@ class Attempt:
     number: int
     time: datetime
     server_id: int | None
-    ended: str  # how it ended, or "being graded" / "graded" / "–"
+    ended: str  # how it ended, or "being graded" / "graded"; empty: not known
     ended_at: datetime | None = None
 
 
@@ -138,9 +138,7 @@ def attempts(session: Session, job: Job, job_events: list[Event]) -> list[Attemp
         .order_by(Handout.time, Handout.id)
         .limit(ATTEMPTS_SHOWN)
     ).all()
-    endings = sorted(
-        (e for e in job_events if e.kind in ENDINGS), key=lambda e: (e.time, e.id)
-    )
+    endings = sorted((e for e in job_events if e.kind in ENDINGS), key=lambda e: (e.time, e.id))
     shown = []
     for i, (time, server_id) in enumerate(handouts):
         later = handouts[i + 1].time if i + 1 < len(handouts) else None
@@ -155,7 +153,7 @@ def attempts(session: Session, job: Job, job_events: list[Event]) -> list[Attemp
         elif later is None and job.status == JobStatus.DONE:
             ended, ended_at = "graded", job.grading_end_time
         else:
-            ended, ended_at = "–", None
+            ended, ended_at = "", None
         shown.append(Attempt(i + 1, time, server_id, ended, ended_at))
     return shown
 

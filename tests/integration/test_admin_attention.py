@@ -226,9 +226,9 @@ def test_job_page_attempts_and_grouped_events(sqlite_queue):
     assert "failed result" in page and f'href="/admin/servers/{server_id}">g1</a>' in page
     assert claim(queue, server_id, type_id) == job_id
     page = client.get(f"/admin/jobs/{job_id}").get_data(as_text=True)
-    assert page.count("<tr><td class=\"num\">") >= 2 and "being graded" in page
+    assert page.count('<tr><td class="num">') >= 2 and "being graded" in page
 
     log = client.get("/admin/events").get_data(as_text=True)
-    assert log.count("wakeup_failed</a> <span class=\"repeat\">×3</span>") == 1
+    assert log.count('wakeup_failed</a> <span class="repeat">\u00d73</span>') == 1
     errors = client.get("/admin/events?severity=error").get_data(as_text=True)
     assert "error_in_result" in errors and "wakeup_failed</a>" not in errors
