@@ -127,6 +127,12 @@ def claim_order_page(
     )
 
 
+def type_ids_by_name(session: Session) -> dict[str, int]:
+    """Every server type, by name (the list's type tabs)."""
+    rows = session.execute(select(ServerType.name, ServerType.id).order_by(ServerType.name))
+    return dict(rows.all())
+
+
 def type_names_of(session: Session, job_ids: list[int]) -> dict[int, list[str]]:
     """The server types each of these jobs may run on, by name."""
     if not job_ids:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from graderqueue.admin.job_lists import done_jobs, live_jobs, result_summaries
 from graderqueue.admin.job_page import job_detail, job_document
@@ -16,13 +15,14 @@ from graderqueue.admin.queued_list import (
     ClaimKey,
     claim_order_page,
     in_error_since,
+    type_ids_by_name,
     type_names_of,
 )
 from graderqueue.delivery import post
 from graderqueue.errors import QueueError
 from graderqueue.observability import metrics
 from graderqueue.queue import control
-from graderqueue.store.models import JobStatus, ServerType
+from graderqueue.store.models import JobStatus
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.forms import FilterForm, job_filter
 from graderqueue.web.answers import runtime
@@ -68,9 +68,7 @@ def jobs_queued() -> Response | str:
     filters = job_filter(form, statuses)
     claim_order = filters.status == JobStatus.QUEUED
     with runtime().db.reading() as session:
-        all_types = dict(
-            session.execute(select(ServerType.name, ServerType.id).order_by(ServerType.name)).all()
-        )
+        all_types = type_ids_by_name(session)
         type_name = form.choice("type", tuple(all_types))
         if claim_order:
             chosen = [all_types[type_name]] if type_name else list(all_types.values())
