@@ -134,18 +134,21 @@ def type_ids_by_name(session: Session) -> dict[str, int]:
 
 
 def type_names_of(session: Session, job_ids: list[int]) -> dict[int, list[str]]:
-    """The server types each of these jobs may run on, by name."""
+    """The server types each of these jobs may run on, by name.
+
+    Read on the ``job_types`` primary key alone, names from the small types
+    table: joined in SQL, MariaDB may start from a type and walk its claim
+    index over every done job.
+    """
     if not job_ids:
         return {}
-    names: dict[int, list[str]] = {}
-    for job_id, name in session.execute(
-        select(JobType.job_id, ServerType.name)
-        .join(ServerType, ServerType.id == JobType.type_id)
-        .where(JobType.job_id.in_(job_ids))
-        .order_by(ServerType.name)
+    names = dict(session.execute(select(ServerType.id, ServerType.name)).all())
+    found: dict[int, list[str]] = {}
+    for job_id, type_id in session.execute(
+        select(JobType.job_id, JobType.type_id).where(JobType.job_id.in_(job_ids))
     ):
-        names.setdefault(job_id, []).append(name)
-    return names
+        found.setdefault(job_id, []).append(names.get(type_id, f"#{type_id}"))
+    return {job_id: sorted(types) for job_id, types in found.items()}
 
 
 def in_error_since(session: Session, job_ids: list[int]) -> dict[int, datetime]:

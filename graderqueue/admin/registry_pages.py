@@ -164,7 +164,9 @@ def type_rows(session: Session) -> list[TypeRow]:
     queued = dict(
         session.execute(
             select(JobType.type_id, func.count())
-            .where(JobType.status == JobStatus.QUEUED)
+            # Naming every type lets the claim index (type_id, status, ...)
+            # count only queued rows, not every done job's row.
+            .where(JobType.type_id.in_([t.id for t in types]), JobType.status == JobStatus.QUEUED)
             .group_by(JobType.type_id)
         ).all()
     )

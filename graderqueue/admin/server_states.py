@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
@@ -113,15 +113,19 @@ class _Lookups:
 
 def _lookups(session: Session) -> _Lookups:
     held: dict[int, int] = {}
-    lease_ends: dict[int, tuple[datetime | None, datetime | None]] = {}
-    # The (status, lease_expires) index: sent jobs only, never the done ones.
-    for server_id, count, first, last in session.execute(
-        select(Job.sent_to, func.count(), func.min(Job.lease_expires), func.max(Job.lease_expires))
-        .where(Job.status == JobStatus.SENT)
-        .group_by(Job.sent_to)
+    leases: dict[int, list[datetime]] = {}
+    # Every sent job's row through the (status, lease_expires) index, added
+    # up here: grouped in SQL, SQLite walks (sent_to, status) over every
+    # done job instead. Sent jobs are few (at most the servers' slots).
+    for server_id, lease in session.execute(
+        select(Job.sent_to, Job.lease_expires).where(Job.status == JobStatus.SENT)
     ):
-        held[server_id] = count
-        lease_ends[server_id] = (first, last)
+        held[server_id] = held.get(server_id, 0) + 1
+        if lease is not None:
+            leases.setdefault(server_id, []).append(lease)
+    lease_ends: dict[int, tuple[datetime | None, datetime | None]] = {
+        server_id: (min(ends), max(ends)) for server_id, ends in leases.items()
+    }
     type_names = dict(session.execute(select(ServerType.id, ServerType.name)).all())
     tags: dict[int, list[str]] = {}
     for type_id, tag in session.execute(
