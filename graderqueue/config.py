@@ -207,6 +207,15 @@ class Settings:
     # `autoscale --hook CMD`: the command is killed after this long.
     autoscale_hook_timeout_sec: float = 120.0
 
+    # Admin panel: lost servers, attention
+    # A server is shown "lost" once it has not polled for this long and it
+    # cannot be reached otherwise: its wake-ups fail, a job's lease it holds
+    # ran out, or it has no wake-up URL (docs/ADMIN.md).
+    server_lost_after_sec: float = 120.0
+    # The dashboard's "needs attention" strip names a server type whose
+    # oldest queued job has waited longer than this.
+    attention_wait_sec: float = 300.0
+
     # JSON API (docs/API.md).
     # stdout/stderr a grading server sends beside a result: each kept up to
     # this many bytes (the rest is cut, and the artifact says so).

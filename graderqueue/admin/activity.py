@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from graderqueue.admin.buckets import Bucket, BucketCache
 from graderqueue.admin.durations import SecondsBetween
 from graderqueue.admin.windows import Window
-from graderqueue.store.models import Job, Result, utcnow
+from graderqueue.store import events
+from graderqueue.store.models import Event, Job, Result, utcnow
 
 EPOCH = datetime(1970, 1, 1)
 
@@ -35,6 +36,12 @@ SAMPLE_ROWS = 10_000
 # received close in time, so their rows share database pages: a slice costs
 # a few page reads, where as many scattered rows would cost one each.
 SLICES_PER_BUCKET = 6
+# Events that end an attempt without a result: a result reporting an error,
+# a server letting go of the job, a lease that ran out (logged when another
+# server takes the job). Counted when they happen, from the event log.
+FAILED_ATTEMPT = (events.BAD_RESULT, events.RELEASED, events.TIMEOUT)
+# A job no server will get any more (too many failed attempts).
+GAVE_UP = (events.JOB_ERROR,)
 # A bar is final once this long over: results arriving late (clock skew
 # between nodes, a commit in flight) still land in it before it is cached.
 BUCKET_SETTLE = timedelta(minutes=2)
@@ -98,6 +105,10 @@ class Activity:
         return self._total("failures")
 
     @property
+    def gave_up(self) -> int:
+        return int(self._total("gave_up"))
+
+    @property
     def success_rate(self) -> float | None:
         """Passed among judged results (grader errors left out), bars weighted by
         their judged results."""
@@ -139,6 +150,7 @@ def activity(
     tick = window.tick
     result, todo = _bars(window, now, cache)
     _count(session, todo, tick)
+    _count_failures(session, todo, tick)
     _sample(session, todo, SAMPLE_ROWS // window.buckets)
     if cache is not None:
         for bucket in todo:
@@ -178,6 +190,22 @@ def _count(session: Session, buckets: list[Bucket], tick: int) -> None:
             .select_from(Job)
             .where(Job.grading_end_time >= bucket.start, Job.grading_end_time < end)
         )
+
+
+def _count_failures(session: Session, buckets: list[Bucket], tick: int) -> None:
+    """Failed attempts and given-up jobs per bar: small walks of the (kind, time) index."""
+    for bucket in buckets:
+        end = bucket.start + timedelta(seconds=tick)
+        in_bar = (Event.time >= bucket.start, Event.time < end)
+        counts = dict(
+            session.execute(
+                select(Event.kind, func.count())
+                .where(Event.kind.in_(FAILED_ATTEMPT + GAVE_UP), *in_bar)
+                .group_by(Event.kind)
+            ).all()
+        )
+        bucket.failed_attempts = sum(counts.get(kind, 0) for kind in FAILED_ATTEMPT)
+        bucket.gave_up = sum(counts.get(kind, 0) for kind in GAVE_UP)
 
 
 def _sample(session: Session, buckets: list[Bucket], per_bucket: int) -> None:

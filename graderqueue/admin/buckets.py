@@ -31,6 +31,10 @@ class Bucket:
     # Sampled jobs whose result judged the submission (not a grader error):
     # the pass rate's denominator.
     judged: int = 0
+    # Exact counts from the event log, by when they happened (not by the
+    # jobs that finished in the bar): see activity.FAILED_ATTEMPT.
+    failed_attempts: int = 0
+    gave_up: int = 0
 
     def add_sampled(
         self,
@@ -94,7 +98,8 @@ class Bucket:
 
     @property
     def failures(self) -> float:
-        return self.fails * self.scale
+        """Attempts that failed in this bar, whether or not their job is done since."""
+        return float(self.failed_attempts)
 
     @property
     def success_rate(self) -> float:

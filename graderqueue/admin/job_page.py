@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from graderqueue.admin.names import server_names
+from graderqueue.store import events as kinds
 from graderqueue.store.models import (
     Delivery,
     DeliveryAttempt,
     Event,
+    Handout,
     Job,
     JobStatus,
     JobType,
@@ -23,6 +27,28 @@ from graderqueue.store.models import (
 
 JSON_SHOWN_MAX = 512 * 1024  # bigger JSON is offered as a download instead of shown
 EVENTS_SHOWN = 200
+ATTEMPTS_SHOWN = 100
+
+# How an attempt ended, by the event that ended it.
+ENDINGS = {
+    kinds.TIMEOUT: "lease ran out",
+    kinds.BAD_RESULT: "failed result",
+    kinds.RELEASED: "let go by the server",
+    kinds.REQUEUED: "requeued",
+    kinds.CANCELLED: "cancelled",
+    "grader_error": "grader error",
+}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One hand-out of the job to a server (a ``job_handouts`` row)."""
+
+    number: int
+    time: datetime
+    server_id: int | None
+    ended: str  # how it ended, or "being graded" / "graded"; empty: not known
+    ended_at: datetime | None = None
 
 
 @dataclass
@@ -40,6 +66,13 @@ class JobDetail:
     result: Result | None
     events: list[Event] = field(default_factory=list)
     delivery: DeliveryView | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    server_names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def grading_now(self) -> bool:
+        """A start time only means "being graded" while sent (or done: when it was)."""
+        return self.job.status in (JobStatus.SENT, JobStatus.DONE)
 
     @property
     def is_live(self) -> bool:
@@ -87,7 +120,42 @@ def job_detail(session: Session, job_id: int) -> JobDetail | None:
         )
     )
     detail.delivery = _delivery(session, job_id)
+    detail.attempts = attempts(session, job, detail.events)
+    detail.server_names = server_names(session)
     return detail
+
+
+def attempts(session: Session, job: Job, job_events: list[Event]) -> list[Attempt]:
+    """Every hand-out, oldest first, each with the event that ended it.
+
+    An attempt ends with the first ending event after it and no later than
+    the next hand-out (a lease that ran out is logged when the next server
+    takes the job, at that very time).
+    """
+    handouts = session.execute(
+        select(Handout.time, Handout.server_id)
+        .where(Handout.job_id == job.id)
+        .order_by(Handout.time, Handout.id)
+        .limit(ATTEMPTS_SHOWN)
+    ).all()
+    endings = sorted((e for e in job_events if e.kind in ENDINGS), key=lambda e: (e.time, e.id))
+    shown = []
+    for i, (time, server_id) in enumerate(handouts):
+        later = handouts[i + 1].time if i + 1 < len(handouts) else None
+        end = next(
+            (e for e in endings if e.time > time and (later is None or e.time <= later)),
+            None,
+        )
+        if end is not None:
+            ended, ended_at = ENDINGS[end.kind], end.time
+        elif later is None and job.status == JobStatus.SENT:
+            ended, ended_at = "being graded", None
+        elif later is None and job.status == JobStatus.DONE:
+            ended, ended_at = "graded", job.grading_end_time
+        else:
+            ended, ended_at = "", None
+        shown.append(Attempt(i + 1, time, server_id, ended, ended_at))
+    return shown
 
 
 def _type_names(session: Session, job_id: int) -> list[str]:

@@ -57,11 +57,15 @@ class PlatformRow:
     lenient_integers: bool
 
 
-def _live_counts(session: Session) -> dict[int, dict[str, int]]:
+def _live_counts(session: Session, platform_ids: list[int]) -> dict[int, dict[str, int]]:
     counts: dict[int, dict[str, int]] = {}
+    if not platform_ids:
+        return counts
+    # Each (platform, live status) pair named: the (platform_id, status, id)
+    # index then reads live jobs only, never a platform's done ones.
     for platform_id, status, n in session.execute(
         select(Job.platform_id, Job.status, func.count())
-        .where(Job.platform_id.is_not(None), Job.status.in_(LIVE))
+        .where(Job.platform_id.in_(platform_ids), Job.status.in_(LIVE))
         .group_by(Job.platform_id, Job.status)
     ):
         counts.setdefault(platform_id, {})[str(status)] = n
@@ -70,7 +74,8 @@ def _live_counts(session: Session) -> dict[int, dict[str, int]]:
 
 def platform_rows(session: Session) -> list[PlatformRow]:
     """Every platform with its fair-share standing, by name."""
-    counts = _live_counts(session)
+    platforms = list(session.scalars(select(Platform).order_by(Platform.name)))
+    counts = _live_counts(session, [p.id for p in platforms])
     keys = dict(
         session.execute(
             select(PlatformKey.platform_id, func.count())
@@ -79,7 +84,6 @@ def platform_rows(session: Session) -> list[PlatformRow]:
         ).all()
     )
     tags = dict(session.execute(select(Tag.id, Tag.name)).all())
-    platforms = list(session.scalars(select(Platform).order_by(Platform.name)))
 
     def waiting(p: Platform) -> int:
         c = counts.get(p.id, {})
@@ -166,7 +170,9 @@ def type_rows(session: Session) -> list[TypeRow]:
     queued = dict(
         session.execute(
             select(JobType.type_id, func.count())
-            .where(JobType.status == JobStatus.QUEUED)
+            # Naming every type lets the claim index (type_id, status, ...)
+            # count only queued rows, not every done job's row.
+            .where(JobType.type_id.in_([t.id for t in types]), JobType.status == JobStatus.QUEUED)
             .group_by(JobType.type_id)
         ).all()
     )

@@ -31,6 +31,7 @@ def init_admin(app: Flask, rt: Runtime) -> None:
         views_jobs,
         views_pages,
         views_platforms,
+        views_registry,
         views_send,
         views_types,
     )

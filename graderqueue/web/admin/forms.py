@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from graderqueue.admin.event_log import EventFilter
+from graderqueue.admin.event_log import SEVERITIES, EventFilter
 from graderqueue.admin.job_lists import NO_PLATFORM, JobFilter
 from graderqueue.admin.verdicts import VERDICTS
 from graderqueue.protocol.numbers import parse_int
@@ -90,6 +90,7 @@ def done_filter(form: FilterForm) -> JobFilter:
 def event_filter(form: FilterForm) -> EventFilter:
     return EventFilter(
         kind=form.text("kind", 64),
+        severity=form.choice("severity", SEVERITIES),
         job_id=form.integer("job"),
         server_id=form.integer("server"),
         text=form.text("text"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
+from graderqueue.admin import server_states
 from graderqueue.admin.registry_pages import server_form
 from graderqueue.errors import BadRequest, QueueError
 from graderqueue.protocol.numbers import parse_int
@@ -18,9 +19,15 @@ from graderqueue.web.answers import runtime
 def server(server_id: int) -> str:
     with runtime().db.reading() as session:
         form = server_form(session, server_id)
+        view = server_states.server_view(session, runtime().settings, server_id)
     if form is None:
         abort(404, description=f"No server #{server_id}.")
-    return render_template("admin/server.html", s=form)
+    return render_template(
+        "admin/server.html",
+        s=form,
+        view=view,
+        lost_after=server_states.lost_after_sec(runtime().settings),
+    )
 
 
 def _changes(has_certificate: bool) -> fleet.ServerChanges:

@@ -3,6 +3,8 @@ jobs by filter, and retrying a job's delivery now."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 
 from graderqueue.admin import deliveries, verdicts
@@ -11,10 +13,18 @@ from graderqueue.admin.job_page import job_detail, job_document
 from graderqueue.admin.keyset import Cursor
 from graderqueue.admin.live_queue import LISTED_STATUSES
 from graderqueue.admin.names import platform_names, server_names
+from graderqueue.admin.queued_list import (
+    ClaimKey,
+    claim_order_page,
+    in_error_since,
+    type_ids_by_name,
+    type_names_of,
+)
 from graderqueue.delivery import post, redelivery
 from graderqueue.errors import QueueError
 from graderqueue.observability import metrics
 from graderqueue.queue import control
+from graderqueue.store.models import JobStatus
 from graderqueue.web.admin.acting import CONFIRM_FIELD, actor, confirmed
 from graderqueue.web.admin.blueprint import bp
 from graderqueue.web.admin.forms import FilterForm, done_filter, job_filter
@@ -54,7 +64,44 @@ def _job_list(kind: str) -> Response | str:
 
 @bp.get("/jobs/queued")
 def jobs_queued() -> Response | str:
-    return _job_list("queued")
+    """Live jobs newest first; queued ones alone in the order they will be handed out."""
+    form = FilterForm(request.args)
+    job_id = form.integer("id")
+    if job_id is not None:
+        return redirect(url_for("admin.job", job_id=job_id))
+    statuses = tuple(LISTED_STATUSES)
+    filters = job_filter(form, statuses)
+    claim_order = filters.status == JobStatus.QUEUED
+    with runtime().db.reading() as session:
+        all_types = type_ids_by_name(session)
+        type_name = form.choice("type", tuple(all_types))
+        if claim_order:
+            chosen = [all_types[type_name]] if type_name else list(all_types.values())
+            after = ClaimKey.decode(request.args.get("after"))
+            page: Any = claim_order_page(session, filters, chosen, after)
+        else:
+            page = live_jobs(session, filters, Cursor.decode(request.args.get("before")))
+        ids = [j.id for j in page.rows]
+        types_of = type_names_of(session, ids)
+        error_since = in_error_since(session, [j.id for j in page.rows if j.status == "error"])
+        platforms = platform_names(session)
+        servers = server_names(session)
+    return render_template(
+        "admin/jobs_queued.html",
+        kind="queued",
+        page=page,
+        claim_order=claim_order,
+        type_name=type_name,
+        type_names=list(all_types),
+        types_of=types_of,
+        error_since=error_since,
+        filters=filters,
+        problems=form.problems,
+        platforms=platforms,
+        servers=servers,
+        statuses=statuses,
+        args=request.args,
+    )
 
 
 @bp.get("/jobs/done")

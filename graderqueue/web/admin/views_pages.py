@@ -9,9 +9,11 @@ from markupsafe import Markup
 
 from graderqueue.admin import live_queue, server_states, task_statistics
 from graderqueue.admin.activity import Activity, activity
-from graderqueue.admin.event_log import event_kinds, events_page
+from graderqueue.admin.attention import attention_items
+from graderqueue.admin.event_log import SEVERITIES, event_kinds, events_page, group_repeats
 from graderqueue.admin.keyset import Cursor
 from graderqueue.admin.names import server_name, server_names
+from graderqueue.admin.type_overview import type_overview
 from graderqueue.admin.windows import window_by_key
 from graderqueue.dispatch import wakeups
 from graderqueue.registry import fleet, operations
@@ -30,20 +32,34 @@ def dashboard_page() -> str:
     with rt.db.reading() as session:
         now = utcnow()
         live = live_queue.live_counts(session)
-        by_type = live_queue.counts_by_type(session)
         servers = server_states.servers(session, rt.settings, now)
+        types = type_overview(session, servers)
+        attention = attention_items(
+            session, rt.settings, servers, types, live, now, _attention_links()
+        )
         figures = activity(session, window, now, state().buckets)
         stopped = operations.stopped(session)
     return render_template(
         "admin/dashboard.html",
         window=window,
         live=live,
-        by_type=by_type,
+        types=types,
+        attention=attention,
+        now=now,
         summary=server_states.server_summary(servers),
         activity=figures,
         charts=_dashboard_charts(figures),
         stopped=stopped,
     )
+
+
+def _attention_links() -> dict[str, str]:
+    return {
+        "lost": url_for("admin.servers", state=server_states.LOST),
+        "types": url_for("admin.types"),
+        "queued": url_for("admin.jobs_queued"),
+        "error": url_for("admin.jobs_queued", status="error"),
+    }
 
 
 def _dashboard_charts(figures: Activity) -> list[Markup]:
@@ -82,7 +98,11 @@ def _dashboard_charts(figures: Activity) -> list[Markup]:
             Series("real", each("real_per_minute")),
             unit=" s",
         ),
-        chart("Failed attempts", Series("failures", each("failures"), "bar")),
+        chart(
+            "Failed attempts",
+            Series("failed attempts", each("failures"), "bar"),
+            Series("jobs given up", each("gave_up")),
+        ),
     ]
 
 
@@ -93,9 +113,13 @@ def servers() -> str:
         views = server_states.servers(session, rt.settings)
         tokens = fleet.token_rows(session)
         stopped = operations.stopped(session)
+    # ?state=lost (the attention strip's link): only servers in that state.
+    only = request.args.get("state", "")
+    shown = [v for v in views if v.state == only] if only in server_states.STATES else views
     return render_template(
         "admin/servers.html",
-        servers=views,
+        servers=shown,
+        only=only if shown is not views else "",
         summary=server_states.server_summary(views),
         tokens=tokens,
         stopped=stopped,
@@ -127,6 +151,8 @@ def event_log() -> str:
     return render_template(
         "admin/events.html",
         page=page,
+        rows=group_repeats(page.rows),
+        severities=SEVERITIES,
         filters=filters,
         problems=form.problems,
         kinds=event_kinds(),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Response, render_template, request, url_for
 
+from graderqueue.admin import server_states
 from graderqueue.admin.registry_pages import tag_rows, type_rows
+from graderqueue.admin.type_overview import type_overview
 from graderqueue.registry import operations, type_lifecycle
-from graderqueue.store.models import ServerType, Tag
+from graderqueue.store.models import ServerType, Tag, utcnow
 from graderqueue.web.admin.acting import (
     Choice,
     actor,
@@ -22,11 +24,16 @@ from graderqueue.web.answers import runtime
 
 @bp.get("/types")
 def types() -> str:
-    with runtime().db.reading() as session:
+    rt = runtime()
+    with rt.db.reading() as session:
+        now = utcnow()
         stopped = operations.stopped(session)
         rows = type_rows(session)
         tags = tag_rows(session)
-    return render_template("admin/types.html", types=rows, tags=tags, stopped=stopped)
+        overview = type_overview(session, server_states.servers(session, rt.settings, now))
+    return render_template(
+        "admin/types.html", types=rows, tags=tags, stopped=stopped, overview=overview, now=now
+    )
 
 
 @bp.post("/types/<id:type_id>")
