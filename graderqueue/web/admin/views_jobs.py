@@ -33,35 +33,6 @@ from graderqueue.web.admin.templating import page_args
 from graderqueue.web.answers import runtime
 
 
-def _job_list(kind: str) -> Response | str:
-    form = FilterForm(request.args)
-    job_id = form.integer("id")
-    if job_id is not None:
-        # An id names one job: show it, whichever list it would be in.
-        return redirect(url_for("admin.job", job_id=job_id))
-    statuses = tuple(LISTED_STATUSES) if kind == "queued" else ()
-    filters = job_filter(form, statuses)
-    cursor = Cursor.decode(request.args.get("before"))
-    lister = live_jobs if kind == "queued" else done_jobs
-    with runtime().db.reading() as session:
-        page = lister(session, filters, cursor)
-        results = result_summaries(session, [j.id for j in page.rows]) if kind == "done" else {}
-        platforms = platform_names(session)
-        servers = server_names(session)
-    return render_template(
-        f"admin/jobs_{kind}.html",
-        kind=kind,
-        page=page,
-        results=results,
-        filters=filters,
-        problems=form.problems,
-        platforms=platforms,
-        servers=servers,
-        statuses=statuses,
-        args=request.args,
-    )
-
-
 @bp.get("/jobs/queued")
 def jobs_queued() -> Response | str:
     """Live jobs newest first; queued ones alone in the order they will be handed out."""

@@ -79,7 +79,7 @@ def _dashboard_charts(figures: Activity) -> list[Markup]:
         return [getattr(bar, name) if bar.sampled else None for bar in bars]
 
     return [
-        chart("Jobs done per minute", Series("done", each("per_minute"), "bar")),
+        chart("Jobs done per minute", Series("done", each("per_minute"), "bar"), unit=" /min"),
         chart(
             "Wait before grading (s)",
             Series("average", average("wait_avg")),
@@ -100,8 +100,8 @@ def _dashboard_charts(figures: Activity) -> list[Markup]:
         ),
         chart(
             "Failed attempts",
-            Series("failed attempts", each("failures"), "bar"),
-            Series("jobs given up", each("gave_up")),
+            Series("failed attempts", each("failures"), "bar", whole=True),
+            Series("jobs given up", each("gave_up"), whole=True),
         ),
     ]
 
