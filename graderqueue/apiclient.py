@@ -11,22 +11,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol, Self
+from typing import Any, Protocol, Self
 from urllib.parse import quote
 
 import requests
 from jwcrypto import jwk, jws
 
+from graderqueue.apiclient_sse import Event, parse_events
 from graderqueue.errors import QueueError
 
 FILTERS = ("state", "tag", "type", "name", "jobusertaskid", "since", "until", "platform")
-LINE_END = re.compile(rb"\r\n|\r|\n")
 SIGNED_LIFETIME_SEC = 60  # the queue accepts up to 300; a short life limits a leaked token
 
 
@@ -202,64 +201,11 @@ class ServerStatus(_Answer):
     max_jobs: int | None
     jobs_done: int
     last_poll: datetime | None
-    drained: bool = False  # a queue older than this client does not say
+    # A queue older than this client does not say these.
+    drained: bool = False
+    lost: bool = False
 
 
-# -- server-sent events
-class Event(NamedTuple):
-    """One change of a job: ("state", "STARTED") or ("position", 3), with its event id."""
-
-    id: str | None
-    type: str
-    data: Any
-
-
-def sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Lines of an event stream, however its bytes are cut: CRLF, LF or CR end a line."""
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        # A CR at the end may be the first half of a CRLF: keep it for the next chunk.
-        cut = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
-        *lines, rest = LINE_END.split(pending[:cut])
-        pending = rest + pending[cut:]
-        yield from (line.decode("utf-8", "replace") for line in lines)
-    # What follows the last line end is an unfinished line, dropped as the spec says.
-    yield from (line.decode("utf-8", "replace") for line in LINE_END.split(pending)[:-1])
-
-
-def parse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
-    """A job's event stream by the WHATWG rules (``: keepalive`` is a comment): ``data:
-    {"type": T, "data": D}`` is Event(id, T, D); other data stays under the event's name."""
-    last_id: str | None = None
-    name, data = "", []
-    for line in sse_lines(chunks):
-        if not line:
-            if data:  # a message with no data is not dispatched
-                yield _event(last_id, name or "message", "\n".join(data))
-            name, data = "", []
-        elif not line.startswith(":"):
-            key, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if key == "data":
-                data.append(value)
-            elif key == "event":
-                name = value
-            elif key == "id" and "\0" not in value:
-                last_id = value  # it stays the last id until another one comes
-
-
-def _event(last_id: str | None, name: str, text: str) -> Event:
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        return Event(last_id, name, text)
-    if isinstance(payload, dict) and "type" in payload:
-        return Event(last_id, str(payload["type"]), payload.get("data"))
-    return Event(last_id, name, payload)
-
-
-# -- the client
 class ApiClient:
     """Calls /api/v1 at ``base_url`` as ``auth``; ``stream_read_timeout`` bounds the wait for
     an event stream's next bytes (the queue sends a keepalive each 15 s)."""

@@ -46,66 +46,66 @@ def attention_items(
 ) -> list[Item]:
     """What needs an admin now, most urgent first; empty when all is well.
 
-    ``links`` holds the paths the view builds with url_for (``lost``,
-    ``types``, ``queued``, ``error``); the deliveries and done-jobs paths are
-    written out as pages that filter by them define them.
+    ``links`` holds the paths the view builds with url_for: ``lost``,
+    ``types``, ``queued``, ``error``, ``deliveries`` and ``done``.
     """
-    items: list[Item] = []
+    return [
+        *_server_items(servers, links),
+        *_type_items(types, settings, now, links),
+        *_job_items(session, live, now, links),
+    ]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _server_items(servers: list[ServerView], links: dict[str, str]) -> list[Item]:
     lost = [s.name for s in servers if s.state == LOST]
-    if lost:
-        items.append(
-            Item(
-                "lost-servers",
-                f"{len(lost)} lost server{'s' if len(lost) > 1 else ''}: {', '.join(lost)}",
-                links["lost"],
-                "error",
-            )
-        )
+    if not lost:
+        return []
+    text = f"{_plural(len(lost), 'lost server')}: {', '.join(lost)}"
+    return [Item("lost-servers", text, links["lost"], "error")]
+
+
+def _type_items(
+    types: list[TypeOverview], settings: Settings, now: datetime, links: dict[str, str]
+) -> list[Item]:
+    items = []
     for t in types:
         if t.no_live_server:
             why = "no server at all" if t.no_server else "no live server"
-            waiting = f", {t.queued} job{'s' if t.queued != 1 else ''} waiting" if t.queued else ""
-            items.append(
-                Item(
-                    f"no-live-server-{t.name}",
-                    f"Type {t.name}: {why}{waiting}",
-                    f"{links['types']}#type-{t.id}",
-                    "error" if t.queued else "warning",
-                )
-            )
+            waiting = f", {_plural(t.queued, 'job')} waiting" if t.queued else ""
+            text = f"Type {t.name}: {why}{waiting}"
+            link = f"{links['types']}#type-{t.id}"
+            level = "error" if t.queued else "warning"
+            items.append(Item(f"no-live-server-{t.name}", text, link, level))
     threshold = timedelta(seconds=settings.attention_wait_sec)
     for t in types:
         if t.oldest_queued is not None and now - t.oldest_queued > threshold:
             minutes = (now - t.oldest_queued).total_seconds() / 60
-            items.append(
-                Item(
-                    f"oldest-wait-{t.name}",
-                    f"Type {t.name}: oldest queued job has waited {minutes:.0f} min",
-                    f"{links['queued']}?status=queued&type={quote(t.name)}",
-                )
-            )
+            text = f"Type {t.name}: oldest queued job has waited {minutes:.0f} min"
+            link = f"{links['queued']}?status=queued&type={quote(t.name)}"
+            items.append(Item(f"oldest-wait-{t.name}", text, link))
+    return items
+
+
+def _job_items(
+    session: Session, live: dict[str, int], now: datetime, links: dict[str, str]
+) -> list[Item]:
+    items = []
     if live.get("error"):
-        n = live["error"]
-        text = f"{n} job{'s' if n > 1 else ''} in error"
+        text = f"{_plural(live['error'], 'job')} in error"
         items.append(Item("jobs-in-error", text, links["error"], "error"))
     for name, n in pending_deliveries(session):
-        items.append(
-            Item(
-                f"deliveries-{name}",
-                f"{n} result{'s' if n > 1 else ''} not yet delivered to {name}",
-                f"/admin/deliveries?platform={quote(name)}",
-            )
-        )
+        text = f"{_plural(n, 'result')} not yet delivered to {name}"
+        link = f"{links['deliveries']}?platform={quote(name)}"
+        items.append(Item(f"deliveries-{name}", text, link))
     errors = grader_errors_since(session, now - GRADER_ERROR_WINDOW)
     if errors:
-        items.append(
-            Item(
-                "grader-errors",
-                f"{errors} grader error{'s' if errors > 1 else ''} in the last hour",
-                "/admin/jobs/done?result=grader_error",
-                "error",
-            )
-        )
+        text = f"{_plural(errors, 'grader error')} in the last hour"
+        link = f"{links['done']}?result=grader_error"
+        items.append(Item("grader-errors", text, link, "error"))
     return items
 
 

@@ -25,7 +25,7 @@ def usable_type_names(session: Session, view: RegistryView, force_tag_id: int | 
 
 
 def workers(session: Session, settings: Settings, types: set[str] | None) -> list[dict[str, Any]]:
-    """Each server: alive (polled lately, or grading with no failed wake-up), busy, counts.
+    """Each server: alive (polled lately, or grading with no failed wake-up), lost, busy, counts.
 
     ``types``: only servers of these types (a platform's view); None: all.
     """
@@ -44,11 +44,13 @@ def workers(session: Session, settings: Settings, types: set[str] | None) -> lis
         if types is not None and s.type_name not in types:
             continue
         polled = s.last_poll is not None and s.last_poll >= recent
+        lost = s.state == server_states.LOST  # the admin pages' rule (docs/ADMIN.md)
         listed.append(
             {
                 "name": s.name,
                 "type": s.type_name,
-                "alive": polled or (s.held > 0 and s.wakeup_fails == 0),
+                "alive": not lost and (polled or (s.held > 0 and s.wakeup_fails == 0)),
+                "lost": lost,
                 "busy": s.held > 0,
                 "drained": s.name in drained,
                 "jobs_held": s.held,

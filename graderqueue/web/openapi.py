@@ -25,7 +25,11 @@ SERVER = _object(
     {
         "name": {"type": "string"},
         "type": {"type": "string"},
-        "alive": {"type": "boolean", "description": "polled lately, or grading"},
+        "alive": {"type": "boolean", "description": "polled lately, or grading; never when lost"},
+        "lost": {
+            "type": "boolean",
+            "description": "stopped checking in and cannot be reached (docs/ADMIN.md)",
+        },
         "busy": {"type": "boolean", "description": "holds at least one job"},
         "drained": {"type": "boolean", "description": "gets no new job (`server drain`)"},
         "jobs_held": {"type": "integer", "minimum": 0},

@@ -20,11 +20,19 @@ from graderqueue.queue import complete as completing
 from graderqueue.queue import enqueue
 from graderqueue.queue.states import fail_exhausted
 from graderqueue.registry.view import RegistryView
+from graderqueue.registry.workers import workers
 from graderqueue.store import events
 from graderqueue.store.models import Job, Server, ServerType, utcnow
 from tests.integration.test_admin_pages import add_admin, log_in
 
-LINKS = {"lost": "/admin/servers?state=lost", "types": "/t", "queued": "/q", "error": "/e"}
+LINKS = {
+    "lost": "/admin/servers?state=lost",
+    "types": "/t",
+    "queued": "/q",
+    "error": "/e",
+    "deliveries": "/d",
+    "done": "/f",
+}
 
 
 def submit(queue, priorities, tag="c"):  # type: ignore[no-untyped-def]
@@ -103,6 +111,11 @@ def test_a_silent_server_is_lost_not_busy(queue):
     seen = states(queue)
     assert seen["asleep"].state == seen["holder"].state == server_states.LOST
     assert seen["holder"].lease_ran_out
+    # The JSON API's server list says the same (one rule).
+    with queue.db.reading() as session:
+        listed = {w["name"]: w for w in workers(session, queue.settings, None)}
+    assert listed["holder"]["lost"] and not listed["holder"]["alive"] and listed["holder"]["busy"]
+    assert listed["asleep"]["lost"] and not listed["drained"]["lost"]
     silence(queue, holder, 1)  # within server_lost_after_sec (2 min): not yet
     assert states(queue)["holder"].state == server_states.BUSY
 

@@ -7,7 +7,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graderqueue.apiclient import Event, parse_events, sse_lines
+from graderqueue.apiclient_sse import Event, parse_events, sse_lines
 
 # What the queue sends (web/api_v1_events.py): a retry hint, events, keepalive comments;
 # and one event's data on two lines, as the SSE format allows.

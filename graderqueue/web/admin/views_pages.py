@@ -59,6 +59,8 @@ def _attention_links() -> dict[str, str]:
         "types": url_for("admin.types"),
         "queued": url_for("admin.jobs_queued"),
         "error": url_for("admin.jobs_queued", status="error"),
+        "deliveries": url_for("admin.deliveries_page"),
+        "done": url_for("admin.jobs_done"),
     }
 
 
