@@ -51,6 +51,7 @@ class ServerView:
     type_paused: bool = False  # its type's dispatch is paused
     lease_ends: datetime | None = None  # the latest lease of the jobs it holds
     lease_ran_out: bool = False  # one of its jobs' leases is over
+    type_id: int = 0
 
     @property
     def free_slots(self) -> int:
@@ -176,6 +177,7 @@ def _view(
         type_paused=server.type_id in lookups.paused_types,
         lease_ends=last,
         lease_ran_out=ran_out,
+        type_id=server.type_id,
     )
 
 

@@ -72,7 +72,7 @@ def _queue_and_servers(q: dict[str, Any], servers: dict[str, Any]) -> list[str]:
     lines += _table(header, rows) if rows else ["  no server types"]
     lost = [f"{s['name']} ({s['wakeup_fails']} failed wake-ups)" for s in servers["lost"]]
     if lost:
-        lines.append(f"  lost (no poll lately, wake-ups fail): {_names(lost)}")
+        lines.append(f"  lost (silent; wake-ups fail or a lease ran out): {_names(lost)}")
     return lines
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from graderqueue.admin.server_states import ASLEEP, BUSY, POLLING, UNREACHABLE, server_state
+from graderqueue.admin import server_states
+from graderqueue.admin.server_states import ASLEEP, BUSY, POLLING
 from graderqueue.config import Settings
 from graderqueue.queue import waiting
 from graderqueue.registry.operations import stopped
@@ -29,7 +30,6 @@ from graderqueue.store.models import (
     Job,
     JobStatus,
     Platform,
-    Server,
     ServerType,
     utcnow,
 )
@@ -61,7 +61,8 @@ class ServerCounts:
     serving: int = 0  # alive and not drained: the capacity there is
     drained: int = 0  # registered and drained, alive or not
     asleep: int = 0  # no poll lately, wake-ups not failing (may be idle by design)
-    lost: list[Server] = field(default_factory=list)  # no poll lately, and wake-ups fail
+    # Silent, and its wake-ups fail or a lease it holds ran out (admin/server_states.py).
+    lost: list[server_states.ServerView] = field(default_factory=list)
     running: int = 0  # jobs its servers hold
     serving_slots: list[int] = field(default_factory=list)  # their max_concurrent_jobs
     all_slots: list[int] = field(default_factory=list)
@@ -74,32 +75,22 @@ def recent_poll(settings: Settings, now: datetime) -> datetime:
 
 def server_counts(session: Session, settings: Settings, now: datetime) -> dict[int, ServerCounts]:
     """Registered servers per type id, by state (the rules of admin/server_states.py)."""
-    held = dict(
-        session.execute(
-            select(Job.sent_to, func.count())
-            .where(Job.status == JobStatus.SENT)
-            .group_by(Job.sent_to)
-        ).all()
-    )
-    recent = recent_poll(settings, now)
     counts: dict[int, ServerCounts] = {}
-    for server in session.scalars(select(Server).order_by(Server.name)):
+    for server in server_states.servers(session, settings, now):
         c = counts.setdefault(server.type_id, ServerCounts())
-        jobs = held.get(server.id, 0)
-        state = server_state(jobs, server.last_poll_time, server.wakeup_fails, recent)
         c.registered += 1
-        c.running += jobs
+        c.running += server.held
         c.drained += server.drained
-        c.all_slots.append(server.max_concurrent_jobs)
-        if state in (BUSY, POLLING):
+        c.all_slots.append(server.max_jobs)
+        if server.state in (BUSY, POLLING):
             c.alive += 1
-            c.busy += state == BUSY
+            c.busy += server.state == BUSY
             if not server.drained:
                 c.serving += 1
-                c.serving_slots.append(server.max_concurrent_jobs)
-        elif state == ASLEEP:
+                c.serving_slots.append(server.max_jobs)
+        elif server.state == ASLEEP:
             c.asleep += 1
-        elif state == UNREACHABLE:
+        else:  # lost, or unreachable on its way to it
             c.lost.append(server)
     return counts
 
@@ -178,7 +169,7 @@ def _servers(
             {
                 "name": s.name,
                 "type": name,
-                "last_poll": iso(s.last_poll_time),
+                "last_poll": iso(s.last_poll),
                 "wakeup_fails": s.wakeup_fails,
             }
             for s in c.lost

@@ -151,7 +151,7 @@ def test_status_shows_a_bit_of_everything(queue):
     assert "Queue: 2 waiting" in text and "1 running, 1 held, 1 failed" in text
     assert "1 finished in the last 5 min" in text
     assert any(line.split()[:3] == ["t-c", "2", "0"] or line.startswith("  t-c ") for line in lines)
-    assert "lost (no poll lately, wake-ups fail): g3 (3 failed wake-ups)" in text
+    assert "lost (silent; wake-ups fail or a lease ran out): g3 (3 failed wake-ups)" in text
     assert "Delivery: 1 pending" in text and "failing: other: 1 pending" in text
     assert "Alerts e-mailed in the last day: 1" in text
     assert any(line.split() == ["other", "3", "2", "50", "100%"] for line in lines), text

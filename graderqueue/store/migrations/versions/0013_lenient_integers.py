@@ -28,5 +28,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("platforms") as batch:
-        batch.drop_column("lenient_integers")
+    # A plain DROP COLUMN on both databases (SQLite >= 3.35): a batch
+    # rebuild of platforms would trip over the foreign keys naming it.
+    op.drop_column("platforms", "lenient_integers")
