@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
+from graderqueue.delivery import callbacks
 from graderqueue.errors import BadRequest, QueueError
 from graderqueue.protocol import submissions
 from graderqueue.protocol.numbers import json_int
@@ -26,6 +27,7 @@ from graderqueue.store.models import Job
 
 FIELDS = frozenset(
     {"jobname", "jobdata", "tags", "priority", "jobusertaskid", "taskrevision", "timeout"}
+    | {"callback_url"}
 )
 
 
@@ -45,31 +47,45 @@ class _Replayed(QueueError):
 
 def parse_body(
     body: Any, view: RegistryView, settings: Settings, platform: PlatformInfo | None
-) -> list:
+) -> tuple[list, list[str]]:
     """The submissions in a request body (an object, or a non-empty array of them),
-    each parsed and routed, so a refusal names the job it is about."""
+    each parsed and routed, so a refusal names the job it is about; and each
+    one's callback URL ("": none)."""
     items = body if isinstance(body, list) else [body]
     if not items:
         raise BadRequest("An empty batch: send at least one job.")
     if len(items) > settings.api_batch_max:
         raise BadRequest(f"At most {settings.api_batch_max} jobs per batch.")
-    subs = []
+    subs, urls = [], []
     for n, item in enumerate(items):
         where = f"job {n}: " if isinstance(body, list) else ""
-        if not isinstance(item, dict):
-            raise BadRequest(f"{where}a job is a JSON object.")
         try:
-            _check_types(item)
-            sub = submissions.parse(
-                {**item, "request": "sendjob"},
-                settings,
-                restrict_paths=platform.restrict_paths if platform else "",
-            )
-            enqueue.new_job(sub, view, settings, platform.force_tag_id if platform else None)
-            subs.append(sub)
+            sub, url = parse_one(item, view, settings, platform)
         except BadRequest as exc:
             raise BadRequest(where + exc.message) from exc
-    return subs
+        subs.append(sub)
+        urls.append(url)
+    return subs, urls
+
+
+def parse_one(
+    item: Any, view: RegistryView, settings: Settings, platform: PlatformInfo | None
+) -> tuple[submissions.Submission, str]:
+    """One job object, as ``POST /api/v1/jobs`` and a run's specs take it: the
+    submission (parsed, routed) and its callback URL ("": none)."""
+    if not isinstance(item, dict):
+        raise BadRequest("a job is a JSON object.")
+    _check_types(item)
+    url = ""
+    if "callback_url" in item:
+        url = callbacks.check_for(item["callback_url"], platform)
+    sub = submissions.parse(
+        {k: v for k, v in item.items() if k != "callback_url"} | {"request": "sendjob"},
+        settings,
+        restrict_paths=platform.restrict_paths if platform else "",
+    )
+    enqueue.new_job(sub, view, settings, platform.force_tag_id if platform else None)
+    return sub, url
 
 
 def _check_types(item: dict[str, Any]) -> None:
@@ -96,6 +112,13 @@ def _check_types(item: dict[str, Any]) -> None:
             item[key] = value
 
 
+def callbacks_to(session: Session, job_ids: list[int], urls: list[str]) -> None:
+    """Each job's callback URL, for the jobs sent with one (an UPDATE only for those)."""
+    for job_id, url in zip(job_ids, urls, strict=True):
+        if url:
+            session.execute(update(Job).where(Job.id == job_id).values(callback_url=url))
+
+
 def submit(
     db: Database,
     view: RegistryView,
@@ -108,7 +131,7 @@ def submit(
     spend: Callable[[Session], None],
 ) -> Submitted:
     """Queue the body's jobs; ``idempotency_key`` is (caller, key, request hash)."""
-    subs = parse_body(body, view, settings, platform)
+    subs, urls = parse_body(body, view, settings, platform)
     batch = isinstance(body, list)
     with db.transaction() as session:
         spend(session)  # a platform token's jti: spent even if the key replays
@@ -122,6 +145,7 @@ def submit(
 
     def after(session: Session, job_ids: list[int]) -> None:
         answer.clear()
+        callbacks_to(session, job_ids, urls)
         if batch:
             answer["ids"] = job_ids
         else:

@@ -83,21 +83,9 @@ def enqueue(
         "timeout_sec": new.timeout_sec,
     }
     if existing is None:
-        job_id = session.execute(
-            _INSERT_JOB,
-            {
-                "platform_id": platform_id,
-                "received_via": received_via,
-                "jobusertaskid": new.jobusertaskid,
-                "dedup_key": new.jobusertaskid,
-                "status": JobStatus.QUEUED,
-                "received_time": utcnow(),
-                "job_repeats": 0,
-                "nb_fails": 0,
-                **fields,
-            },
-        ).inserted_primary_key[0]
-        states.add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority, vstart)
+        job_id = insert_new(
+            session, new, platform_id=platform_id, received_via=received_via, vstart=vstart
+        )
         return job_id, True
 
     status = existing.status if existing.status == JobStatus.ERROR else JobStatus.QUEUED
@@ -107,6 +95,47 @@ def enqueue(
     session.execute(update(JOBS).where(j.id == existing.id).values(**values))
     states.set_types(session, existing.id, new.type_ids, status, new.priority, vstart)
     return existing.id, False
+
+
+def insert_new(
+    session: Session,
+    new: NewJob,
+    *,
+    platform_id: int | None,
+    received_via: str,
+    vstart: int | None = None,
+    dedup: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Insert a queued job; ``vstart`` None: its place in line is fair share's now.
+
+    ``dedup`` False: the job holds no dedup key (a run's jobs: one per roster
+    entry, whatever their ``jobusertaskid``). ``extra``: more columns.
+    """
+    if vstart is None:
+        vstart = fair_share.place(session, platform_id, new.type_ids, new.priority)
+    job_id = session.execute(
+        _INSERT_JOB,
+        {
+            "platform_id": platform_id,
+            "received_via": received_via,
+            "jobusertaskid": new.jobusertaskid,
+            "dedup_key": new.jobusertaskid if dedup else None,
+            "status": JobStatus.QUEUED,
+            "received_time": utcnow(),
+            "job_repeats": 0,
+            "nb_fails": 0,
+            "name": new.name,
+            "priority": new.priority,
+            "tags": new.tags,
+            "jobdata": new.jobdata,
+            "taskrevision": new.taskrevision,
+            "timeout_sec": new.timeout_sec,
+            **(extra or {}),
+        },
+    ).inserted_primary_key[0]
+    states.add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority, vstart)
+    return job_id
 
 
 def new_job(

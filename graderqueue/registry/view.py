@@ -35,6 +35,9 @@ class PlatformInfo:
     keys: tuple[jwk.JWK, ...]
     # `platform disable`: its requests and bearer tokens are refused (identity/).
     disabled: bool = False
+    # Where callback URLs may point (delivery/callbacks.py).
+    return_url: str = ""
+    callback_hosts: str = ""
 
 
 class RegistryView:
@@ -89,6 +92,8 @@ class RegistryView:
                 require_fresh=bool(platform.require_fresh),
                 keys=tuple(parse_public_key(pem) for pem in pems),
                 disabled=bool(platform.disabled),
+                return_url=platform.return_url or "",
+                callback_hosts=platform.callback_hosts or "",
             )
 
     # -- tags and server types -------------------------------------------------

@@ -117,4 +117,4 @@ def openapi_json() -> Response:
 
 
 # The job endpoints register themselves on this blueprint.
-from graderqueue.web import api_v1_events, api_v1_jobs  # noqa: E402, F401
+from graderqueue.web import api_v1_events, api_v1_jobs, api_v1_runs  # noqa: E402, F401

@@ -27,7 +27,9 @@ TIMESTAMP = (
     .with_variant(mysql.DATETIME(fsp=6), "mariadb")
     .with_variant(mysql.DATETIME(fsp=6), "mysql")
 )
-LONGTEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mariadb").with_variant(mysql.LONGTEXT(), "mysql")
+LONGTEXT = (
+    sa.Text().with_variant(mysql.LONGTEXT(), "mariadb").with_variant(mysql.LONGTEXT(), "mysql")
+)
 
 
 def upgrade() -> None:
