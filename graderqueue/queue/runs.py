@@ -163,6 +163,10 @@ def submit(
     spend: Callable[[Session], None],
 ) -> Started:
     """Store the run and start it: its pre job, or its first batch of roster jobs."""
+    if view.db is not None:
+        # One read of the tags and types for the whole roster, whatever the
+        # process's cache setting: this request's own view.
+        view = RegistryView(view.db, ttl=3600)
     parsed = parse(body, view, settings, platform)
     platform_id = platform.id if platform else None
     for spec in (parsed.pre, *parsed.jobs, parsed.post):

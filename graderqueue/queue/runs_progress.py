@@ -219,21 +219,19 @@ def fill_batch(session: Session, run_id: int, batch: int) -> Progress:
     if claimed.rowcount != 1:
         return Progress()
     spec = json.loads(run.spec)
-    progress = Progress()
-    for index in range(start, end):
-        job = spec["jobs"][index]
-        _job_id, type_ids = make_job(session, run_id, "roster", job, None)
-        progress.type_ids.update(type_ids)
+    jobs = spec["jobs"][start:end]
+    news = [(_new_job(job), _extra(run_id, "roster", job)) for job in jobs]
+    enqueue.insert_many(
+        session, news, platform_id=jobs[0]["platform_id"], received_via=jobs[0]["received_via"]
+    )
+    progress = Progress(type_ids={t for new, _extra in news for t in new.type_ids})
     if end < run.roster_total:
         progress.runs_to_fill.add(run_id)
     return progress
 
 
-def make_job(
-    session: Session, run_id: int, role: str, job: dict[str, Any], jobdata: dict[str, Any] | None
-) -> tuple[int, list[int]]:
-    """One of the run's jobs, from its stored, already validated and routed spec."""
-    new = enqueue.NewJob(
+def _new_job(job: dict[str, Any], jobdata: dict[str, Any] | None = None) -> enqueue.NewJob:
+    return enqueue.NewJob(
         name=job["name"],
         jobdata=job["jobdata"] if jobdata is None else json.dumps(jobdata),
         priority=job["priority"],
@@ -243,13 +241,22 @@ def make_job(
         taskrevision=job["taskrevision"],
         timeout_sec=job["timeout_sec"],
     )
-    job_id = enqueue.insert_new(
+
+
+def _extra(run_id: int, role: str, job: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run_id, "run_role": role, "callback_url": job["callback_url"]}
+
+
+def make_job(
+    session: Session, run_id: int, role: str, job: dict[str, Any], jobdata: dict[str, Any]
+) -> tuple[int, list[int]]:
+    """A run's pre or post job, from its stored spec and the jobdata it is given."""
+    new = _new_job(job, jobdata)
+    (job_id,) = enqueue.insert_many(
         session,
-        new,
+        [(new, _extra(run_id, role, job))],
         platform_id=job["platform_id"],
         received_via=job["received_via"],
-        dedup=False,
-        extra={"run_id": run_id, "run_role": role, "callback_url": job["callback_url"]},
     )
     return job_id, new.type_ids
 

@@ -21,7 +21,7 @@ STATES = frozenset(s.value for s in RunState)
 
 
 @bp.post("/runs")
-def submit() -> Response:
+def submit_run() -> Response:
     """A run: its pre job, or its first roster jobs, are queued at once; 201 with ``id``."""
     who = writer()
     rt = runtime()
@@ -42,7 +42,7 @@ def submit() -> Response:
 
 
 @bp.get("/runs/<id:run_id>")
-def run(run_id: int) -> Response:
+def get_run(run_id: int) -> Response:
     who = caller()
     with session_for(who) as session:
         found = run_view.status(session, run_id, who.platform_id)
@@ -54,7 +54,7 @@ def run(run_id: int) -> Response:
 @bp.post("/runs/<id:run_id>/cancel")
 @bp.post("/runs/<id:run_id>/hold")
 @bp.post("/runs/<id:run_id>/release")
-def act(run_id: int) -> Response:
+def act_on_run(run_id: int) -> Response:
     """The action on every job of the run that allows it; 409 if the run ended."""
     action = request.path.rsplit("/", 1)[1]
     who = writer()
@@ -70,7 +70,7 @@ def act(run_id: int) -> Response:
 
 
 @bp.get("/runs/<id:run_id>/events")
-def events(run_id: int) -> Response:
+def run_events(run_id: int) -> Response:
     """The run's state, and how many roster jobs ended, as Server-Sent Events."""
     who = caller()
     rt = runtime()
