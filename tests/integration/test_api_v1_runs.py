@@ -4,6 +4,7 @@ stage changes decided once under concurrency, fair share, and callback URLs."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections import Counter
 
@@ -14,9 +15,12 @@ from graderqueue.delivery.worker import Worker
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.queue import control, runs_progress
 from graderqueue.registry import lifecycle
-from graderqueue.store.models import Callback, Job, JobStatus, Run
+from graderqueue.store import events
+from graderqueue.store.models import Callback, Event, Job, JobStatus, Result, Run
 from harness.platform_endpoint import PlatformEndpoint
+from harness.queue import QueueSetup
 from tests.integration.test_api_v1_jobs import Api
+from tests.integration.test_graderserver_queue import Live, program, stop, wait_for
 
 OK = {"errorcode": 0, "errormsg": "ok", "jobdata": {"score": 1}}
 
@@ -264,3 +268,79 @@ def test_callbacks_to_allowed_hosts_only_delivered_once(sqlite_queue):
         assert set(session.scalars(select(Callback.state))) == {"delivered"}
         done = select(func.count()).select_from(Job).where(Job.status == JobStatus.DONE)
         assert session.scalar(done) == 2
+
+
+# -- end to end: real graderservers, two app nodes on MariaDB, a node restarted -----
+
+
+@pytest.mark.mariadb
+def test_a_run_over_real_graderservers_survives_an_app_restart(mariadb_url, tmp_path):
+    """20 roster jobs with a pre and a post job, graded by 2 real graderservers through
+    two gunicorn nodes, one of them stopped and started again mid-run (its grading
+    server with it); the test's own app is a third node. Each stage starts once,
+    each roster entry is graded once, and the post job sees every outcome."""
+    queue = QueueSetup(tmp_path / "instance", mariadb_url, poll_wait_sec=2)
+    try:
+        queue.tag("c")
+        queue.server_type("t-c", ["c"])
+        api = Api(queue, platform=queue.platform("first"))
+        body = "job = json.load(sys.stdin)\ntime.sleep(0.2)\nprint(json.dumps(job))\n"
+        echo = program(tmp_path, "echo", body)
+        nodes = [queue.gunicorn(workers=1, threads=8) for _ in range(2)]
+        servers = [_graderserver(queue, tmp_path, n.url, echo, i) for i, n in enumerate(nodes)]
+        users = [f"u{n}" for n in range(20)]
+        run_id = api.post("/runs", run_body(users)).get_json()["id"]
+        ended = lambda: api.get(f"/runs/{run_id}").get_json()["counts"]["ended"]  # noqa: E731
+        wait_for(lambda: ended() >= 5, 90, "five roster jobs to end")
+        # Node 0 restarts: its grading server stops (finishing its job), the node
+        # stops, a new node 0 starts, and a new grading server talks to it.
+        servers[0].send_signal(signal.SIGTERM)
+        assert servers[0].wait(30) == 0, stop(servers[0])
+        nodes[0].stop()
+        assert ended() < 20, "the run ended before the restart: make the jobs slower"
+        nodes[0] = queue.gunicorn(workers=1, threads=8)
+        servers[0] = _graderserver(queue, tmp_path, nodes[0].url, echo, 2)
+        state = lambda: api.get(f"/runs/{run_id}").get_json()["state"]  # noqa: E731
+        wait_for(lambda: state() in ("FINISHED", "FAILED"), 120, "the run to end")
+        for proc in servers:
+            stop(proc)
+        assert state() == "FINISHED"
+        _assert_each_once(queue, run_id, users)
+    finally:
+        queue.close()
+
+
+def _graderserver(queue, tmp_path, url, command, n):  # type: ignore[no-untyped-def]
+    live = Live(queue, url, queue.server_token("t-c", name=f"gs{n}"), None, tmp_path / f"gs{n}")
+    live.tmp.mkdir()
+    return live.start("-c", str(live.config(command)), "-l")
+
+
+def _assert_each_once(queue, run_id, users):  # type: ignore[no-untyped-def]
+    with queue.db.reading() as session:
+        jobs = session.execute(
+            select(Job.id, Job.run_role, Job.jobdata, Job.status).where(Job.run_id == run_id)
+        ).all()
+        ids = [j.id for j in jobs]
+        query = select(Result.job_id, Result.resultdata).where(Result.job_id.in_(ids))
+        results = {job_id: data for job_id, data in session.execute(query)}
+        stages = list(
+            session.scalars(
+                select(Event.message).where(Event.kind == events.RUN_STAGE).order_by(Event.id)
+            )
+        )
+    assert Counter(j.run_role for j in jobs) == {"pre": 1, "roster": 20, "post": 1}
+    assert {j.status for j in jobs} == {JobStatus.DONE} and len(results) == 22
+    graded = sorted(json.loads(j.jobdata)["user"] for j in jobs if j.run_role == "roster")
+    assert graded == sorted(users)
+    post = next(j for j in jobs if j.run_role == "post")
+    outcomes = json.loads(results[post.id])["jobdata"]["run"]["outcomes"]
+    assert [(o["index"], o["state"], o["errorcode"]) for o in outcomes] == [
+        (n, "FINISHED", 0) for n in range(20)
+    ]
+    assert stages == [
+        f"run #{run_id}: READY -> PRE_PROCESSING_STAGE",
+        f"run #{run_id}: PRE_PROCESSING_STAGE -> STUDENTS_STAGE",
+        f"run #{run_id}: STUDENTS_STAGE -> POST_PROCESSING_STAGE",
+        f"run #{run_id}: POST_PROCESSING_STAGE -> FINISHED",
+    ]
