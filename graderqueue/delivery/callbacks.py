@@ -21,7 +21,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+import os
+import secrets
 import socket
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +55,8 @@ from graderqueue.store.models import (
     Result,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 URL_MAX = 1000
 CB = Callback.__table__
@@ -270,21 +278,71 @@ def record(
         )
 
 
+def any_due(db: Database) -> bool:
+    """Whether a callback is due now; only reads (an idle poster never takes a write lock)."""
+    with db.reading() as session:
+        return session.scalar(select(Callback.id).where(_due(utcnow())).limit(1)) is not None
+
+
 def deliver_due(
     db: Database, settings: Settings, keys: QueueKeys, http: requests.Session, holder: str
 ) -> int:
     """Post every callback due now, a batch at a time; returns how many were tried."""
     lease = 2 * (2 * settings.delivery_timeout_sec + 1) + settings.delivery_lease_slack_sec
     tried = 0
-    while True:
+    while tried < 1000 and any_due(db):  # the rest next pass: never hold the caller for ever
         with db.transaction() as session:
             batch = claim(session, db.dialect, holder, lease, max(1, settings.delivery_concurrency))
         if not batch:
-            return tried
+            return tried  # another node's
         for due in batch:
             outcome = attempt(due, keys, settings, http)
             with db.transaction() as session:
                 record(session, due, holder, outcome, settings)
             tried += 1
-        if tried >= 1000:
-            return tried  # the rest next turn: never hold the caller for ever
+    return tried
+
+
+class Poster:
+    """Posts due callbacks, one at a time, on a thread of its own beside the
+    results' delivery worker (callbacks are few, and never take the results'
+    post slots): every ``delivery_poll_sec``, or at once when kicked."""
+
+    def __init__(self, db: Database, settings: Settings, keys: QueueKeys) -> None:
+        self.db, self.settings, self.keys = db, settings, keys
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}/callbacks"
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._http = requests.Session()
+        self._failing_since: float | None = None
+
+    def kick(self) -> None:
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run_pass(self) -> int:
+        """Post what is due now; a failure (the database away) is logged, not raised."""
+        try:
+            tried = deliver_due(self.db, self.settings, self.keys, self._http, self.holder)
+        except Exception:
+            now = time.monotonic()
+            if self._failing_since is None or (
+                now - self._failing_since >= self.settings.failure_log_interval_sec
+            ):
+                self._failing_since = now
+                log.warning("callback pass failed; trying again shortly", exc_info=True)
+            return 0
+        self._failing_since = None
+        return tried
+
+    def run_forever(self, alive: Callable[[], bool] = lambda: True) -> None:
+        try:
+            while not self.stopping.is_set() and alive():
+                self.wake.clear()
+                self.run_pass()
+                self.wake.wait(max(self.settings.delivery_poll_sec, 0.05))
+        finally:
+            self._http.close()

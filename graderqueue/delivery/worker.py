@@ -17,7 +17,7 @@ from datetime import datetime
 import requests
 
 from graderqueue.config import Settings
-from graderqueue.delivery import callbacks, outbox
+from graderqueue.delivery import outbox
 from graderqueue.delivery.outbox import Due, Finished
 from graderqueue.delivery.post import Outcome, post_result
 from graderqueue.logs import work_unit
@@ -79,16 +79,10 @@ class Worker:
         # Rows are probably due (a kick, a full claim, rows brought forward):
         # claim without reading first.
         self._hint = False
-        # Callback URLs (delivery/callbacks.py) go out on a thread of their
-        # own: few, and never in the way of the return-URL results.
-        self._callback_pool: ThreadPoolExecutor | None = None
-        self._callback_pass: Future[int] | None = None
-        self._callbacks_at = 0.0
 
     def kick(self) -> None:
         """A result was stored: claim it at once, without reading the outbox first."""
         self._hint = True
-        self._callbacks_at = 0.0
         self.wake.set()
 
     def stop(self) -> None:
@@ -98,10 +92,9 @@ class Worker:
 
     def close(self) -> None:
         """Let the post threads end and close their HTTP sessions."""
-        for pool in (self._pool, self._callback_pool):
-            if pool is not None:
-                pool.shutdown(wait=False)
-        self._pool = self._callback_pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
         for http in sessions:
@@ -147,30 +140,6 @@ class Worker:
             # horizon instead of sitting claimed until its lease ends.
             log.exception("delivery %s: the post failed unexpectedly", due.id)
             return Outcome(False, f"{type(exc).__name__}: {exc}")
-
-    def callbacks_pass(self) -> int:
-        """Post the callbacks due now; returns how many were tried."""
-        try:
-            return callbacks.deliver_due(
-                self.db, self.settings, self.keys, self._http(), f"{self.id}/callbacks"
-            )
-        except Exception:
-            log.warning("callback pass failed; trying again shortly", exc_info=True)
-            return 0
-
-    def _callbacks(self) -> None:
-        """Start a callback pass when one is due (a kick, or every delivery_poll_sec)."""
-        now = time.monotonic()
-        running = self._callback_pass is not None and not self._callback_pass.done()
-        if running or now < self._callbacks_at or self.stopping.is_set():
-            return
-        self._callbacks_at = now + max(self.settings.delivery_poll_sec, 0.05)
-        if self._callback_pool is None:
-            self._callback_pool = ThreadPoolExecutor(1, thread_name_prefix="gq-callback")
-        try:
-            self._callback_pass = self._callback_pool.submit(self.callbacks_pass)
-        except RuntimeError:
-            self.stopping.set()  # the interpreter is exiting
 
     def _posts_ended(self, _future: Future[Outcome | None]) -> None:
         self.wake.set()
@@ -250,9 +219,6 @@ class Worker:
         """
         cutoff = utcnow()
         counts: Counter[str] = Counter()
-        posted = self.callbacks_pass()
-        if posted:
-            counts["callbacks"] = posted
         claiming, first = True, True
         while True:
             self.wake.clear()
@@ -306,7 +272,6 @@ class Worker:
         except Exception:
             self._log_failure()
             wait = max_wait
-        self._callbacks()
         self.wake.wait(wait)
 
     def _ready_at(self, now: float) -> float:
