@@ -133,6 +133,20 @@ def test_cancel_hold_and_release_act_on_the_whole_run(queue):
     assert stranger.post(f"/runs/{run_id}/cancel").status_code == 404
 
 
+def test_the_event_stream_tells_the_state_and_progress_and_resumes(sqlite_queue):
+    queue = sqlite_queue
+    api = Api(queue, platform=queue.platform("first"))
+    run_id = api.post("/runs", run_body(["a"], pre=False, post=False)).get_json()["id"]
+    grade(queue)
+    stream = api.get(f"/runs/{run_id}/events").get_data(as_text=True)
+    assert 'data: {"type": "state", "data": "FINISHED"}' in stream
+    assert 'data: {"type": "progress", "data": 1}' in stream
+    answer = api.http.get(
+        f"/api/v1/runs/{run_id}/events", headers=api.headers({"Last-Event-ID": "FINISHED:1"})
+    )
+    assert "data:" not in answer.get_data(as_text=True)  # nothing new since
+
+
 @pytest.mark.queue_settings(runs_roster_max=5)
 def test_refusals_change_nothing(sqlite_queue):
     queue = sqlite_queue
