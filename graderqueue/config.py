@@ -235,6 +235,12 @@ class Settings:
     events_max_streams: int = 32
     events_max_sec: float = 600.0
     events_keepalive_sec: float = 15.0
+    # Runs and callbacks (docs/API.md "Runs", "Callbacks"; queue/runs.py).
+    # The most roster entries one run may have (more: 400 at submission).
+    runs_roster_max: int = 10_000
+    # Roster jobs made per transaction when a run's students stage starts:
+    # bounds how long one stage change holds its locks, whatever the roster.
+    runs_batch: int = 500
     # Metrics and health (docs/METRICS.md).
     # /metrics answers requests from these client networks (the real client's
     # address: behind nginx, through trusted_proxies) without a token; empty:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -9,11 +11,15 @@ from graderqueue.config import Settings
 from graderqueue.dispatch.hints import PollHints, hint_key
 from graderqueue.dispatch.job_watch import JobWatch
 from graderqueue.dispatch.pollslots import PollSlots
+from graderqueue.dispatch.run_watch import RunWatch
 from graderqueue.dispatch.wakeups import Waker
 from graderqueue.protocol import tokens
 from graderqueue.protocol.keys import QueueKeys
+from graderqueue.queue import runs_progress
 from graderqueue.registry.view import RegistryView
 from graderqueue.store.db import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,6 +32,7 @@ class Runtime:
     registry: RegistryView = field(init=False)
     poll_slots: PollSlots = field(init=False)
     job_watch: JobWatch = field(init=False)
+    run_watch: RunWatch = field(init=False)
     # Set by the delivery worker when it runs inside this process.
     delivery_kick: Callable[[], None] | None = None
 
@@ -39,6 +46,7 @@ class Runtime:
             self.settings.max_polls_per_server, self.settings.max_waiting_polls
         )
         self.job_watch = JobWatch(self.db, self.settings)
+        self.run_watch = RunWatch(self.db, self.settings)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -57,6 +65,36 @@ class Runtime:
         """After a result is committed: let the delivery worker start at once."""
         if self.delivery_kick is not None:
             self.delivery_kick()
+
+    def runs_progressed(self, progress: runs_progress.Progress) -> None:
+        """After a commit that moved runs on: wake servers for the new jobs, and make
+        the roster jobs still missing on a thread, a batch per transaction (the
+        request that started the stage does not wait for 10,000 jobs; cron
+        finishes what a restart interrupts)."""
+        if progress.type_ids:
+            self.jobs_available(sorted(progress.type_ids))
+        if progress.runs_to_fill:
+            threading.Thread(
+                target=self._fill_runs,
+                args=(sorted(progress.runs_to_fill),),
+                name="gq-run-fill",
+                daemon=True,
+            ).start()
+        if self.delivery_kick is not None:
+            self.delivery_kick()  # a run's end may owe a callback
+
+    def _fill_runs(self, run_ids: list[int]) -> None:
+        try:
+            for run_id in run_ids:
+                while True:
+                    with self.db.transaction() as session:
+                        step = runs_progress.fill_batch(session, run_id, self.settings.runs_batch)
+                    if step.type_ids:
+                        self.jobs_available(sorted(step.type_ids))
+                    if run_id not in step.runs_to_fill:
+                        break
+        except Exception:
+            log.warning("making a run's roster jobs failed; cron goes on", exc_info=True)
 
 
 def _hint_key(settings: Settings) -> bytes:

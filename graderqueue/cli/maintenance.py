@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from datetime import datetime
 from types import FrameType
 
@@ -13,7 +14,7 @@ import click
 from graderqueue import logs
 from graderqueue.cli import Context, fail_clearly, pass_ctx
 from graderqueue.cli.jobs import job
-from graderqueue.delivery import redelivery
+from graderqueue.delivery import callbacks, redelivery
 from graderqueue.delivery.worker import Worker
 from graderqueue.maintenance import cron as maintenance
 from graderqueue.protocol.keys import QueueKeys
@@ -91,10 +92,17 @@ def deliver(ctx: Context, once: bool, verbose: bool) -> None:
                 counts = worker.run_pass()
             finally:
                 worker.close()
+            posted = callbacks.Poster(ctx.db, ctx.settings, keys).run_pass()
+            if posted:
+                counts["callbacks"] = posted
             summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
             click.echo(f"deliveries tried: {sum(counts.values())} ({summary or 'none due'})")
         else:
+            # Callback URLs on a thread of their own, as in the web app.
+            poster = callbacks.Poster(ctx.db, ctx.settings, keys)
+            threading.Thread(target=poster.run_forever, name="gq-callbacks", daemon=True).start()
             worker.run_forever()
+            poster.stop()
 
 
 @click.command("redeliver", short_help="Send results to their platform again.")

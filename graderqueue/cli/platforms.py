@@ -112,6 +112,8 @@ def platform_list(ctx: Context) -> None:
 @click.option("--weight", type=int, default=None, help="Fair-share weight, 1 to 1000.")
 @click.option("--max-queued", type=int, default=None, help="Cap on its queued and held jobs.")
 @click.option("--no-max-queued", is_flag=True, help="No cap on its queued jobs.")
+@click.option("--callback-hosts", default=None,
+              help='Hosts callback URLs may name, by commas ("": return URL host).')  # fmt: skip
 @pass_ctx
 def platform_update(ctx: Context, name: str, **options: Any) -> None:
     """Change platform NAME: only what is given changes.
@@ -142,6 +144,7 @@ def _platform_changes(options: dict[str, Any]) -> lifecycle.PlatformChanges:
         weight=options["weight"],
         max_queued=options["max_queued"],
         no_max_queued=bool(options["no_max_queued"]),
+        callback_hosts=options["callback_hosts"],
         add_keys=tuple(_read_key(path) for path in options["add_keys"]),
         remove_keys=tuple(options["remove_keys"]),
     )

@@ -9,6 +9,7 @@ import weakref
 from typing import Any
 
 from graderqueue.config import Settings
+from graderqueue.delivery.callbacks import Poster
 from graderqueue.delivery.worker import Worker
 from graderqueue.protocol.keys import QueueKeys
 from graderqueue.store.db import Database
@@ -28,6 +29,9 @@ class InProcessDelivery:
         self._pid = 0
         self.worker: Worker | None = None
         self.thread: threading.Thread | None = None
+        # Callback URLs (callbacks.py), on a thread of their own.
+        self.poster: Poster | None = None
+        self.poster_thread: threading.Thread | None = None
 
     def ensure_running(self) -> None:
         if self._pid == os.getpid() and self.thread is not None and self.thread.is_alive():
@@ -47,13 +51,22 @@ class InProcessDelivery:
                 name="gq-delivery",
                 daemon=True,
             )
+            self.poster = Poster(self.db, self.settings, self.keys)
+            self.poster_thread = threading.Thread(
+                target=self.poster.run_forever,
+                args=(lambda: ref() is not None,),
+                name="gq-callbacks",
+                daemon=True,
+            )
             self._pid = os.getpid()
             self.thread.start()
+            self.poster_thread.start()
 
     def kick(self) -> None:
         self.ensure_running()
-        assert self.worker is not None
+        assert self.worker is not None and self.poster is not None
         self.worker.kick()
+        self.poster.kick()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop and wait for the posts under way, so that their outcomes are recorded."""
@@ -61,6 +74,8 @@ class InProcessDelivery:
         if worker is None or thread is None or self._pid != os.getpid():
             return
         worker.stop()
+        if self.poster is not None:
+            self.poster.stop()
         thread.join(self.settings.delivery_timeout_sec * 2 + 2 if timeout is None else timeout)
 
 

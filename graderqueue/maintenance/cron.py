@@ -26,7 +26,7 @@ from graderqueue.dispatch import wakeups
 from graderqueue.files import cleanup
 from graderqueue.logs import describe_error, work_unit
 from graderqueue.maintenance import alerts, leases, purge
-from graderqueue.queue import idempotency, states
+from graderqueue.queue import idempotency, runs, states
 from graderqueue.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,8 @@ def run(db: Database, settings: Settings, *, hourly: bool = False) -> Report:
     report.errored_jobs = _step(
         report, "error jobs", lambda: states.fail_exhausted(db, settings.max_fails)
     )
+    # A run a restart left half made or half cancelled (queue/runs.py).
+    _step(report, "runs", lambda: runs.resume(db, settings))
     tried = _step(report, "wake-up retries", lambda: wakeups.retry_failed(db, settings))
     report.wakeups_tried, report.wakeups_ok = tried if tried is not None else (None, None)
     _alert(report, "stuck jobs alert", "jobs stuck", lambda: alerts.alert_stuck_jobs(db, settings))

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
+from graderqueue.delivery import callbacks
 from graderqueue.errors import BadRequest, QueueError
 from graderqueue.files import job_files
 from graderqueue.protocol import submissions
@@ -25,9 +26,13 @@ from graderqueue.registry.view import PlatformInfo, RegistryView
 from graderqueue.store.db import Database
 from graderqueue.store.models import Job
 
-FIELDS = frozenset(
-    {"jobname", "jobdata", "tags", "priority", "jobusertaskid", "taskrevision", "timeout"}
-) | frozenset(job_files.KEYS)
+FIELDS = (
+    frozenset(
+        {"jobname", "jobdata", "tags", "priority", "jobusertaskid", "taskrevision", "timeout"}
+    )
+    | frozenset(job_files.KEYS)
+    | {"callback_url"}
+)
 
 
 @dataclass(frozen=True)
@@ -45,40 +50,52 @@ class _Replayed(QueueError):
 
 
 def parse_body(
-    body: Any,
-    view: RegistryView,
-    settings: Settings,
-    platform: PlatformInfo | None,
-    file_specs: list[job_files.Spec] | None = None,
-) -> list:
-    """The submissions in a request body (an object, or a non-empty array of them),
-    each parsed and routed, so a refusal names the job it is about. Each job's
-    files (``files``, ``output_file``, ``max_kb``) go to ``file_specs``."""
+    body: Any, view: RegistryView, settings: Settings, platform: PlatformInfo | None
+) -> list[OneJob]:
+    """The jobs in a request body (an object, or a non-empty array of them),
+    each parsed and routed, so a refusal names the job it is about."""
     items = body if isinstance(body, list) else [body]
     if not items:
         raise BadRequest("An empty batch: send at least one job.")
     if len(items) > settings.api_batch_max:
         raise BadRequest(f"At most {settings.api_batch_max} jobs per batch.")
-    subs = []
+    jobs = []
     for n, item in enumerate(items):
         where = f"job {n}: " if isinstance(body, list) else ""
-        if not isinstance(item, dict):
-            raise BadRequest(f"{where}a job is a JSON object.")
         try:
-            _check_types(item)
-            spec = job_files.parse_spec(item)
-            sub = submissions.parse(
-                {**item, "request": "sendjob"},
-                settings,
-                restrict_paths=platform.restrict_paths if platform else "",
-            )
-            enqueue.new_job(sub, view, settings, platform.force_tag_id if platform else None)
-            subs.append(sub)
-            if file_specs is not None:
-                file_specs.append(spec)
+            jobs.append(parse_one(item, view, settings, platform))
         except BadRequest as exc:
             raise BadRequest(where + exc.message) from exc
-    return subs
+    return jobs
+
+
+@dataclass(frozen=True)
+class OneJob:
+    """One job object of a request, parsed and routed."""
+
+    submission: submissions.Submission
+    callback_url: str  # "": none
+    files: job_files.Spec  # files, output_file, max_kb (empty for most jobs)
+
+
+def parse_one(
+    item: Any, view: RegistryView, settings: Settings, platform: PlatformInfo | None
+) -> OneJob:
+    """One job object, as ``POST /api/v1/jobs`` and a run's specs take it."""
+    if not isinstance(item, dict):
+        raise BadRequest("a job is a JSON object.")
+    _check_types(item)
+    url = ""
+    if "callback_url" in item:
+        url = callbacks.check_for(item.pop("callback_url"), platform)
+    files = job_files.parse_spec(item)  # takes its keys out of the item
+    sub = submissions.parse(
+        {**item, "request": "sendjob"},
+        settings,
+        restrict_paths=platform.restrict_paths if platform else "",
+    )
+    enqueue.new_job(sub, view, settings, platform.force_tag_id if platform else None)
+    return OneJob(sub, url, files)
 
 
 def _check_types(item: dict[str, Any]) -> None:
@@ -136,6 +153,13 @@ def _bind_files(
                 raise BadRequest((f"job {n}: " if batch else "") + exc.message) from exc
 
 
+def callbacks_to(session: Session, job_ids: list[int], urls: list[str]) -> None:
+    """Each job's callback URL, for the jobs sent with one (an UPDATE only for those)."""
+    for job_id, url in zip(job_ids, urls, strict=True):
+        if url:
+            session.execute(update(Job).where(Job.id == job_id).values(callback_url=url))
+
+
 def submit(
     db: Database,
     view: RegistryView,
@@ -148,8 +172,9 @@ def submit(
     spend: Callable[[Session], None],
 ) -> Submitted:
     """Queue the body's jobs; ``idempotency_key`` is (caller, key, request hash)."""
-    specs: list[job_files.Spec] = []
-    subs = parse_body(body, view, settings, platform, specs)
+    jobs = parse_body(body, view, settings, platform)
+    subs = [j.submission for j in jobs]
+    specs = [j.files for j in jobs]
     batch = isinstance(body, list)
     _check_files(db, platform, specs, batch)
     with db.transaction() as session:
@@ -165,6 +190,7 @@ def submit(
     def after(session: Session, job_ids: list[int]) -> None:
         _bind_files(session, platform, job_ids, specs, batch)
         answer.clear()
+        callbacks_to(session, job_ids, [j.callback_url for j in jobs])
         if batch:
             answer["ids"] = job_ids
         else:

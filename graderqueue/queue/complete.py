@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from graderqueue.delivery import callbacks
 from graderqueue.errors import NotAssigned
 from graderqueue.protocol.results import result_errorcode
-from graderqueue.queue import artifacts, states, stats, verdicts
+from graderqueue.queue import artifacts, runs_progress, states, stats, verdicts
 from graderqueue.store import events
 from graderqueue.store.models import (
     Delivery,
@@ -40,6 +41,8 @@ class Completion:
     # The same result again from the server that completed the job (its first
     # answer was lost): nothing changed, nothing more to deliver.
     repeated: bool = False
+    # A run job's end may start its run's next stage: what to do after commit.
+    run_progress: runs_progress.Progress | None = None
 
 
 def complete(
@@ -58,7 +61,7 @@ def complete(
     """
     j = JOBS.c
     held = session.execute(
-        select(j.jobdata, j.platform_id)
+        select(j.jobdata, j.platform_id, j.callback_url, j.run_id)
         .where(j.id == job_id, j.status == JobStatus.SENT, j.sent_to == server_id)
         .with_for_update()
     ).first()
@@ -76,7 +79,10 @@ def complete(
     artifacts.keep(session, job_id, captured or [])
     if held.platform_id is not None:
         _owe_delivery(session, job_id, held.platform_id, now)
-    return Completion(job_id=job_id, accepted=True, type_ids=type_ids)
+        if held.callback_url:
+            callbacks.owe_job(session, job_id, held.platform_id, held.callback_url, now)
+    progress = runs_progress.on_job_ended(session, [job_id]) if held.run_id is not None else None
+    return Completion(job_id=job_id, accepted=True, type_ids=type_ids, run_progress=progress)
 
 
 def _reject(

@@ -27,7 +27,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import BadRequest, Conflict, UnknownJob
-from graderqueue.queue import fair_share, listing, states
+from graderqueue.queue import fair_share, listing, runs_progress, states
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
@@ -70,6 +70,8 @@ class Acted:
     type_ids: set[int] = field(default_factory=set)
     # Servers that were grading a job now cancelled or requeued.
     holders: set[int] = field(default_factory=set)
+    # What cancelled run jobs left to do after commit (a post job to wake for).
+    runs: runs_progress.Progress = field(default_factory=runs_progress.Progress)
 
 
 def check_action(action: str) -> None:
@@ -152,6 +154,9 @@ def act_many(
     if action == "requeue":
         _new_places(session, rows)
     _log(session, rows, action, actor, priority)
+    if action == "cancel":
+        # A run job's end moves its run on (queue/runs_progress.py), here as anywhere.
+        acted.runs = runs_progress.on_job_ended(session, ids)
     return acted
 
 
@@ -277,5 +282,5 @@ def act_by_filter(
                 session, ids[start : start + BATCH], action, actor=actor, priority=priority
             )
         outcome.changed += len(acted.job_ids)
-        outcome.type_ids |= acted.type_ids
+        outcome.type_ids |= acted.type_ids | acted.runs.type_ids
     return outcome

@@ -83,21 +83,9 @@ def enqueue(
         "timeout_sec": new.timeout_sec,
     }
     if existing is None:
-        job_id = session.execute(
-            _INSERT_JOB,
-            {
-                "platform_id": platform_id,
-                "received_via": received_via,
-                "jobusertaskid": new.jobusertaskid,
-                "dedup_key": new.jobusertaskid,
-                "status": JobStatus.QUEUED,
-                "received_time": utcnow(),
-                "job_repeats": 0,
-                "nb_fails": 0,
-                **fields,
-            },
-        ).inserted_primary_key[0]
-        states.add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority, vstart)
+        job_id = insert_new(
+            session, new, platform_id=platform_id, received_via=received_via, vstart=vstart
+        )
         return job_id, True
 
     status = existing.status if existing.status == JobStatus.ERROR else JobStatus.QUEUED
@@ -107,6 +95,87 @@ def enqueue(
     session.execute(update(JOBS).where(j.id == existing.id).values(**values))
     states.set_types(session, existing.id, new.type_ids, status, new.priority, vstart)
     return existing.id, False
+
+
+def insert_new(
+    session: Session,
+    new: NewJob,
+    *,
+    platform_id: int | None,
+    received_via: str,
+    vstart: int | None = None,
+) -> int:
+    """Insert a queued job; ``vstart`` None: its place in line is fair share's now."""
+    if vstart is None:
+        vstart = fair_share.place(session, platform_id, new.type_ids, new.priority)
+    row = job_row(new, platform_id, received_via)
+    job_id = session.execute(_INSERT_JOB, row).inserted_primary_key[0]
+    states.add_types(session, job_id, new.type_ids, JobStatus.QUEUED, new.priority, vstart)
+    return job_id
+
+
+def job_row(
+    new: NewJob,
+    platform_id: int | None,
+    received_via: str,
+    *,
+    dedup: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new queued job's ``jobs`` row. ``dedup`` False: it holds no dedup key (a
+    run's jobs: one per roster entry, whatever their ``jobusertaskid``);
+    ``extra``: more columns."""
+    return {
+        "platform_id": platform_id,
+        "received_via": received_via,
+        "jobusertaskid": new.jobusertaskid,
+        "dedup_key": new.jobusertaskid if dedup else None,
+        "status": JobStatus.QUEUED,
+        "received_time": utcnow(),
+        "job_repeats": 0,
+        "nb_fails": 0,
+        "name": new.name,
+        "priority": new.priority,
+        "tags": new.tags,
+        "jobdata": new.jobdata,
+        "taskrevision": new.taskrevision,
+        "timeout_sec": new.timeout_sec,
+        **(extra or {}),
+    }
+
+
+def insert_many(
+    session: Session,
+    news: list[tuple[NewJob, dict[str, Any]]],
+    *,
+    platform_id: int | None,
+    received_via: str,
+) -> list[int]:
+    """Queue many jobs that hold no dedup key (a run's), each with its ``extra``
+    columns: places in line taken together per (types, priority), as that
+    many one-by-one calls of fair_share.place would give, and every
+    ``job_types`` row in one statement."""
+    places: dict[tuple[tuple[int, ...], int], list[int]] = {}
+    for new, _extra in news:
+        places.setdefault((tuple(new.type_ids), new.priority), []).append(0)
+    for (type_ids, priority), slots in places.items():
+        slots[:] = fair_share.place_many(session, platform_id, list(type_ids), priority, len(slots))
+        slots.reverse()  # popped from the end, in order
+    job_ids: list[int] = []
+    types: list[dict[str, Any]] = []
+    for new, extra in news:
+        row = job_row(new, platform_id, received_via, dedup=False, extra=extra)
+        job_id = session.execute(_INSERT_JOB, row).inserted_primary_key[0]
+        job_ids.append(job_id)
+        vstart = places[(tuple(new.type_ids), new.priority)].pop()
+        types += [
+            {"job_id": job_id, "type_id": t, "status": JobStatus.QUEUED,
+             "priority": new.priority, "vstart": vstart}
+            for t in new.type_ids
+        ]  # fmt: skip
+    if types:
+        session.execute(insert(states.JOB_TYPES), types)
+    return job_ids
 
 
 def new_job(

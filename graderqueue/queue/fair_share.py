@@ -66,20 +66,29 @@ def place(session: Session, platform_id: int | None, type_ids: list[int], priori
     Locks the sender's ``fair_share`` row, so one sender's jobs get distinct
     places even from several nodes at once.
     """
+    return place_many(session, platform_id, type_ids, priority, 1)[0]
+
+
+def place_many(
+    session: Session, platform_id: int | None, type_ids: list[int], priority: int, count: int
+) -> list[int]:
+    """The places of ``count`` jobs this sender queues now, one after another (a
+    run's batch): what ``count`` calls of :func:`place` give, in one."""
     sender = sender_of(platform_id)
     weight = 1
     if platform_id is not None:
         weight = session.scalar(select(Platform.weight).where(Platform.id == platform_id)) or 1
     last = session.scalar(select(FS.c.last_finish).where(FS.c.sender == sender).with_for_update())
     start = max(_present(session, type_ids, priority), last or 0)
-    finish = start + max(1, STEP // max(1, weight))
+    step = max(1, STEP // max(1, weight))
+    finish = start + count * step
     if last is None:
         # A race with another first job of this sender ends in IntegrityError,
         # which enqueue.submit retries.
         session.execute(insert(FS), {"sender": sender, "last_finish": finish})
     else:
         session.execute(update(FS).where(FS.c.sender == sender).values(last_finish=finish))
-    return start
+    return [start + n * step for n in range(count)]
 
 
 def check_cap(session: Session, platform_id: int | None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from graderqueue.queue import runs_progress
 from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import Job, JobStatus, JobType, utcnow
@@ -175,6 +176,7 @@ def fail_exhausted(db: Database, max_fails: int) -> int:
                 )
             )
             sync_types(session, errored, JobStatus.ERROR)
+            runs_progress.on_job_ended(session, errored)
             for job_id in errored:
                 events.log_event(
                     session,

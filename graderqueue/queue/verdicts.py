@@ -1,7 +1,7 @@
 """What a saved result says about the submission: passed, failed, or a grader error.
 
 The one place for this rule: ``complete`` stores the verdict with the result
-(``results.verdict``), migration 0010 fills it for older results, and the
+(``results.verdict``), migration 0009 fills it for older results, and the
 admin pages filter and count by the stored value.
 
 A result is a **grader error** when it says nothing about the submission

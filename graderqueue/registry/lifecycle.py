@@ -10,6 +10,7 @@ them beforehand, for a confirmation page.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 from sqlalchemy import delete, select
@@ -69,6 +70,7 @@ class PlatformChanges:
     weight: int | None = None
     max_queued: int | None = None
     no_max_queued: bool = False
+    callback_hosts: str | None = None  # "": only the return URL's host
     add_keys: tuple[str, ...] = ()  # PEM texts
     remove_keys: tuple[str, ...] = ()  # fingerprint prefixes
 
@@ -84,6 +86,15 @@ def check_return_url(url: str) -> str:
     if url and not url.startswith(("http://", "https://")):
         raise BadRequest("The return URL must start with http:// or https://.")
     return url
+
+
+def check_callback_hosts(text: str) -> str:
+    """Host names or addresses by commas, lower case: what callback URLs may name."""
+    hosts = [h.strip().lower() for h in text.split(",") if h.strip()]
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9.:-]{1,253}", host):
+            raise BadRequest(f"Invalid callback host {quote(host)}: a host name or an address.")
+    return ",".join(dict.fromkeys(hosts))
 
 
 def _bounded(value: int, what: str, top: int) -> int:
@@ -115,6 +126,8 @@ def _field_changes(session: Session, platform: Platform, changes: PlatformChange
         wanted["max_queued"] = _bounded(changes.max_queued, "cap on queued jobs", MAX_QUEUED_MAX)
     if changes.no_max_queued:
         wanted["max_queued"] = None
+    if changes.callback_hosts is not None:
+        wanted["callback_hosts"] = check_callback_hosts(changes.callback_hosts)
     for name, value in wanted.items():
         old = getattr(platform, name)
         if old != value:

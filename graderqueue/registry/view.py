@@ -37,6 +37,9 @@ class PlatformInfo:
     disabled: bool = False
     # `platform update --lenient-integers` (protocol/numbers.php_intval).
     lenient_integers: bool = False
+    # Where callback URLs may point (delivery/callbacks.py).
+    return_url: str = ""
+    callback_hosts: str = ""
 
 
 class RegistryView:
@@ -92,6 +95,8 @@ class RegistryView:
                 keys=tuple(parse_public_key(pem) for pem in pems),
                 disabled=bool(platform.disabled),
                 lenient_integers=bool(platform.lenient_integers),
+                return_url=platform.return_url or "",
+                callback_hosts=platform.callback_hosts or "",
             )
 
     # -- tags and server types -------------------------------------------------

@@ -46,6 +46,7 @@ TYPE_UPDATED = "type_updated"
 TYPE_REMOVED = "type_removed"
 TAG_REMOVED = "tag_removed"
 ADMIN_REMOVED = "admin_removed"
+RUN_STAGE = "run_stage"  # a run moved to its next stage or ended (queue/runs_progress.py)
 
 MESSAGE_MAX = 2000
 

@@ -113,6 +113,9 @@ class Platform(Base):
     # `platform update --lenient-integers`: /api.php reads its integer fields
     # as PHP's intval() did ("5.7" -> 5), for platforms moved from the PHP queue.
     lenient_integers: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Hosts a job's or a run's callback_url may name, by commas; empty: only
+    # the return URL's host (delivery/callbacks.py).
+    callback_hosts: Mapped[str] = mapped_column(Text, default="")
 
 
 class PlatformKey(Base):
@@ -191,6 +194,13 @@ class Job(Base):
     tags: Mapped[str] = mapped_column(Text, default="")
     taskrevision: Mapped[str] = mapped_column(String(255), default="")
     jobdata: Mapped[str] = mapped_column(LongText)
+    # A run's job (queue/runs.py): its run, its role in it ("pre", "roster",
+    # "post"), and whether its end was counted (once, whatever requeues it).
+    run_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    run_role: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    run_ended: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A URL the job's result is posted to besides the return URL (callbacks.py).
+    callback_url: Mapped[str] = mapped_column(String(1000), default="")
 
     __table_args__ = (
         Index("ix_jobs_dedup", "platform_id", "dedup_key", unique=True),
@@ -209,6 +219,8 @@ class Job(Base):
         Index("ix_jobs_platform_name", "platform_id", "name"),
         Index("ix_jobs_usertask", "jobusertaskid"),
         Index("ix_jobs_status_end", "status", "grading_end_time"),
+        # A run's jobs by role and state (its status, its stage changes).
+        Index("ix_jobs_run", "run_id", "run_role", "status"),
     )
 
 
@@ -569,3 +581,71 @@ class JobOutput(Base):
     output_file: Mapped[str] = mapped_column(String(255))
     # None: only the queue's artifact_max_bytes caps it.
     max_kb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class RunState(enum.StrEnum):
+    """A run's stages, in order, then how it ended (queue/runs.py)."""
+
+    READY = "READY"
+    PRE = "PRE_PROCESSING_STAGE"
+    STUDENTS = "STUDENTS_STAGE"
+    POST = "POST_PROCESSING_STAGE"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class Run(Base):
+    """Many jobs that belong together: a pre job, one job per roster entry, a post job.
+
+    Stage changes are conditional UPDATEs of ``state`` in the transaction
+    that ends a job (queue/runs_progress.py), so they happen once whatever
+    the number of app nodes. ``spec`` holds what the stages still need
+    (env, roster, the job specs) as JSON; ``roster_created`` is how many
+    roster jobs exist (made in batches), ``roster_ended`` how many ended.
+    """
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    received_via: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(32), default=RunState.READY)
+    spec: Mapped[str] = mapped_column(LongText)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    roster_total: Mapped[int] = mapped_column(Integer, default=0)
+    roster_created: Mapped[int] = mapped_column(Integer, default=0)
+    roster_ended: Mapped[int] = mapped_column(Integer, default=0)
+    pre_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    post_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    callback_url: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    __table_args__ = (Index("ix_runs_state", "state"),)
+
+
+class Callback(Base):
+    """Outbox row for a callback URL: a job's result (``job_id``) or a run's end
+    (``run_id``, its final status in ``body``). Written in the transaction that
+    ends the job or the run; posted like a return-URL delivery (same token,
+    retries and backoff) by delivery/callbacks.py.
+    """
+
+    __tablename__ = "callbacks"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(BigInteger)
+    url: Mapped[str] = mapped_column(String(1000))
+    job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    run_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    body: Mapped[str] = mapped_column(LongText)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    locked_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    __table_args__ = (Index("ix_callbacks_due", "state", "next_attempt_at"),)

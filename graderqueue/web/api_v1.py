@@ -117,4 +117,9 @@ def openapi_json() -> Response:
 
 
 # The job endpoints register themselves on this blueprint.
-from graderqueue.web import api_v1_events, api_v1_jobs, api_v1_labs  # noqa: E402, F401
+from graderqueue.web import (  # noqa: E402, F401
+    api_v1_events,
+    api_v1_jobs,
+    api_v1_labs,
+    api_v1_runs,
+)

@@ -132,6 +132,8 @@ def act(job_id: int) -> Response:
         state = job_view.state(session, job_id, who.platform_id)
     if acted.type_ids:
         rt.jobs_available(sorted(acted.type_ids))
+    if acted.runs:
+        rt.runs_progressed(acted.runs)
     metrics.jobs_cancelled(rt.db, action, acted.job_ids)
     return ok({"id": job_id, "state": state})
 

@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from graderqueue.identity.api_callers import API_TOKEN_MAX_LIFETIME_SEC
-from graderqueue.web import openapi_jobs, openapi_labs, openapi_parts
+from graderqueue.web import openapi_jobs, openapi_labs, openapi_parts, openapi_runs
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 SECONDS = {"type": ["number", "null"], "minimum": 0}
@@ -153,6 +153,7 @@ COMPONENTS: dict[str, Any] = {
             },
         },
         **openapi_jobs.SCHEMAS,
+        **openapi_runs.SCHEMAS,
     },
 }
 
@@ -170,7 +171,7 @@ def document(page_max: int = openapi_jobs.PAGE_MAX) -> dict[str, Any]:
             },
             "servers": [{"url": "/api/v1"}],
             "security": [{"bearer": []}],
-            "paths": {**PATHS, **openapi_jobs.PATHS},
+            "paths": {**PATHS, **openapi_jobs.PATHS, **openapi_runs.PATHS},
             "components": COMPONENTS,
         }
     )

@@ -111,6 +111,11 @@ _NEW_JOB = {
             "maximum": 2147483647,
             "description": "seconds a server may grade it; above max_timeout_sec, clamped",
         },
+        "callback_url": {
+            "type": "string",
+            "maxLength": 1000,
+            "description": "its result is also posted there (a host the platform allows)",
+        },
     },
     "example": {"jobdata": {"taskPath": "$ROOT_PATH/task"}, "tags": "c", "priority": 1},
 }

@@ -103,6 +103,8 @@ def sendresults() -> Response:
         rt.jobs_available(done.type_ids)
         raise InvalidResult()
     rt.results_stored(done.job_id)
+    if done.run_progress:
+        rt.runs_progressed(done.run_progress)
     return success("Saved resultdata.")
 
 

@@ -11,7 +11,7 @@ from . import common
 
 NAMES = ["enqueue", "claim", "dispatch", "e2e", "memory"]
 # Run only when named: their fills of a million jobs take minutes.
-ON_REQUEST = ["admin-pages", "api", "legacy-import"]
+ON_REQUEST = ["admin-pages", "api", "legacy-import", "runs"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,7 +163,7 @@ def test_bulk_requeue_of_a_filtered_done_list_asks_then_requeues_only_those(sqli
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
-def test_migration_0010_fills_the_verdicts_of_stored_results(kind, tmp_path, request):
+def test_migration_0009_fills_the_verdicts_of_stored_results(kind, tmp_path, request):
     url = "" if kind == "sqlite" else request.getfixturevalue("mariadb_url")
     db = Database(load_settings({"instance_path": str(tmp_path), "database_url": url}, environ={}))
     migrate.upgrade(db, "0008")

@@ -39,7 +39,7 @@ def as_template(rule: str) -> str:
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + PATH_NAMES.get(m[1], m[1]) + "}", rule)
 
 
-PATH_NAMES = {"job_id": "id"}
+PATH_NAMES = {"job_id": "id", "run_id": "id"}
 
 
 def test_paths_and_methods_are_exactly_the_apps_routes(queue):

@@ -4,10 +4,12 @@ every check it has (no server error, every answer and status as documented,
 schema-valid requests accepted, schema-violating ones refused, stateful runs
 following the document's links) must pass.
 
-One documented exception, written in the config below: ``POST /jobs`` may
+Documented exceptions, written in the config below: ``POST /jobs`` may
 refuse a request the schema allows, because tags must name tags the queue
 has (400) and an Idempotency-Key sent again with another body is refused
-(422); neither can be said in a static schema.
+(422); ``POST /runs`` too, for its tags, its ``${VAR}`` that must be
+defined and its callback URLs' hosts (400). None can be said in a static
+schema.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ include-operation-id = "submitJobs"
 checks.positive_data_acceptance.expected-statuses = ["201", "400", "401", "403", "422"]
 
 [[operations]]
+include-operation-id = "submitRun"
+checks.positive_data_acceptance.expected-statuses = ["201", "400", "401", "403"]
+
+[[operations]]
 include-operation-id = "jobEvents"
+max-stream-events = 5
+
+[[operations]]
+include-operation-id = "runEvents"
 max-stream-events = 5
 """
 

@@ -1,6 +1,6 @@
 """result verdicts
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-06 08:40:00
 
@@ -21,7 +21,7 @@ from alembic import op
 
 from graderqueue.queue.verdicts import FAILED, GRADER_ERROR, PASSED, grader_error
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
