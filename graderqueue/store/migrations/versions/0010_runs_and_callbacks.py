@@ -33,18 +33,22 @@ LONGTEXT = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("platforms") as batch:
-        batch.add_column(sa.Column("callback_hosts", sa.Text(), nullable=False, server_default=""))
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("run_id", sa.BigInteger(), nullable=True))
-        batch.add_column(sa.Column("run_role", sa.String(length=8), nullable=True))
-        batch.add_column(
-            sa.Column("run_ended", sa.Boolean(), nullable=False, server_default=sa.text("0"))
-        )
-        batch.add_column(
-            sa.Column("callback_url", sa.String(length=1000), nullable=False, server_default="")
-        )
-        batch.create_index("ix_jobs_run", ["run_id", "run_role", "status"])
+    # Plain ADD COLUMN and CREATE INDEX, never a batch rebuild: on SQLite a
+    # rebuild drops and re-creates jobs, and with foreign keys on, dropping
+    # jobs deletes every result, handout and artifact through ON DELETE CASCADE.
+    op.add_column(
+        "platforms", sa.Column("callback_hosts", sa.Text(), nullable=False, server_default="")
+    )
+    op.add_column("jobs", sa.Column("run_id", sa.BigInteger(), nullable=True))
+    op.add_column("jobs", sa.Column("run_role", sa.String(length=8), nullable=True))
+    op.add_column(
+        "jobs", sa.Column("run_ended", sa.Boolean(), nullable=False, server_default=sa.text("0"))
+    )
+    op.add_column(
+        "jobs",
+        sa.Column("callback_url", sa.String(length=1000), nullable=False, server_default=""),
+    )
+    op.create_index("ix_jobs_run", "jobs", ["run_id", "run_role", "status"])
     op.create_table(
         "runs",
         sa.Column("id", ID, nullable=False),
@@ -92,9 +96,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("callbacks")
     op.drop_table("runs")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_index("ix_jobs_run")
-        for column in ("callback_url", "run_ended", "run_role", "run_id"):
-            batch.drop_column(column)
-    with op.batch_alter_table("platforms") as batch:
-        batch.drop_column("callback_hosts")
+    op.drop_index("ix_jobs_run", table_name="jobs")
+    for column in ("callback_url", "run_ended", "run_role", "run_id"):
+        op.drop_column("jobs", column)  # in place on SQLite too (>= 3.35), as upgrade()
+    op.drop_column("platforms", "callback_hosts")
