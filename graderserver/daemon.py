@@ -159,6 +159,11 @@ class Daemon:
 
     def run(self) -> int:
         """Poll and grade until stopped (or, with `once`, until the queue is empty)."""
+        # Known before the listener answers its first wake-up: an unhealthy
+        # server must say no from the start, not "ok" until its first poll.
+        healthy, reasons = self.health.check()
+        if not healthy:
+            self._mark_unhealthy(reasons)
         if self.listen:
             self.listener = WakeupListener(
                 self.config.wakeup_host,

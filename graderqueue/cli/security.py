@@ -295,7 +295,7 @@ def remote_user_remove(ctx: Context, username: str) -> None:
     click.echo(f"Remote user {quote(username)} removed.")
 
 
-@remote_user.command("list")
+@remote_user.command("list", short_help="Every remote user; those with a PHP md5 hash say so.")
 @pass_ctx
 def remote_user_list(ctx: Context) -> None:
     """Every remote user: id and name, and whether it still has a PHP queue's md5 hash."""

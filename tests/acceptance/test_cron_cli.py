@@ -233,7 +233,7 @@ def outage_env(tmp_path) -> dict[str, str | None]:  # type: ignore[no-untyped-de
     }
 
 
-EVERY_RUN_STEPS = ["error jobs", "wake-up retries", "stuck jobs alert", "deliveries alert"]
+EVERY_RUN_STEPS = ["error jobs", "runs", "wake-up retries", "stuck jobs alert", "deliveries alert"]
 
 
 @pytest.mark.parametrize("hourly", [False, True])

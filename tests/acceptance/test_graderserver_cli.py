@@ -378,8 +378,9 @@ class ScriptedHealth:
 @pytest.mark.parametrize(
     ("verdicts", "message"),
     [
-        ((True, False, True), "Server health is not okay"),  # before the job
-        ((True, True, False, True), "Server health degraded during grading"),  # after it
+        # The first verdict is the check at start-up, before any wake-up is answered.
+        ((True, True, False, True), "Server health is not okay"),  # before the job
+        ((True, True, True, False, True), "Server health degraded during grading"),  # after it
     ],
 )
 def test_unhealthy_server_reports_errorcode_3(tmp_path, flaky_queue, verdicts, message):

@@ -49,6 +49,11 @@ def upgrade() -> None:
         sa.Column("callback_url", sa.String(length=1000), nullable=False, server_default=""),
     )
     op.create_index("ix_jobs_run", "jobs", ["run_id", "run_role", "status"])
+    _create_runs()
+    _create_callbacks()
+
+
+def _create_runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", ID, nullable=False),
@@ -69,6 +74,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_runs_platform_id", "runs", ["platform_id"])
     op.create_index("ix_runs_state", "runs", ["state"])
+
+
+def _create_callbacks() -> None:
     op.create_table(
         "callbacks",
         sa.Column("id", ID, nullable=False),
