@@ -130,6 +130,7 @@ def _run_hourly(db: Database, settings: Settings, report: Report) -> None:
         steps: list[tuple[str, Callable[[], dict[str, int]]]] = [
             ("purge jobs", lambda: {"jobs": purge.purge_old_jobs(db, keep)}),
             ("purge events", lambda: {"events": purge.purge_old_events(db, keep)}),
+            ("purge runs", lambda: purge.purge_old_runs(db, keep)),
             (
                 "purge idempotency keys",
                 lambda: {

@@ -14,6 +14,7 @@ from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
     Artifact,
+    Callback,
     Delivery,
     DeliveryAttempt,
     DeliveryState,
@@ -27,6 +28,8 @@ from graderqueue.store.models import (
     Listener,
     LoginThrottle,
     Result,
+    Run,
+    RunState,
     SeenTokenId,
     Server,
     utcnow,
@@ -109,6 +112,39 @@ def purge_old_events(db: Database, keep_days: int) -> int:
         session.execute(delete(Event).where(Event.id.in_(ids)))
 
     return _delete_in_batches(db, pick, remove)
+
+
+ENDED_RUNS = (RunState.FINISHED, RunState.FAILED, RunState.CANCELLED)
+
+
+def purge_old_runs(db: Database, keep_days: int) -> dict[str, int]:
+    """Runs that ended more than ``keep_days`` ago, and callbacks that are over
+    (delivered or given up) and as old. A run whose end is still owed to its
+    callback URL stays; its jobs go with the job purge, by their own age."""
+    cutoff = utcnow() - timedelta(days=keep_days)
+    over = Callback.state.in_((DeliveryState.DELIVERED, DeliveryState.GIVEN_UP))
+
+    def pick_callbacks(session: Session) -> list[int]:
+        query = select(Callback.id).where(over, Callback.created_at < cutoff)
+        return list(session.scalars(query.order_by(Callback.id).limit(BATCH)))
+
+    def remove_callbacks(session: Session, ids: list[int]) -> None:
+        session.execute(delete(Callback).where(Callback.id.in_(ids), over))
+
+    owed = exists().where(Callback.run_id == Run.id, ~over)
+    old_run = and_(Run.state.in_(ENDED_RUNS), Run.ended_at < cutoff, ~owed)
+
+    def pick_runs(session: Session) -> list[int]:
+        query = select(Run.id).where(old_run).order_by(Run.id).limit(BATCH)
+        return list(session.scalars(query))
+
+    def remove_runs(session: Session, ids: list[int]) -> None:
+        session.execute(delete(Run).where(Run.id.in_(ids), old_run))
+
+    return {
+        "callbacks": _delete_in_batches(db, pick_callbacks, remove_callbacks),
+        "runs": _delete_in_batches(db, pick_runs, remove_runs),
+    }
 
 
 def remove_dead_token_servers(db: Database, max_wakeup_fails: int) -> int:

@@ -17,6 +17,7 @@ from graderqueue.store import events
 from graderqueue.store.db import Database
 from graderqueue.store.models import (
     AlertSent,
+    Callback,
     Delivery,
     DeliveryAttempt,
     DeliveryState,
@@ -26,6 +27,8 @@ from graderqueue.store.models import (
     JobType,
     Listener,
     Result,
+    Run,
+    RunState,
     SeenTokenId,
     Server,
     ServerToken,
@@ -204,6 +207,20 @@ def build_scene(queue) -> Scene:  # type: ignore[no-untyped-def]
                 SeenTokenId(platform_id=lane.platform.id, jti="new", expires_at=now + OLD),
                 Listener(host="127.0.0.1", port=1, pid=1, heartbeat=old),
                 Listener(host="127.0.0.1", port=2, pid=2, heartbeat=now),
+                # Runs: ended long ago (goes); ended long ago but its end still
+                # owed to its callback URL (stays); running since long ago (stays).
+                Run(id=1, state=RunState.FINISHED, spec="{}", created_at=old, ended_at=old),
+                Run(id=2, state=RunState.FAILED, spec="{}", created_at=old, ended_at=old),
+                Run(id=3, state=RunState.STUDENTS, spec="{}", created_at=old),
+                Callback(
+                    platform_id=1,
+                    url="https://p/1",
+                    run_id=1,
+                    body="",
+                    created_at=old,
+                    state=DeliveryState.DELIVERED,
+                ),
+                Callback(platform_id=1, url="https://p/2", run_id=2, body="", created_at=old),
             ]
         )
     return Scene(
@@ -232,6 +249,8 @@ def check_scene_after_purge(queue, scene: Scene) -> None:  # type: ignore[no-unt
     assert queue.rows(select(SeenTokenId.jti)) == [("new",)]
     ports = {r.port for r in queue.rows(select(Listener.port))}
     assert 1 not in ports and 2 in ports
+    assert sorted(queue.rows(select(Run.id))) == [(2,), (3,)]
+    assert queue.rows(select(Callback.run_id)) == [(2,)]
 
 
 @pytest.mark.queue_settings(delivery_enabled=False)
@@ -242,6 +261,7 @@ def test_purge_removes_what_is_old_and_keeps_the_rest(queue):
     assert report.hourly == "done"
     assert report.purged["jobs"] == 2
     assert report.purged["servers"] == 1
+    assert (report.purged["runs"], report.purged["callbacks"]) == (1, 1)
     check_scene_after_purge(queue, scene)
     removed = queue.rows(select(Event.server_id).where(Event.kind == events.SERVER_REMOVED))
     assert removed == [(scene.dead_free,)]
