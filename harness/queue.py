@@ -21,9 +21,9 @@ from graderqueue.client import PlatformClient
 from graderqueue.config import Settings, load_settings
 from graderqueue.protocol import keys
 from graderqueue.registry import actions as registry
-from graderqueue.store import migrate
 from graderqueue.store.db import Database
 from graderqueue.store.models import Base
+from harness import schema_copy
 from harness.processes import Gunicorn, documented_gunicorn
 
 
@@ -80,8 +80,12 @@ class QueueSetup:
         }
         self.settings: Settings = load_settings(self.overrides, environ={})
         self.db = Database(self.settings)
-        migrate.upgrade(self.db)
-        keys.create_key(self.settings.resolved_key_dir, self.settings.key_name)
+        # The head schema and keys made once per process (harness/schema_copy.py).
+        schema_copy.give_schema(self.db)
+        self._keys_given = 0
+        schema_copy.install_key(
+            self.settings.resolved_key_dir, self.settings.key_name, self._next_key_pair()
+        )
         self._app: Flask | None = None
         self._gunicorns: list[Gunicorn] = []
 
@@ -107,8 +111,13 @@ class QueueSetup:
         with self.db.transaction() as session:
             return registry.add_type(session, name, tags).id
 
+    def _next_key_pair(self) -> tuple[bytes, bytes]:
+        """A key pair no other key of this queue has."""
+        self._keys_given += 1
+        return schema_copy.key_pair(self._keys_given - 1)
+
     def platform(self, name: str = "platform1", **options: Any) -> PlatformIdentity:
-        private, public = keys.generate_rsa_pem()
+        private, public = self._next_key_pair()
         with self.db.transaction() as session:
             row = registry.add_platform(session, name, public.decode(), **options)
             return PlatformIdentity(name, private.decode(), public.decode(), row.id)

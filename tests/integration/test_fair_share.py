@@ -20,7 +20,7 @@ FLOOD = 10_000
 def submit(queue, platform_id, count, *, priority=0, tag="c", prefix="j"):  # type: ignore[no-untyped-def]
     """``count`` jobs of one sender in batches of 1,000 (one transaction each)."""
     settings: Settings = queue.settings
-    view = RegistryView(queue.db, 0)
+    view = RegistryView(queue.db, 3600)  # the tags and types do not change here: read once
     ids: list[int] = []
     for start in range(0, count, 1000):
         subs = [
