@@ -159,9 +159,7 @@ class Daemon:
 
     def run(self) -> int:
         """Poll and grade until stopped (or, with `once`, until the queue is empty)."""
-        # Known before the listener answers its first wake-up: an unhealthy
-        # server must say no from the start, not "ok" until its first poll.
-        healthy, reasons = self.health.check()
+        healthy, reasons = self.health.check()  # an unhealthy server says no from the start
         if not healthy:
             self._mark_unhealthy(reasons)
         if self.listen:

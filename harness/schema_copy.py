@@ -44,9 +44,13 @@ def key_pair(n: int) -> tuple[bytes, bytes]:
 
 
 def install_key(key_dir: Path, name: str, pair: tuple[bytes, bytes]) -> None:
-    """Write a key pair where ``keys.create_key`` would have made one."""
+    """Write a key pair where ``keys.create_key`` would have made one, unless
+    the key exists already (as ``create_key``: an instance made before keeps it)."""
     private_dir(key_dir)
+    if (key_dir / f"{name}.pem").exists():
+        return
     write_private(key_dir / f"{name}.pem", pair[0])
+    (key_dir / f"{name}.pub.pem").unlink(missing_ok=True)
     write_private(key_dir / f"{name}.pub.pem", pair[1])
 
 
