@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, Protocol
 
 from flask import Response, request
 
-from graderqueue.dispatch.job_watch import JobWatch, Seen
+from graderqueue.dispatch.job_watch import Seen
 from graderqueue.errors import Unavailable, UnknownJob
 from graderqueue.queue import job_view
 from graderqueue.queue import position as positions
@@ -35,44 +36,66 @@ def events(job_id: int) -> Response:
     watch = rt.job_watch
     if not watch.open(job_id):
         raise Unavailable("Too many event streams on this worker: try again shortly.")
-    settings = rt.settings
+    told = Seen.parse(request.headers.get("Last-Event-ID"))
+    return serve(watch, job_id, Seen(state, place), told, _changes, job_view.TERMINAL)
+
+
+class Watch(Protocol):
+    """What a stream needs of its watcher (dispatch/job_watch.py, run_watch.py)."""
+
+    current_round: int
+
+    def wait(self, key: int, seen_round: int, timeout: float) -> tuple[int, Any]: ...
+
+    def close(self, key: int) -> None: ...
+
+
+def serve(
+    watch: Watch,
+    key: int,
+    now: Seen,
+    told: Seen | None,
+    changes: Callable[[Seen | None, Seen], Iterator[str]],
+    ended: Collection[str],
+) -> Response:
+    """The event stream of one watched job or run, its slot (opened by the
+    caller) given back when the stream closes."""
+    settings = runtime().settings
     stream = _stream(
-        watch,
-        job_id,
-        Seen(state, place),
-        Seen.parse(request.headers.get("Last-Event-ID")),
-        max_sec=settings.events_max_sec,
-        keepalive_sec=settings.events_keepalive_sec,
-    )
+        watch, key, now, told, changes, ended,
+        max_sec=settings.events_max_sec, keepalive_sec=settings.events_keepalive_sec,
+    )  # fmt: skip
     return Response(
-        _Closing(stream, lambda: watch.close(job_id)),
+        _Closing(stream, lambda: watch.close(key)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 def _stream(
-    watch: JobWatch,
-    job_id: int,
+    watch: Watch,
+    key: int,
     now: Seen,
     told: Seen | None,
+    changes: Callable[[Seen | None, Seen], Iterator[str]],
+    ended: Collection[str],
     *,
     max_sec: float,
     keepalive_sec: float,
 ) -> Iterator[str]:
-    """Events until a terminal state, or ``max_sec`` (then the client resumes)."""
+    """Events until an end state, or ``max_sec`` (then the client resumes)."""
     deadline = time.monotonic() + max_sec
     seen_round = watch.current_round
     yield "retry: 2000\n\n"
     last_write = time.monotonic()
     while True:
-        for event in _changes(told, now):
+        for event in changes(told, now):
             last_write = time.monotonic()
             yield event
         told = now
-        if now.state in job_view.TERMINAL or time.monotonic() >= deadline:
+        if now.state in ended or time.monotonic() >= deadline:
             return
-        seen_round, latest = watch.wait(job_id, seen_round, keepalive_sec)
+        seen_round, latest = watch.wait(key, seen_round, keepalive_sec)
         if latest is not None and latest != now:
             now = latest
         elif time.monotonic() - last_write >= keepalive_sec:
@@ -102,10 +125,10 @@ class _Closing:
 
 def _changes(told: Seen | None, now: Seen) -> Iterator[str]:
     if told is None or told.state != now.state:
-        yield _event(Seen(now.state).event_id(), {"type": "state", "data": now.state})
+        yield event_text(Seen(now.state).event_id(), {"type": "state", "data": now.state})
     if now.position is not None and (told is None or told != now):
-        yield _event(now.event_id(), {"type": "position", "data": now.position})
+        yield event_text(now.event_id(), {"type": "position", "data": now.position})
 
 
-def _event(event_id: str, data: dict[str, object]) -> str:
+def event_text(event_id: str, data: dict[str, object]) -> str:
     return f"id: {event_id}\nevent: status_update\ndata: {json.dumps(data)}\n\n"

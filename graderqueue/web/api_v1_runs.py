@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from flask import Response, request
 
 from graderqueue.dispatch.job_watch import Seen
-from graderqueue.dispatch.run_watch import RunWatch
 from graderqueue.errors import NotFound, Unavailable
 from graderqueue.queue import run_view, runs
 from graderqueue.store.models import RunState
 from graderqueue.web.answers import runtime
 from graderqueue.web.api_v1 import bp, caller, json_body, ok, session_for, writer
-from graderqueue.web.api_v1_events import _Closing, _event
+from graderqueue.web.api_v1_events import event_text, serve
 
 ENDED = frozenset(runs.ENDED)
 STATES = frozenset(s.value for s in RunState)
@@ -82,19 +80,7 @@ def run_events(run_id: int) -> Response:
     if not watch.open(run_id):
         raise Unavailable("Too many event streams on this worker: try again shortly.")
     told = _told(request.headers.get("Last-Event-ID"))
-    stream = _stream(
-        watch,
-        run_id,
-        Seen(found.state, found.roster_ended),
-        told,
-        max_sec=rt.settings.events_max_sec,
-        keepalive_sec=rt.settings.events_keepalive_sec,
-    )
-    return Response(
-        _Closing(stream, lambda: watch.close(run_id)),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return serve(watch, run_id, Seen(found.state, found.roster_ended), told, _changes, ENDED)
 
 
 def _told(text: str | None) -> Seen | None:
@@ -104,29 +90,9 @@ def _told(text: str | None) -> Seen | None:
     return Seen(state, int(ended))
 
 
-def _stream(
-    watch: RunWatch, run_id: int, now: Seen, told: Seen | None, *, max_sec: float,
-    keepalive_sec: float,
-) -> Iterator[str]:  # fmt: skip
-    """``state`` on each stage change, ``progress`` (roster jobs ended) as they end,
-    until the run ends or ``max_sec`` (then the client resumes)."""
-    deadline = time.monotonic() + max_sec
-    seen_round = watch.current_round
-    yield "retry: 2000\n\n"
-    last_write = time.monotonic()
-    while True:
-        if told is None or told.state != now.state:
-            yield _event(now.event_id(), {"type": "state", "data": now.state})
-            last_write = time.monotonic()
-        if told is None or told.position != now.position:
-            yield _event(now.event_id(), {"type": "progress", "data": now.position})
-            last_write = time.monotonic()
-        told = now
-        if now.state in ENDED or time.monotonic() >= deadline:
-            return
-        seen_round, latest = watch.wait(run_id, seen_round, keepalive_sec)
-        if latest is not None and latest != now:
-            now = latest
-        elif time.monotonic() - last_write >= keepalive_sec:
-            last_write = time.monotonic()
-            yield ": keepalive\n\n"
+def _changes(told: Seen | None, now: Seen) -> Iterator[str]:
+    """``state`` on each stage change, ``progress`` (roster jobs ended) as they end."""
+    if told is None or told.state != now.state:
+        yield event_text(now.event_id(), {"type": "state", "data": now.state})
+    if told is None or told.position != now.position:
+        yield event_text(now.event_id(), {"type": "progress", "data": now.position})
