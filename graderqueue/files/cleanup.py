@@ -14,7 +14,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from graderqueue.store.db import Database
-from graderqueue.store.models import FileBlob, FileChunk, JobFile, LabFile, utcnow
+from graderqueue.store.models import FileBlob, FileChunk, JobFile, LabFile, RunFile, utcnow
 
 BATCH = 100
 
@@ -24,6 +24,7 @@ def _unreferenced(cutoff: object) -> object:
         (FileBlob.created_at < cutoff)
         & ~exists().where(LabFile.blob_id == FileBlob.id)
         & ~exists().where(JobFile.blob_id == FileBlob.id)
+        & ~exists().where(RunFile.blob_id == FileBlob.id)
     )
 
 

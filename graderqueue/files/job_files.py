@@ -121,6 +121,28 @@ def bind(session: Session, platform_id: int | None, job_id: int, spec: Spec) -> 
         )
 
 
+def resolved(session: Session, platform_id: int | None, spec: Spec) -> dict[str, Any]:
+    """A spec with each file bound to its content now, as a run keeps it until
+    it makes the job: ``{"files": [[dest, blob id], ...], "output_file", "max_kb"}``."""
+    return {
+        "files": [[ref.dest, _blob_of(session, platform_id, ref)] for ref in spec.files],
+        "output_file": spec.output_file,
+        "max_kb": spec.max_kb,
+    }
+
+
+def bind_resolved(session: Session, job_id: int, kept: dict[str, Any]) -> None:
+    """Give a new job the files a run bound for it (:func:`resolved`)."""
+    if kept["files"]:
+        rows = [{"job_id": job_id, "dest": d, "blob_id": b} for d, b in kept["files"]]
+        session.execute(insert(JobFile), rows)
+    if kept["output_file"] is not None:
+        session.execute(
+            insert(JobOutput),
+            {"job_id": job_id, "output_file": kept["output_file"], "max_kb": kept["max_kb"]},
+        )
+
+
 def for_server(session: Session, job_id: int) -> dict[str, Any]:
     """The poll answer's extra fields for a job: ``files`` to fetch, ``output_file``,
     ``max_kb``; nothing for a job without files, so its answer is the original's.

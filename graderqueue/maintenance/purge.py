@@ -29,6 +29,7 @@ from graderqueue.store.models import (
     LoginThrottle,
     Result,
     Run,
+    RunFile,
     RunState,
     SeenTokenId,
     Server,
@@ -139,6 +140,8 @@ def purge_old_runs(db: Database, keep_days: int) -> dict[str, int]:
         return list(session.scalars(query))
 
     def remove_runs(session: Session, ids: list[int]) -> None:
+        # Their blobs go with the next clean-up if nothing else holds them.
+        session.execute(delete(RunFile).where(RunFile.run_id.in_(ids)))
         session.execute(delete(Run).where(Run.id.in_(ids), old_run))
 
     return {

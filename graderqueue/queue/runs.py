@@ -25,12 +25,13 @@ from sqlalchemy.orm import Session
 from graderqueue.config import Settings
 from graderqueue.delivery import callbacks
 from graderqueue.errors import BadRequest, Conflict, NotFound
+from graderqueue.files import job_files
 from graderqueue.queue import api_submit, control, enqueue, fair_share, run_view, runs_progress
 from graderqueue.queue.runs_progress import Progress
 from graderqueue.registry.view import PlatformInfo, RegistryView
 from graderqueue.store import events
 from graderqueue.store.db import Database
-from graderqueue.store.models import Job, Run, RunState, utcnow
+from graderqueue.store.models import Job, Run, RunFile, RunState, utcnow
 
 RUNS = Run.__table__
 JOBS = Job.__table__
@@ -131,10 +132,6 @@ def _stored(
 ) -> dict[str, Any]:
     """One rendered spec as the run stores it until its stage: the job, routed."""
     one = api_submit.parse_one(item, view, settings, platform)
-    if one.files:
-        # A run makes its jobs stage by stage, long after the submission a
-        # file's content would be bound at; labs' files go with plain jobs.
-        raise BadRequest("files, output_file and max_kb are for jobs sent alone, not in runs.")
     sub, url = one.submission, one.callback_url
     new = enqueue.new_job(sub, view, settings, platform.force_tag_id if platform else None)
     return {
@@ -147,6 +144,8 @@ def _stored(
         "taskrevision": new.taskrevision,
         "timeout_sec": new.timeout_sec,
         "callback_url": url,
+        # Bound to blobs in the submission's transaction (_bind_files).
+        "file_spec": one.files if one.files else None,
     }
 
 
@@ -177,10 +176,11 @@ def submit(
     for spec in (parsed.pre, *parsed.jobs, parsed.post):
         if spec is not None:
             spec.update(platform_id=platform_id, received_via=received_via)
-    stored = {"roster": parsed.roster, "jobs": parsed.jobs, "post": parsed.post}
     with db.transaction() as session:
         spend(session)
         fair_share.check_cap(session, platform_id)
+        blob_ids = _bind_files(session, platform_id, parsed)
+        stored = {"roster": parsed.roster, "jobs": parsed.jobs, "post": parsed.post}
         run_id = session.execute(
             insert(RUNS),
             {
@@ -196,6 +196,10 @@ def submit(
                 "created_at": utcnow(),
             },
         ).inserted_primary_key[0]
+        if blob_ids:
+            session.execute(
+                insert(RunFile), [{"run_id": run_id, "blob_id": b} for b in sorted(blob_ids)]
+            )
         if parsed.pre is None:
             progress = runs_progress.start_students(
                 session, run_id, RunState.READY, settings.runs_batch
@@ -203,6 +207,23 @@ def submit(
         else:
             progress = _start_pre(session, run_id, parsed.pre, parsed.roster)
     return Started(run_id, RunState.STUDENTS if parsed.pre is None else RunState.PRE, progress)
+
+
+def _bind_files(session: Session, platform_id: int | None, parsed: Parsed) -> set[int]:
+    """Bind every spec's lab files to their content now, as a job sent alone is
+    bound at its submission: a file replaced later changes none of the run's
+    jobs. Returns the blobs, which the run keeps from the clean-up (run_files)."""
+    blob_ids: set[int] = set()
+    for spec in (parsed.pre, *parsed.jobs, parsed.post):
+        if spec is None or spec.get("file_spec") is None:
+            continue
+        try:
+            kept = job_files.resolved(session, platform_id, spec.pop("file_spec"))
+        except BadRequest as exc:
+            raise BadRequest(f"{spec['name']}: {exc.message}") from exc
+        spec["files"] = kept
+        blob_ids.update(b for _dest, b in kept["files"])
+    return blob_ids
 
 
 def _start_pre(session: Session, run_id: int, pre: dict[str, Any], roster: list[Any]) -> Progress:

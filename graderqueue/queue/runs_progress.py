@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.delivery import callbacks
+from graderqueue.files import job_files
 from graderqueue.protocol.results import result_errorcode
 from graderqueue.queue import enqueue, job_view, run_view
 from graderqueue.store import events
@@ -221,9 +222,11 @@ def fill_batch(session: Session, run_id: int, batch: int) -> Progress:
     spec = json.loads(run.spec)
     jobs = spec["jobs"][start:end]
     news = [(_new_job(job), _extra(run_id, "roster", job)) for job in jobs]
-    enqueue.insert_many(
+    job_ids = enqueue.insert_many(
         session, news, platform_id=jobs[0]["platform_id"], received_via=jobs[0]["received_via"]
     )
+    for job_id, job in zip(job_ids, jobs, strict=True):
+        _bind_files(session, job_id, job)
     progress = Progress(type_ids={t for new, _extra in news for t in new.type_ids})
     if end < run.roster_total:
         progress.runs_to_fill.add(run_id)
@@ -258,7 +261,14 @@ def make_job(
         platform_id=job["platform_id"],
         received_via=job["received_via"],
     )
+    _bind_files(session, job_id, job)
     return job_id, new.type_ids
+
+
+def _bind_files(session: Session, job_id: int, job: dict[str, Any]) -> None:
+    """The lab files the run bound for this job at its submission (runs.py)."""
+    if job.get("files"):
+        job_files.bind_resolved(session, job_id, job["files"])
 
 
 def continue_runs(db: Database, run_ids: set[int], batch: int) -> Progress:

@@ -649,3 +649,12 @@ class Callback(Base):
     locked_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
     __table_args__ = (Index("ix_callbacks_due", "state", "next_attempt_at"),)
+
+
+class RunFile(Base):
+    """A blob a run's specs bound at its submission: kept from the clean-up
+    (files/cleanup.py) until the run is purged, as its jobs are made later."""
+
+    __tablename__ = "run_files"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("file_blobs.id"), primary_key=True, index=True)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from graderqueue.files import cleanup
 from graderqueue.maintenance import purge
-from graderqueue.store.models import FileBlob, FileChunk, Job, JobStatus, LabFile, utcnow
+from graderqueue.store.models import FileBlob, FileChunk, Job, JobStatus, LabFile, Run, utcnow
 from tests.integration.test_api_v1_auth import api_token
 from tests.integration.test_api_v1_jobs import PROBLEM, RESULT, Api, job_body
 
@@ -190,3 +190,58 @@ def test_cron_removes_only_old_unreferenced_files(sqlite_queue):
     assert cleanup.remove_unreferenced(queue.db, 3600) == 1  # the purged job's file
     kept = queue.rows(select(LabFile.name, FileBlob.sha256).join(FileBlob))
     assert kept == [("in-lab", sha(b"in-lab"))] and count(queue, FileChunk) == 1
+
+
+def test_a_run_binds_its_files_when_submitted_and_keeps_them(sqlite_queue):
+    """A run makes its roster jobs after its pre job; they still get the files'
+    content of the run's submission, and the clean-up keeps it meanwhile."""
+    queue = sqlite_queue
+    api = LabApi(queue, platform=queue.platform("first"))
+    old, new = b"old\n", b"new\n"
+    assert api.put("/labs/lab1/files/in-a.txt", old).status_code == 201
+    assert api.put("/labs/lab1/files/in-b.txt", old + old).status_code == 201
+    body = {
+        "roster": [{"U": "a"}, {"U": "b"}],
+        "pre_job": {"jobdata": {"taskPath": "/t"}},
+        "job": {
+            "jobdata": {"taskPath": "/t"},
+            "files": [{"lab": "lab1", "name": "in-${U}.txt", "dest": "data/${U}.txt"}],
+            "output_file": "out.txt",
+        },
+        "tags": "c",
+    }
+    before = queue.snapshot()
+    missing = {**body, "roster": [{"U": "zz"}]}
+    refused = api.post("/runs", missing)
+    assert refused.status_code == 400 and "no file 'in-zz.txt'" in refused.get_json()["detail"]
+    assert queue.snapshot() == before
+
+    run_id = api.post("/runs", body).get_json()["id"]
+    assert api.put("/labs/lab1/files/in-a.txt", new).status_code == 200  # replaced meanwhile
+    with queue.db.transaction() as session:  # the old content is past any grace period
+        session.execute(update(FileBlob).values(created_at=utcnow() - timedelta(days=1)))
+    assert cleanup.remove_unreferenced(queue.db, grace_sec=0) == 0, "the run keeps it"
+
+    token = queue.server_token("t-c")
+    pre = poll(queue, token)
+    assert "files" not in pre
+    queue.post("/sendresults.php", server_token=token, jobid=str(pre["jobid"]), resultdata=RESULT)
+    got = {}
+    for _ in range(2):
+        job = poll(queue, token)
+        got[job["files"][0]["dest"]] = job
+        sent = {"jobid": str(job["jobid"]), "resultdata": RESULT}
+        assert queue.post("/sendresults.php", server_token=token, **sent)["errorcode"] == 0
+    a, b = got["data/a.txt"], got["data/b.txt"]
+    assert a["files"] == [{"dest": "data/a.txt", "sha256": sha(old), "size": len(old)}]
+    assert a["output_file"] == "out.txt"
+    assert b["files"][0]["sha256"] == sha(old + old) and "output_file" in b
+    assert api.get(f"/runs/{run_id}").get_json()["state"] == "FINISHED"
+
+    # Purged (run and jobs), the run's old content is the clean-up's again.
+    with queue.db.transaction() as session:
+        session.execute(update(Job).values(grading_end_time=utcnow() - timedelta(days=2)))
+        session.execute(update(Run).values(ended_at=utcnow() - timedelta(days=2)))
+    assert purge.purge_old_jobs(queue.db, keep_days=1) == 3
+    assert purge.purge_old_runs(queue.db, keep_days=1)["runs"] == 1
+    assert cleanup.remove_unreferenced(queue.db, grace_sec=0) == 1  # "old" only: labs hold the rest
