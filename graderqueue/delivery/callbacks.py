@@ -38,6 +38,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
+from graderqueue.delivery import outbox
 from graderqueue.delivery.outbox import backoff_sec
 from graderqueue.delivery.post import Outcome, post_result
 from graderqueue.errors import BadRequest
@@ -180,18 +181,9 @@ def claim(
 ) -> list[DueCallback]:
     """Claim up to ``limit`` due rows for ``holder`` until the lease ends."""
     now = utcnow()
-    query = select(Callback.id).where(_due(now)).order_by(Callback.next_attempt_at).limit(limit)
-    if dialect != "sqlite":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    ids = outbox.lock_due(session, Callback, _due(now), dialect, holder, lease_sec, limit)
     if not ids:
         return []
-    session.execute(
-        update(Callback)
-        .where(Callback.id.in_(ids), _due(now))
-        .values(locked_by=holder, locked_until=now + timedelta(seconds=lease_sec))
-        .execution_options(synchronize_session=False)
-    )
     rows = session.execute(
         select(Callback, Platform.name, Platform.callback_hosts, Platform.return_url)
         .join(Platform, Platform.id == Callback.platform_id)

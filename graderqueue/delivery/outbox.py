@@ -92,21 +92,34 @@ def claim(
     """
     now = utcnow()
     due = _due(now, due_before or now)
-    query = select(Delivery.id).where(due).order_by(Delivery.next_attempt_at, Delivery.id)
-    query = query.limit(limit)
+    ids = lock_due(session, Delivery, due, dialect, holder, lease_sec, limit)
+    return _load_claimed(session, ids, holder) if ids else []
+
+
+def lock_due(
+    session: Session,
+    table: Any,
+    due: Any,
+    dialect: str,
+    holder: str,
+    lease_sec: float,
+    limit: int,
+) -> list[int]:
+    """Lock up to ``limit`` rows of an outbox ``table`` (deliveries, callbacks)
+    matching ``due``, oldest due first, for ``holder`` until the lease ends."""
+    query = select(table.id).where(due).order_by(table.next_attempt_at, table.id).limit(limit)
     if dialect != "sqlite":
         # Two workers scanning at once take disjoint rows instead of waiting.
         query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
-    if not ids:
-        return []
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids), due)
-        .values(locked_by=holder, locked_until=now + timedelta(seconds=lease_sec))
-        .execution_options(synchronize_session=False)
-    )
-    return _load_claimed(session, ids, holder)
+    if ids:
+        session.execute(
+            update(table)
+            .where(table.id.in_(ids), due)
+            .values(locked_by=holder, locked_until=utcnow() + timedelta(seconds=lease_sec))
+            .execution_options(synchronize_session=False)
+        )
+    return ids
 
 
 def _load_claimed(session: Session, ids: list[int], holder: str) -> list[Due]:
