@@ -401,25 +401,35 @@ class Senders:
     """Client processes holding pre-made tokens; :meth:`go` releases them all at once.
 
     Each client process has ``conns`` connections, each with its share of the
-    tokens. Each connection first sends ``warm`` of its tokens untimed (first requests
+    tokens; with several URLs (app nodes) the clients take turns among them.
+    Each connection first sends ``warm`` of its tokens untimed (first requests
     pay for lazy imports and caches), then waits for :meth:`go`.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         platform: str,
         tokens: list[str],
         clients: int,
         warm: int = 0,
         conns: int = 1,
     ) -> None:
+        urls = [url] if isinstance(url, str) else list(url)  # client i sends to urls[i % n]
         self.start = MP.Event()
         self.out = MP.Queue()
         self.procs = [
             MP.Process(
                 target=_sender,
-                args=(url, platform, tokens[i::clients], warm, conns, self.start, self.out),
+                args=(
+                    urls[i % len(urls)],
+                    platform,
+                    tokens[i::clients],
+                    warm,
+                    conns,
+                    self.start,
+                    self.out,
+                ),
                 daemon=True,
             )
             for i in range(clients)
