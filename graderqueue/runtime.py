@@ -34,7 +34,7 @@ class Runtime:
     job_watch: JobWatch = field(init=False)
     run_watch: RunWatch = field(init=False)
     # Set by the delivery worker when it runs inside this process.
-    delivery_kick: Callable[[], None] | None = None
+    delivery_kick: Callable[..., None] | None = None  # (callbacks: bool = True)
 
     def __post_init__(self) -> None:
         self.hints = PollHints(
@@ -61,10 +61,12 @@ class Runtime:
         if wake_servers:
             self.waker.request(type_ids)
 
-    def results_stored(self, job_id: int) -> None:
-        """After a result is committed: let the delivery worker start at once."""
+    def results_stored(self, job_id: int, *, callbacks: bool = True) -> None:
+        """After a result is committed: let the delivery worker start at once, and the
+        callback poster too if a callback is owed (``callbacks``; else it keeps to
+        its ``delivery_poll_sec`` rounds, not a database read per result)."""
         if self.delivery_kick is not None:
-            self.delivery_kick()
+            self.delivery_kick(callbacks)
 
     def runs_progressed(self, progress: runs_progress.Progress) -> None:
         """After a commit that moved runs on: wake servers for the new jobs, and make
@@ -81,7 +83,7 @@ class Runtime:
                 daemon=True,
             ).start()
         if self.delivery_kick is not None:
-            self.delivery_kick()  # a run's end may owe a callback
+            self.delivery_kick(True)  # a run's end may owe a callback
 
     def _fill_runs(self, run_ids: list[int]) -> None:
         try:

@@ -62,11 +62,12 @@ class InProcessDelivery:
             self.thread.start()
             self.poster_thread.start()
 
-    def kick(self) -> None:
+    def kick(self, callbacks: bool = True) -> None:
         self.ensure_running()
         assert self.worker is not None and self.poster is not None
         self.worker.kick()
-        self.poster.kick()
+        if callbacks:
+            self.poster.kick()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop and wait for the posts under way, so that their outcomes are recorded."""

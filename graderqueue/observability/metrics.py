@@ -44,7 +44,10 @@ if TYPE_CHECKING:
     from graderqueue.delivery.outbox import Finished, Recorded
     from graderqueue.identity.api_callers import ApiCaller
     from graderqueue.queue.api_submit import Submitted
+    from graderqueue.queue.claim import Claimed
+    from graderqueue.queue.complete import Completion
     from graderqueue.queue.listing import JobFilter
+    from graderqueue.registry.view import RegistryView
     from graderqueue.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -168,28 +171,22 @@ def api_jobs_received(who: ApiCaller, done: Submitted) -> None:
 
 
 @_never_fails
-def handed_out(db: Database, job_id: int) -> None:
-    """A poll got ``job_id``: count it, and its wait if this is its first hand-out."""
-    with db.reading() as session:
-        facts = job_facts.handed_out(session, job_id)
-    if facts is None:
-        return
-    JOBS_HANDED_OUT.labels(type=facts.type_name, platform=facts.platform).inc()
-    if facts.waited_sec is not None:
-        DISPATCH_LATENCY.labels(type=facts.type_name).observe(facts.waited_sec)
+def handed_out(registry: RegistryView, job: Claimed) -> None:
+    """A poll got ``job``: count it, and its wait if this is its first hand-out."""
+    type_name = registry.type_name(job.type_id)
+    JOBS_HANDED_OUT.labels(type=type_name, platform=registry.platform_name(job.platform_id)).inc()
+    if job.waited_sec is not None:
+        DISPATCH_LATENCY.labels(type=type_name).observe(job.waited_sec)
 
 
 @_never_fails
-def result_taken(db: Database, type_id: int, job_id: int, accepted: bool) -> None:
-    """A result was stored (``accepted``: the job is done) or sent the job back."""
-    with db.reading() as session:
-        facts = job_facts.finished(session, job_id, type_id, accepted)
-    if facts is None:
-        return
-    counter = JOBS_COMPLETED if accepted else JOBS_FAILED
-    counter.labels(type=facts.type_name, platform=facts.platform).inc()
-    if facts.duration_sec is not None:
-        JOB_DURATION.labels(type=facts.type_name).observe(facts.duration_sec)
+def result_taken(registry: RegistryView, type_id: int, done: Completion) -> None:
+    """A result was stored (the job is done) or sent the job back."""
+    counter = JOBS_COMPLETED if done.accepted else JOBS_FAILED
+    type_name = registry.type_name(type_id)
+    counter.labels(type=type_name, platform=registry.platform_name(done.platform_id)).inc()
+    if done.duration_sec is not None:
+        JOB_DURATION.labels(type=type_name).observe(done.duration_sec)
 
 
 @_never_fails

@@ -43,6 +43,9 @@ class Completion:
     repeated: bool = False
     # A run job's end may start its run's next stage: what to do after commit.
     run_progress: runs_progress.Progress | None = None
+    platform_id: int | None = None
+    duration_sec: float | None = None  # grading start to end, for a job made done
+    callback_owed: bool = False  # its callback URL is owed a post
 
 
 def complete(
@@ -61,7 +64,7 @@ def complete(
     """
     j = JOBS.c
     held = session.execute(
-        select(j.jobdata, j.platform_id, j.callback_url, j.run_id)
+        select(j.jobdata, j.platform_id, j.callback_url, j.run_id, j.grading_start_time)
         .where(j.id == job_id, j.status == JobStatus.SENT, j.sent_to == server_id)
         .with_for_update()
     ).first()
@@ -73,7 +76,9 @@ def complete(
     code = result_errorcode(result)
     if code not in (0, 1):
         _reject(session, server_id, job_id, code, result)
-        return Completion(job_id=job_id, accepted=False, type_ids=type_ids)
+        return Completion(
+            job_id=job_id, accepted=False, type_ids=type_ids, platform_id=held.platform_id
+        )
     now = utcnow()
     _finish(session, job_id, server_id, held.jobdata, result, now)
     artifacts.keep(session, job_id, captured or [])
@@ -82,7 +87,17 @@ def complete(
         if held.callback_url:
             callbacks.owe_job(session, job_id, held.platform_id, held.callback_url, now)
     progress = runs_progress.on_job_ended(session, [job_id]) if held.run_id is not None else None
-    return Completion(job_id=job_id, accepted=True, type_ids=type_ids, run_progress=progress)
+    started = held.grading_start_time
+    return Completion(
+        job_id=job_id,
+        accepted=True,
+        type_ids=type_ids,
+        run_progress=progress,
+        platform_id=held.platform_id,
+        # Two nodes' clocks may differ a little: never a negative duration.
+        duration_sec=None if started is None else max(0.0, (now - started).total_seconds()),
+        callback_owed=held.platform_id is not None and bool(held.callback_url),
+    )
 
 
 def _reject(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from jwcrypto import jwk
 from sqlalchemy import func, select
@@ -98,6 +99,26 @@ class RegistryView:
                 return_url=platform.return_url or "",
                 callback_hosts=platform.callback_hosts or "",
             )
+
+    # -- names by id (metrics labels) ------------------------------------------
+
+    def type_name(self, type_id: int) -> str:
+        return self._name("type_names", ServerType, type_id)
+
+    def platform_name(self, platform_id: int | None) -> str:
+        """The platform's name; "" for a job sent without one."""
+        return "" if platform_id is None else self._name("platform_names", Platform, platform_id)
+
+    def _name(self, key: str, model: Any, row_id: int) -> str:
+        def load() -> dict[int, str]:
+            with self._reading() as session:
+                return dict(session.execute(select(model.id, model.name)).all())
+
+        names = self._fresh(key, load)
+        if row_id not in names:  # made since the cache was filled
+            self.forget(key)
+            names = self._fresh(key, load)
+        return names.get(row_id, "")
 
     # -- tags and server types -------------------------------------------------
 

@@ -54,11 +54,14 @@ def poll() -> Response:
         holds_nothing=form.get("nbtasks", "").strip() == "0",
         client_gone=lambda: client_gone(request.environ),
     )
-    metrics.handed_out(runtime().db, job.id)
-    with runtime().db.reading() as session:
+    rt = runtime()
+    metrics.handed_out(rt.registry, job)
+    extra = {}
+    if job.has_files:
         # [new] fields after the original four, only for a job with files:
         # the original grading server reads the four and ignores the rest.
-        extra = job_files.for_server(session, job.id)
+        with rt.db.reading() as session:
+            extra = job_files.for_server(session, job.id)
     return success(
         jobid=job.id,
         jobname=job.name,
@@ -92,17 +95,17 @@ def sendresults() -> Response:
         job_id = parse_int(raw_id)
         if job_id is None:
             raise NotAssigned()
-        captured = artifacts.from_form(
-            form, rt.settings.artifact_max_bytes, output_cap=job_files.output_cap(session, job_id)
-        )
+        # The job's max_kb is read only when there is an output to cut.
+        cap = job_files.output_cap(session, job_id) if form.get("output") else None
+        captured = artifacts.from_form(form, rt.settings.artifact_max_bytes, output_cap=cap)
         done = complete.complete(session, server.id, job_id, result, captured)
     if done.repeated:
         return success("Saved resultdata.")
-    metrics.result_taken(rt.db, server.type_id, done.job_id, done.accepted)
+    metrics.result_taken(rt.registry, server.type_id, done)
     if not done.accepted:
         rt.jobs_available(done.type_ids)
         raise InvalidResult()
-    rt.results_stored(done.job_id)
+    rt.results_stored(done.job_id, callbacks=done.callback_owed)
     if done.run_progress:
         rt.runs_progressed(done.run_progress)
     return success("Saved resultdata.")

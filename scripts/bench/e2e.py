@@ -26,6 +26,7 @@ import os
 import queue
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -67,6 +68,7 @@ from .common import (
 )
 
 SERVER_COUNTS = (1, 2, 4)
+Roles = dict[str, list[int]]  # CPU accounting: role -> its processes
 PEER_WORKERS = 2
 
 
@@ -199,14 +201,14 @@ def ours(args, backend: str, workdir: Path, url: str, stamps: StartStamps):  # t
                     dispatch = sequential(args, bench, nodes[0].url, stamps, tag)
                     receiver.collect(args.e2e_dispatch_jobs, 60)
                 stamps.drain()
-                pids = [
-                    *(pid for node in nodes for pid in children_of(node.pid)),
-                    *(p.pid for p in servers),
-                    receiver.proc.pid,
-                ]
+                roles = {
+                    "app": [pid for node in nodes for pid in children_of(node.pid)],
+                    "grading servers": [p.pid for p in servers],
+                    "receiver": [receiver.proc.pid],
+                }
                 try:
                     rate, cpu, complete = throughput(
-                        args, bench, [node.url for node in nodes], receiver, pids, tag
+                        args, bench, [node.url for node in nodes], receiver, roles, tag
                     )
                 except Exception:
                     where_stuck(setup, workdir)
@@ -243,21 +245,57 @@ def where_stuck(setup, workdir: Path) -> None:  # type: ignore[no-untyped-def]
         shutil.copytree(workdir, os.environ["BENCH_KEEP_STUCK"], dirs_exist_ok=True)
 
 
-def throughput(args, bench, urls: list[str], receiver: Receiver, pids: list[int], tag: str):  # type: ignore[no-untyped-def]
-    """Send ``--e2e-jobs`` jobs at once; jobs/s to the last result received, CPU ms/job
-    of ``pids`` (and of the clients and this process), all delivered once."""
+def profile(args, roles: Roles, tag: str) -> list[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+    """With ``--e2e-profile DIR``: py-spy samples every app and grading-server
+    process during the timed run, written as collapsed stacks (one file per
+    process; a sample's cost is shared by all processes, so keep this off
+    when the figures are what you want)."""
+    if not args.e2e_profile:
+        return []
+    out = Path(args.e2e_profile)
+    out.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    procs = []
+    for role, pids in roles.items():
+        for pid in pids:
+            name = out / f"{tag}-{role.replace(' ', '_')}-{pid}.txt"
+            procs.append(
+                subprocess.Popen(
+                    [spy, "record", "-p", str(pid), "-f", "raw", "-r", "250", "-o", str(name),
+                     "--subprocesses", "--gil"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+    time.sleep(1)  # py-spy attaches
+    return procs
+
+
+def throughput(args, bench, urls: list[str], receiver: Receiver, roles: Roles, tag: str):  # type: ignore[no-untyped-def]
+    """Send ``--e2e-jobs`` jobs at once; jobs/s to the last result received, CPU
+    ms/job per role (each role's processes; "platform clients" are the
+    sending processes and this one), all delivered once."""
     jobs = args.e2e_jobs
     tokens = make_tokens(bench.token_spec(), [sendjob_request(f"{tag}-{i}") for i in range(jobs)])
     senders = Senders(urls, bench.platform.name, tokens, args.e2e_clients)
-    cpu0 = cpu_seconds(pids) + own_cpu()
+    before = {role: cpu_seconds(pids) for role, pids in roles.items()}
+    own0 = own_cpu()
+    profilers = profile(args, roles, tag)
     senders.go()
-    got = receiver.collect(jobs, args.e2e_timeout)
+    try:
+        got = receiver.collect(jobs, args.e2e_timeout)
+    finally:
+        for proc in profilers:
+            proc.send_signal(signal.SIGINT)
+        for proc in profilers:
+            proc.wait(60)
     sent = senders.wait()
-    cpu = cpu_seconds(pids) + own_cpu() - cpu0 + sent.client_cpu
+    cpu = {role: cpu_seconds(pids) - before[role] for role, pids in roles.items()}
+    cpu["platform clients"] = own_cpu() - own0 + sent.client_cpu
     uids = {uid for uid, _ in got}
     last = max(t for _, t in got)
     complete = len(uids) == jobs and sent.errors == 0
-    return jobs / (last - sent.began), cpu * 1000 / jobs, complete
+    per_job = {role: seconds * 1000 / jobs for role, seconds in cpu.items()}
+    return jobs / (last - sent.began), per_job, complete
 
 
 # -- the floor: the protocol's own cost ----------------------------------------------
@@ -309,8 +347,12 @@ def floor(args, workdir: Path, stamps: StartStamps):  # type: ignore[no-untyped-
                     dispatch = sequential(args, bench, node.url, stamps, tag)
                     receiver.collect(args.e2e_dispatch_jobs, 60)
                 stamps.drain()
-                pids = [*children_of(node.pid), *(p.pid for p in loops), receiver.proc.pid]
-                rate, cpu, complete = throughput(args, bench, [node.url], receiver, pids, tag)
+                roles = {
+                    "app": children_of(node.pid),
+                    "grading servers": [p.pid for p in loops],
+                    "receiver": [receiver.proc.pid],
+                }
+                rate, cpu, complete = throughput(args, bench, [node.url], receiver, roles, tag)
                 stamps.drain()
                 note(f"  floor, {count} grading loop(s): {rate:.0f} jobs/s delivered")
                 rows.append([f"floor (protocol only), {count} grading loop(s)", count, rate, cpu,
@@ -481,6 +523,7 @@ CELERY_RATE = 0.5  # and >= 0.5x Celery
 FLOOR_CPU = 1.3  # CPU per job <= 1.3x the floor's
 DISPATCH_P50 = {"sqlite": 4.0, "mariadb": 6.0}
 DISPATCH_P99 = 15.0
+CPU_ROLES = ("app", "grading servers", "receiver", "platform clients")
 
 
 def run(args: argparse.Namespace) -> list[list]:
@@ -510,9 +553,12 @@ def run(args: argparse.Namespace) -> list[list]:
     finally:
         stamps.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    floors = {count: (rate, cpu) for _, count, rate, cpu, _ in floor_rows}
+    floors = {count: (rate, sum(cpu.values())) for _, count, rate, cpu, _ in floor_rows}
     table = []
-    for name, count, rate, cpu, ok in floor_rows + rows:
+    split = []
+    for name, count, rate, parts, ok in floor_rows + rows:
+        cpu = sum(parts.values())
+        split.append([name, *(parts[role] for role in CPU_ROLES), cpu])
         floor_rate, floor_cpu = floors[count]
         met = (
             rate >= FLOOR_RATE * floor_rate
@@ -535,6 +581,11 @@ def run(args: argparse.Namespace) -> list[list]:
          "CPU vs floor", "target", "all delivered once"],
         table,
     )  # fmt: skip
+    print_table(
+        "End to end: CPU ms per job by process",
+        ["system", *CPU_ROLES, "all"],
+        split,
+    )
     celery50 = pct(dispatch["Celery"], 50)
     floor50 = pct(dispatch["floor (protocol only)"], 50)
     drows = []
@@ -565,6 +616,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=lambda text: tuple(int(x) for x in text.split(",")),
         default=SERVER_COUNTS,
         help="graderserver counts, comma-separated (default 1,2,4)",
+    )
+    parser.add_argument(
+        "--e2e-profile", metavar="DIR", help="py-spy the app and grading servers into DIR"
     )
     parser.add_argument(
         "--e2e-timeout", type=float, default=300, help="seconds to wait for all results"
