@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
@@ -238,20 +238,44 @@ def record(session: Session, finished: Sequence[Finished], settings: Settings) -
     return recorded
 
 
+DELIVERIES = Delivery.__table__
+_INSERT_ATTEMPT = insert(DeliveryAttempt.__table__)
+# A successful post's row: what _next_state gives for a success, built once.
+_DELIVERED = (
+    update(DELIVERIES)
+    .where(
+        DELIVERIES.c.id == bindparam("row_id"),
+        DELIVERIES.c.locked_by == bindparam("holder"),
+        DELIVERIES.c.state == DeliveryState.PENDING,
+    )
+    .values(
+        attempts=DELIVERIES.c.attempts + 1,
+        last_attempt_at=bindparam("now"),
+        locked_by=None,
+        locked_until=None,
+        state=DeliveryState.DELIVERED,
+        delivered_at=bindparam("now"),
+        last_error="",
+    )
+)
+
+
 def _record_one(session: Session, done: Finished, settings: Settings, now: datetime) -> Recorded:
     """One row's new state, if its claim still holds, and the event it is worth."""
     due, holder, outcome = done
     state, values, retry_at = _next_state(due, outcome, settings, now)
-    won = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == due.id,
-            Delivery.locked_by == holder,
-            Delivery.state == DeliveryState.PENDING,
+    if outcome.ok:  # nearly every row: the statement built once
+        won = session.execute(_DELIVERED, {"row_id": due.id, "holder": holder, "now": now})
+    else:
+        won = session.execute(
+            update(DELIVERIES)
+            .where(
+                DELIVERIES.c.id == due.id,
+                DELIVERIES.c.locked_by == holder,
+                DELIVERIES.c.state == DeliveryState.PENDING,
+            )
+            .values(**values)
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
     if won.rowcount != 1:
         return Recorded(None)
     if state == DeliveryState.GIVEN_UP:
@@ -291,7 +315,7 @@ def _store_attempts(
         if due.id not in gone
     ]
     if attempts:
-        session.execute(insert(DeliveryAttempt), attempts)
+        session.execute(_INSERT_ATTEMPT, attempts)
 
 
 def _next_state(
@@ -299,7 +323,7 @@ def _next_state(
 ) -> tuple[str, dict[str, Any], datetime | None]:
     """The row's new state, the values that say so, and its next try if it has one."""
     values: dict[str, Any] = {
-        "attempts": Delivery.attempts + 1,
+        "attempts": DELIVERIES.c.attempts + 1,
         "last_attempt_at": now,
         "locked_by": None,
         "locked_until": None,

@@ -11,8 +11,9 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -99,10 +100,16 @@ _TOKENS = ServerToken.__table__
 _IDENTITY = select(
     _SERVERS.c.id, _SERVERS.c.name, _SERVERS.c.type_id, _SERVERS.c.max_concurrent_jobs
 )
+# Built once with bound parameters: every poll and result runs them.
+_BY_KEY = _IDENTITY.where(_SERVERS.c.ssl_key == bindparam("key"))
+_BY_TOKEN_AND_IP = _IDENTITY.where(
+    _SERVERS.c.token_id == bindparam("token_id"), _SERVERS.c.ip == bindparam("ip")
+)
+_TOKEN = select(_TOKENS).where(_TOKENS.c.token_hash == bindparam("token_hash"))
 
 
-def _identity(session: Session, *where: object) -> Authenticated | None:
-    row = session.execute(_IDENTITY.where(*where)).first()  # type: ignore[arg-type]
+def _identity(session: Session, query: Any, values: dict[str, Any]) -> Authenticated | None:
+    row = session.execute(query, values).first()
     return Authenticated(*row) if row is not None else None
 
 
@@ -117,7 +124,7 @@ def server_by_certificate(
         key = cert_key(caller.headers.get(SERIAL_HEADER, ""), caller.headers.get(ISSUER_HEADER, ""))
     except ValueError:
         return None
-    return _identity(session, _SERVERS.c.ssl_key == key)
+    return _identity(session, _BY_KEY, {"key": key})
 
 
 @dataclass(frozen=True)
@@ -143,13 +150,11 @@ def server_by_token(
     token = caller.server_token
     if not token or len(token) > TOKEN_MAX:
         return None
-    record = session.execute(
-        select(_TOKENS).where(_TOKENS.c.token_hash == hash_token(token))
-    ).first()
+    record = session.execute(_TOKEN, {"token_hash": hash_token(token)}).first()
     if record is None:
         return None
     ip = client_ip(caller, trusted_proxies)
-    known = _identity(session, _SERVERS.c.token_id == record.id, _SERVERS.c.ip == ip)
+    known = _identity(session, _BY_TOKEN_AND_IP, {"token_id": record.id, "ip": ip})
     if known is not None:
         return known
     return NewAddress(
@@ -180,7 +185,7 @@ def register(session: Session, new: NewAddress) -> Authenticated:
             session.add(server)
     except IntegrityError:
         # Another request from the same address registered it a moment ago.
-        known = _identity(session, _SERVERS.c.token_id == new.token_id, _SERVERS.c.ip == new.ip)
+        known = _identity(session, _BY_TOKEN_AND_IP, {"token_id": new.token_id, "ip": new.ip})
         if known is None:
             raise
         return known

@@ -66,42 +66,44 @@ class Claimed:
     has_files: bool = False  # files or an output file: the poll answer has more fields
 
 
+# The statements of a claim are built once, with bound parameters: building
+# and keying a statement per call cost more CPU than SQLite takes to run it.
+_HELD_COUNT = (
+    select(func.count())
+    .select_from(JOBS)
+    .where(
+        JOBS.c.sent_to == bindparam("server_id"),
+        JOBS.c.status == JobStatus.SENT,
+        JOBS.c.lease_expires > bindparam("now"),
+    )
+)
+_RECORD_POLL = (
+    update(SERVERS)
+    .where(SERVERS.c.id == bindparam("server_id"))
+    .values(last_poll_time=bindparam("now"), wakeup_fails=0)
+)
+
+
 def held_count(session: Session, server_id: int, now: datetime | None = None) -> int:
     """Jobs the server really holds: sent to it, lease still running."""
-    now = now or utcnow()
-    return session.scalar(
-        select(func.count())
-        .select_from(JOBS)
-        .where(
-            JOBS.c.sent_to == server_id,
-            JOBS.c.status == JobStatus.SENT,
-            JOBS.c.lease_expires > now,
-        )
-    )
+    return session.scalar(_HELD_COUNT, {"server_id": server_id, "now": now or utcnow()})
 
 
 def record_poll(session: Session, server_id: int, now: datetime) -> None:
     """A poll shows the server is alive and listening: its wake-up failures are forgotten."""
-    servers = Server.__table__
-    session.execute(
-        update(servers).where(servers.c.id == server_id).values(last_poll_time=now, wakeup_fails=0)
-    )
+    session.execute(_RECORD_POLL, {"server_id": server_id, "now": now})
 
 
-def claim_queries(server_id: int, type_id: int, max_fails: int, now: datetime) -> tuple[Any, Any]:
-    """The two candidate lookups of a claim (kept apart so tests can EXPLAIN them).
-
-    The first is served by ``ix_job_types_claim`` in index order: no sort, and
-    the same cost with a thousand or a million jobs. The second reads only
-    sent jobs whose lease ran out (``ix_jobs_status_lease``), which are few,
-    so sorting them costs little.
-    Both return (job id, priority, timeout, previous holder).
-    """
+def _candidate_queries() -> tuple[Any, Any]:
     j, t = JOBS.c, JOB_TYPES.c
     queued_q = (
         select(t.job_id, t.priority, j.timeout_sec, j.sent_to)
         .select_from(JOB_TYPES.join(JOBS, j.id == t.job_id))
-        .where(t.type_id == type_id, t.status == JobStatus.QUEUED, j.nb_fails < max_fails)
+        .where(
+            t.type_id == bindparam("type_id"),
+            t.status == JobStatus.QUEUED,
+            j.nb_fails < bindparam("max_fails"),
+        )
         .order_by(t.priority.desc(), t.vstart, t.job_id)
         .limit(1)
     )
@@ -113,17 +115,36 @@ def claim_queries(server_id: int, type_id: int, max_fails: int, now: datetime) -
         select(j.id, j.priority, j.timeout_sec, j.sent_to)
         .where(
             j.status == JobStatus.SENT,
-            j.lease_expires <= now,
+            j.lease_expires <= bindparam("now"),
             # A holder that is gone (NULL: a job carried over from the PHP
             # queue whose server was deleted there) is no one to spare.
-            or_(j.sent_to.is_(None), j.sent_to != server_id),
-            j.nb_fails < max_fails,
-            exists().where(t.job_id == j.id, t.type_id == type_id),
+            or_(j.sent_to.is_(None), j.sent_to != bindparam("server_id")),
+            j.nb_fails < bindparam("max_fails"),
+            exists().where(t.job_id == j.id, t.type_id == bindparam("type_id")),
         )
         .order_by(j.priority.desc(), j.id)
         .limit(1)
     )
     return queued_q, expired_q
+
+
+_QUEUED_Q, _EXPIRED_Q = _candidate_queries()
+# MariaDB: SKIP LOCKED keeps concurrent claimers off each other's rows.
+_QUEUED_Q_LOCKING = _QUEUED_Q.with_for_update(skip_locked=True)
+_EXPIRED_Q_LOCKING = _EXPIRED_Q.with_for_update(skip_locked=True)
+
+
+def claim_queries(server_id: int, type_id: int, max_fails: int, now: datetime) -> tuple[Any, Any]:
+    """The two candidate lookups of a claim, with these values (for tests to EXPLAIN).
+
+    The first is served by ``ix_job_types_claim`` in index order: no sort, and
+    the same cost with a thousand or a million jobs. The second reads only
+    sent jobs whose lease ran out (``ix_jobs_status_lease``), which are few,
+    so sorting them costs little.
+    Both return (job id, priority, timeout, previous holder).
+    """
+    values = {"server_id": server_id, "type_id": type_id, "max_fails": max_fails, "now": now}
+    return _QUEUED_Q.params(**values), _EXPIRED_Q.params(**values)
 
 
 def claim(
@@ -171,20 +192,25 @@ def claim(
     return None
 
 
+_STOPPED = (
+    select(SERVERS.c.drained, TYPES.c.paused)
+    .select_from(SERVERS.join(TYPES, TYPES.c.id == SERVERS.c.type_id))
+    .where(SERVERS.c.id == bindparam("server_id"))
+)
+_PAUSED = select(FLAGS.c.name).where(FLAGS.c.name == PAUSED)
+_LOCK_SERVER = select(SERVERS.c.id).where(SERVERS.c.id == bindparam("server_id")).with_for_update()
+
+
 def dispatch_stopped(session: Session, server_id: int) -> bool:
     """Whether this server gets nothing now: drained, its type paused, or the queue paused.
 
     Read in every claim's transaction (two primary-key lookups), so a drain
     or a pause holds from the next claim on, on every node.
     """
-    stopped = session.execute(
-        select(SERVERS.c.drained, TYPES.c.paused)
-        .select_from(SERVERS.join(TYPES, TYPES.c.id == SERVERS.c.type_id))
-        .where(SERVERS.c.id == server_id)
-    ).first()
+    stopped = session.execute(_STOPPED, {"server_id": server_id}).first()
     if stopped is None or stopped.drained or stopped.paused:
         return True
-    return session.scalar(select(FLAGS.c.name).where(FLAGS.c.name == PAUSED)) is not None
+    return session.scalar(_PAUSED) is not None
 
 
 def _check_limit(
@@ -194,7 +220,7 @@ def _check_limit(
         # MariaDB: the server's row lock queues this server's claims one
         # behind the other (READ COMMITTED: the count below then sees the
         # claims committed before us). SQLite's BEGIN IMMEDIATE already does.
-        session.execute(select(SERVERS.c.id).where(SERVERS.c.id == server_id).with_for_update())
+        session.execute(_LOCK_SERVER, {"server_id": server_id})
     if held_count(session, server_id, now) >= max_jobs:
         raise TooManyJobs()
 
@@ -216,18 +242,39 @@ def _best_candidate(
     skip_locked: bool,
     now: datetime,
 ) -> _Candidate | None:
-    queued_q, expired_q = claim_queries(server_id, type_id, max_fails, now)
-    if skip_locked:
-        queued_q = queued_q.with_for_update(skip_locked=True)
-        expired_q = expired_q.with_for_update(skip_locked=True)
+    values = {"server_id": server_id, "type_id": type_id, "max_fails": max_fails, "now": now}
+    queued_q, expired_q = (
+        (_QUEUED_Q_LOCKING, _EXPIRED_Q_LOCKING) if skip_locked else (_QUEUED_Q, _EXPIRED_Q)
+    )
     candidates = []
-    queued = session.execute(queued_q).first()
+    queued = session.execute(queued_q, values).first()
     if queued is not None:
         candidates.append(_Candidate(-queued[1], queued[0], False, queued[2], None))
-    expired = session.execute(expired_q).first()
+    expired = session.execute(expired_q, values).first()
     if expired is not None:
         candidates.append(_Candidate(-expired[1], expired[0], True, expired[2], expired[3]))
     return min(candidates) if candidates else None
+
+
+def _taking(timed_out: bool) -> Any:
+    j = JOBS.c
+    guard = (
+        (j.status == JobStatus.SENT) & (j.lease_expires <= bindparam("now"))
+        if timed_out
+        else (j.status == JobStatus.QUEUED)
+    )
+    values: dict[str, Any] = {
+        "status": JobStatus.SENT,
+        "sent_to": bindparam("server_id"),
+        "grading_start_time": bindparam("now"),
+        "lease_expires": bindparam("lease"),
+    }
+    if timed_out:
+        values["nb_fails"] = j.nb_fails + 1
+    return update(JOBS).where(j.id == bindparam("job_id"), guard).values(**values)
+
+
+_TAKE_QUEUED, _TAKE_EXPIRED = _taking(False), _taking(True)
 
 
 def _take(session: Session, server_id: int, candidate: _Candidate, now: datetime) -> bool:
@@ -235,21 +282,13 @@ def _take(session: Session, server_id: int, candidate: _Candidate, now: datetime
 
     Guarded by the state that was read: False if another claim won the job.
     """
-    j = JOBS.c
-    guard = (
-        (j.status == JobStatus.SENT) & (j.lease_expires <= now)
-        if candidate.timed_out
-        else (j.status == JobStatus.QUEUED)
-    )
-    values: dict[str, Any] = {
-        "status": JobStatus.SENT,
-        "sent_to": server_id,
-        "grading_start_time": now,
-        "lease_expires": now + timedelta(seconds=candidate.timeout_sec),
+    values = {
+        "job_id": candidate.job_id,
+        "server_id": server_id,
+        "now": now,
+        "lease": now + timedelta(seconds=candidate.timeout_sec),
     }
-    if candidate.timed_out:
-        values["nb_fails"] = j.nb_fails + 1
-    won = session.execute(update(JOBS).where(j.id == candidate.job_id, guard).values(**values))
+    won = session.execute(_TAKE_EXPIRED if candidate.timed_out else _TAKE_QUEUED, values)
     if won.rowcount != 1:
         return False
     states.sync_types(session, candidate.job_id, JobStatus.SENT)

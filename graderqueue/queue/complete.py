@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.delivery import callbacks
@@ -31,6 +31,29 @@ DELIVERIES = Delivery.__table__
 PLATFORMS = Platform.__table__
 _INSERT_RESULT = insert(RESULTS)
 _INSERT_DELIVERY = insert(DELIVERIES)
+# Built once with bound parameters (every result runs them).
+_HELD = (
+    select(
+        JOBS.c.jobdata,
+        JOBS.c.platform_id,
+        JOBS.c.callback_url,
+        JOBS.c.run_id,
+        JOBS.c.grading_start_time,
+    )
+    .where(
+        JOBS.c.id == bindparam("job_id"),
+        JOBS.c.status == JobStatus.SENT,
+        JOBS.c.sent_to == bindparam("server_id"),
+    )
+    .with_for_update()
+)
+_DONE = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"))
+    .values(status=JobStatus.DONE, dedup_key=None, grading_end_time=bindparam("now"),
+            lease_expires=None)
+)  # fmt: skip
+_RETURN_URL = select(PLATFORMS.c.return_url).where(PLATFORMS.c.id == bindparam("platform_id"))
 
 
 @dataclass(frozen=True)
@@ -62,12 +85,7 @@ def complete(
     owed (same transaction).
     Anything else: the job goes back to the queue with one more failure.
     """
-    j = JOBS.c
-    held = session.execute(
-        select(j.jobdata, j.platform_id, j.callback_url, j.run_id, j.grading_start_time)
-        .where(j.id == job_id, j.status == JobStatus.SENT, j.sent_to == server_id)
-        .with_for_update()
-    ).first()
+    held = session.execute(_HELD, {"job_id": job_id, "server_id": server_id}).first()
     if held is None:
         if _already_saved(session, server_id, job_id, result):
             return Completion(job_id=job_id, accepted=True, type_ids=[], repeated=True)
@@ -130,11 +148,7 @@ def _finish(
         jobdata = {}
     figures = stats.extract(jobdata, result)
     verdict = verdicts.verdict(result, figures.is_success)
-    session.execute(
-        update(JOBS)
-        .where(JOBS.c.id == job_id)
-        .values(status=JobStatus.DONE, dedup_key=None, grading_end_time=now, lease_expires=None)
-    )
+    session.execute(_DONE, {"job_id": job_id, "now": now})
     states.sync_types(session, job_id, JobStatus.DONE)
     session.execute(
         _INSERT_RESULT,
@@ -162,7 +176,7 @@ def _finish(
 def _owe_delivery(session: Session, job_id: int, platform_id: int, now: datetime) -> None:
     """The outbox row, in the transaction that makes the job done: never a result owed
     without a delivery, if the platform has a return URL."""
-    return_url = session.scalar(select(PLATFORMS.c.return_url).where(PLATFORMS.c.id == platform_id))
+    return_url = session.scalar(_RETURN_URL, {"platform_id": platform_id})
     if not return_url:
         return
     session.execute(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.queue import runs_progress
@@ -74,15 +74,31 @@ def set_place(session: Session, job_id: int, vstart: int) -> None:
     session.execute(update(JOB_TYPES).where(JOB_TYPES.c.job_id == job_id).values(vstart=vstart))
 
 
+# Built once with bound parameters (hot: every claim, result and requeue).
+_SYNC_ONE = (
+    update(JOB_TYPES)
+    .where(JOB_TYPES.c.job_id == bindparam("jid"))
+    .values(status=bindparam("new_status"))
+)
+_SYNC_MANY = (
+    update(JOB_TYPES)
+    .where(JOB_TYPES.c.job_id.in_(bindparam("jids", expanding=True)))
+    .values(status=bindparam("new_status"))
+)
+_TYPE_IDS = select(JOB_TYPES.c.type_id).where(JOB_TYPES.c.job_id == bindparam("jid"))
+_HELD_BY = (
+    select(JOBS.c.id)
+    .where(JOBS.c.sent_to == bindparam("server_id"), JOBS.c.status == JobStatus.SENT)
+    .with_for_update()
+)
+
+
 def sync_types(session: Session, job_ids: int | list[int], status: str) -> None:
     """Copy a status just written to jobs onto their ``job_types`` rows."""
-    ids = [job_ids] if isinstance(job_ids, int) else job_ids
-    session.execute(
-        update(JOB_TYPES)
-        .where(JOB_TYPES.c.job_id.in_(ids))
-        .values(status=status)
-        .execution_options(synchronize_session=False)
-    )
+    if isinstance(job_ids, int):
+        session.execute(_SYNC_ONE, {"jid": job_ids, "new_status": status})
+    elif job_ids:
+        session.execute(_SYNC_MANY, {"jids": list(job_ids), "new_status": status})
 
 
 def sync_priority(session: Session, job_ids: list[int], priority: int) -> None:
@@ -97,7 +113,7 @@ def sync_priority(session: Session, job_ids: list[int], priority: int) -> None:
 
 def type_ids_of(session: Session, job_id: int) -> list[int]:
     """The server types that can run the job (to wake after a change)."""
-    return list(session.scalars(select(JOB_TYPES.c.type_id).where(JOB_TYPES.c.job_id == job_id)))
+    return list(session.scalars(_TYPE_IDS, {"jid": job_id}))
 
 
 def requeue(session: Session, job_id: int, *, count_failure: bool) -> None:
@@ -115,13 +131,7 @@ def requeue(session: Session, job_id: int, *, count_failure: bool) -> None:
 
 def release_held(session: Session, server_id: int) -> list[int]:
     """``nbtasks=0``: the server holds nothing, so whatever we think it holds goes back."""
-    ids = list(
-        session.scalars(
-            select(JOBS.c.id)
-            .where(JOBS.c.sent_to == server_id, JOBS.c.status == JobStatus.SENT)
-            .with_for_update()
-        )
-    )
+    ids = list(session.scalars(_HELD_BY, {"server_id": server_id}))
     for job_id in ids:
         requeue(session, job_id, count_failure=True)
         events.log_event(
