@@ -263,10 +263,11 @@ _DELIVERED = (
 def _record_one(session: Session, done: Finished, settings: Settings, now: datetime) -> Recorded:
     """One row's new state, if its claim still holds, and the event it is worth."""
     due, holder, outcome = done
-    state, values, retry_at = _next_state(due, outcome, settings, now)
     if outcome.ok:  # nearly every row: the statement built once
+        state, retry_at = DeliveryState.DELIVERED, None
         won = session.execute(_DELIVERED, {"row_id": due.id, "holder": holder, "now": now})
     else:
+        state, values, retry_at = _next_state(due, outcome, settings, now)
         won = session.execute(
             update(DELIVERIES)
             .where(

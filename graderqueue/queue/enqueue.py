@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,24 @@ class Queued:
 _INSERT_JOB = insert(JOBS)
 
 
+# The dedup lookup, built once (every sendjob runs it): the live job with the
+# same jobusertaskid from the same sender.
+_LIVE_OF_PLATFORM = (
+    select(JOBS.c.id, JOBS.c.status)
+    .where(JOBS.c.dedup_key == bindparam("key"), JOBS.c.platform_id == bindparam("platform_id"))
+    .with_for_update()
+)
+_LIVE_UNSENT = (
+    select(JOBS.c.id, JOBS.c.status)
+    .where(
+        JOBS.c.dedup_key == bindparam("key"),
+        JOBS.c.platform_id.is_(None),
+        JOBS.c.received_via == bindparam("via"),
+    )
+    .with_for_update()
+)
+
+
 def enqueue(
     session: Session,
     new: NewJob,
@@ -65,12 +83,14 @@ def enqueue(
     again; any other live job goes back to ``queued`` with its failures reset.
     """
     j = JOBS.c
-    query = select(j.id, j.status).where(j.dedup_key == new.jobusertaskid)
     if platform_id is None:
-        query = query.where(j.platform_id.is_(None), j.received_via == received_via)
+        existing = session.execute(
+            _LIVE_UNSENT, {"key": new.jobusertaskid, "via": received_via}
+        ).first()
     else:
-        query = query.where(j.platform_id == platform_id)
-    existing = session.execute(query.with_for_update()).first()
+        existing = session.execute(
+            _LIVE_OF_PLATFORM, {"key": new.jobusertaskid, "platform_id": platform_id}
+        ).first()
     if existing is None:
         fair_share.check_cap(session, platform_id)
     vstart = fair_share.place(session, platform_id, new.type_ids, new.priority)

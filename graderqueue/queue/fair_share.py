@@ -17,7 +17,7 @@ With one sender the order is the order of arrival, as before.
 
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.errors import QueueFull
@@ -29,6 +29,46 @@ JT = JobType.__table__.c
 FS = FairShare.__table__
 
 
+PLATFORMS = Platform.__table__
+JOBS = Job.__table__
+# Built once with bound parameters: every sendjob runs them.
+_FIRST_WAITING = (
+    select(JT.vstart)
+    .where(
+        JT.type_id == bindparam("type_id"),
+        JT.status == JobStatus.QUEUED,
+        JT.priority == bindparam("priority"),
+    )
+    .order_by(JT.vstart)
+    .limit(1)
+)
+_LAST_SERVED = (
+    select(JT.vstart)
+    .where(
+        JT.type_id == bindparam("type_id"),
+        JT.status == bindparam("job_status"),
+        JT.priority == bindparam("priority"),
+    )
+    .order_by(JT.vstart.desc())
+    .limit(1)
+)
+_WEIGHT = select(PLATFORMS.c.weight).where(PLATFORMS.c.id == bindparam("platform_id"))
+_LAST_FINISH = select(FS.c.last_finish).where(FS.c.sender == bindparam("sender")).with_for_update()
+_INSERT_FINISH = insert(FS)
+_MOVE_FINISH = (
+    update(FS).where(FS.c.sender == bindparam("b_sender")).values(last_finish=bindparam("finish"))
+)
+_CAP = select(PLATFORMS.c.max_queued).where(PLATFORMS.c.id == bindparam("platform_id"))
+_WAITING = (
+    select(func.count())
+    .select_from(JOBS)
+    .where(
+        JOBS.c.platform_id == bindparam("platform_id"),
+        JOBS.c.status.in_([JobStatus.QUEUED, JobStatus.HELD]),
+    )
+)
+
+
 def sender_of(platform_id: int | None) -> int:
     return platform_id if platform_id is not None else 0
 
@@ -36,24 +76,13 @@ def sender_of(platform_id: int | None) -> int:
 def _present(session: Session, type_ids: list[int], priority: int) -> int:
     """``V``: the first waiting place in these types at this priority, else the last served."""
     waiting = [
-        session.scalar(
-            select(JT.vstart)
-            .where(JT.type_id == t, JT.status == JobStatus.QUEUED, JT.priority == priority)
-            .order_by(JT.vstart)
-            .limit(1)
-        )
-        for t in type_ids
+        session.scalar(_FIRST_WAITING, {"type_id": t, "priority": priority}) for t in type_ids
     ]
     found = [v for v in waiting if v is not None]
     if found:
         return min(found)
     served = [
-        session.scalar(
-            select(JT.vstart)
-            .where(JT.type_id == t, JT.status == status, JT.priority == priority)
-            .order_by(JT.vstart.desc())
-            .limit(1)
-        )
+        session.scalar(_LAST_SERVED, {"type_id": t, "job_status": status, "priority": priority})
         for t in type_ids
         for status in (JobStatus.SENT, JobStatus.DONE)
     ]
@@ -77,17 +106,17 @@ def place_many(
     sender = sender_of(platform_id)
     weight = 1
     if platform_id is not None:
-        weight = session.scalar(select(Platform.weight).where(Platform.id == platform_id)) or 1
-    last = session.scalar(select(FS.c.last_finish).where(FS.c.sender == sender).with_for_update())
+        weight = session.scalar(_WEIGHT, {"platform_id": platform_id}) or 1
+    last = session.scalar(_LAST_FINISH, {"sender": sender})
     start = max(_present(session, type_ids, priority), last or 0)
     step = max(1, STEP // max(1, weight))
     finish = start + count * step
     if last is None:
         # A race with another first job of this sender ends in IntegrityError,
         # which enqueue.submit retries.
-        session.execute(insert(FS), {"sender": sender, "last_finish": finish})
+        session.execute(_INSERT_FINISH, {"sender": sender, "last_finish": finish})
     else:
-        session.execute(update(FS).where(FS.c.sender == sender).values(last_finish=finish))
+        session.execute(_MOVE_FINISH, {"b_sender": sender, "finish": finish})
     return [start + n * step for n in range(count)]
 
 
@@ -95,15 +124,10 @@ def check_cap(session: Session, platform_id: int | None) -> None:
     """Refuse a job beyond the platform's ``max_queued`` (queued and held jobs count)."""
     if platform_id is None:
         return
-    cap = session.scalar(select(Platform.max_queued).where(Platform.id == platform_id))
+    cap = session.scalar(_CAP, {"platform_id": platform_id})
     if cap is None:
         return
-    j = Job.__table__.c
-    waiting = session.scalar(
-        select(func.count())
-        .select_from(Job.__table__)
-        .where(j.platform_id == platform_id, j.status.in_([JobStatus.QUEUED, JobStatus.HELD]))
-    )
+    waiting = session.scalar(_WAITING, {"platform_id": platform_id})
     if waiting >= cap:
         raise QueueFull(
             f"Too many jobs waiting: this platform has {waiting} queued, its limit is {cap}."
