@@ -173,9 +173,9 @@ def ours(args, backend: str, workdir: Path, url: str, stamps: StartStamps):  # t
     dispatch: list[float] = []
     try:
         for count, nodes_wanted in scenarios(backend, args.e2e_servers):
-            # One node: one worker on SQLite (README), two on MariaDB; two
-            # nodes: one worker each, the same number of processes.
-            workers = 1 if backend == "sqlite" or nodes_wanted == 2 else 2
+            # The documented shape (a worker per core: two here) on one node;
+            # one worker each on two nodes, the same number of processes.
+            workers = 2 if nodes_wanted == 1 else 1
             nodes = [setup.gunicorn(workers, 64) for _ in range(nodes_wanted)]
             servers = [
                 start_graderserver(
