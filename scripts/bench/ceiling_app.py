@@ -31,14 +31,19 @@ def healthz() -> Response:
     return Response("ok\n", mimetype="text/plain")
 
 
-@app.post("/api.php")
-def api() -> Response:
+def open_request(token: str) -> dict:
+    """Decrypt and verify a platform's ``sToken``: the protocol's whole cost of a request."""
     outer = jwe.JWE(algs=["RSA-OAEP-256", "A256CBC-HS512"])
-    outer.deserialize(request.form["sToken"], key=QUEUE_KEY)
+    outer.deserialize(token, key=QUEUE_KEY)
     inner = jws.JWS()
     inner.allowed_algs = ["RS512"]
     inner.deserialize(outer.payload.decode("ascii"))
     inner.verify(PLATFORM_KEY, alg="RS512")
-    payload = json.loads(inner.payload)
+    return json.loads(inner.payload)
+
+
+@app.post("/api.php")
+def api() -> Response:
+    payload = open_request(request.form["sToken"])
     body = {"errorcode": 0, "errormsg": "Queued.", "jobid": len(payload)}
     return Response(json.dumps(body), mimetype="application/json")

@@ -6,10 +6,14 @@ queue's delivery worker posts each result, signed and encrypted, to the
 platform's return URL: a local HTTP receiver that decrypts and verifies it.
 The clock runs from the first sendjob to the last result received there.
 
-References in the same run, on a throwaway redis-server: Celery (Redis
-broker and result backend, 2 ``--pool=solo`` workers) and python-rq (2
-SimpleWorkers), each task running the same program the same way; their
-clock runs from the first enqueue to the last result stored.
+References in the same run: the protocol's floor (``floor_app`` under the
+same gunicorn configuration, ``floor_grader`` loops, the same receiver and
+clients: the four RSA operations and four HTTP exchanges a job costs any
+implementation, and nothing else), then, on a throwaway redis-server,
+Celery and python-rq (``peers``). CPU is counted per role (app, grading
+servers, receiver, platform clients) from ``/proc``; ``--e2e-profile DIR``
+also records py-spy stacks of the app and the grading servers, which
+``profile_account`` sorts into steps and activities.
 
 Dispatch, same run: one job at a time with the workers idle, from the
 sendjob answer (ours) or the return of ``delay()``/``enqueue()`` (peers) to
@@ -37,7 +41,6 @@ from harness.processes import (
     die_with_parent,
     documented_gunicorn,
     free_port,
-    stop_process,
     wait_port,
 )
 
@@ -45,7 +48,6 @@ from .common import (
     MP,
     ROOT,
     FormPoster,
-    Redis,
     Senders,
     StartStamps,
     Unavailable,
@@ -66,10 +68,10 @@ from .common import (
     tmpdir,
     wait_listeners,
 )
+from .peers import PEER_WORKERS, celery_run, rq_run
 
 SERVER_COUNTS = (1, 2, 4)
 Roles = dict[str, list[int]]  # CPU accounting: role -> its processes
-PEER_WORKERS = 2
 
 
 # -- the platform's return URL ------------------------------------------------
@@ -384,134 +386,6 @@ def sequential(args, bench, url: str, stamps: StartStamps, tag: str) -> list[flo
             raise RuntimeError(f"sendjob failed: {answer}")
         out.append((stamps.next(30) - answered) * 1000)
     return out
-
-
-# -- peers -----------------------------------------------------------------------
-
-
-def peer_env(redis_url: str, command: list[str]) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "BENCH_REDIS_URL": redis_url,
-        "BENCH_COMMAND": json.dumps(command),
-        "LC_ALL": "C",
-    }
-
-
-Procs = list[subprocess.Popen[bytes]]
-
-
-def start_celery(redis_url: str, command: list[str], workdir: Path) -> Procs:
-    procs = []
-    for i in range(PEER_WORKERS):
-        log = open(workdir / f"celery{i}.log", "wb")  # noqa: SIM115
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "scripts.bench.peer_tasks", "worker",
-                 "--pool=solo", "-n", f"bench{i}@%h", "-Q", "bench", "-l", "WARNING",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                cwd=str(ROOT), env=peer_env(redis_url, command), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            )
-        )  # fmt: skip
-    return procs
-
-
-def start_rq(redis_url: str, command: list[str], workdir: Path) -> Procs:
-    procs = []
-    for i in range(PEER_WORKERS):
-        log = open(workdir / f"rq{i}.log", "wb")  # noqa: SIM115
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "rq.cli", "worker", "-w", "rq.worker.SimpleWorker",
-                 "-u", redis_url, "-q", "bench"],
-                cwd=str(ROOT), env=peer_env(redis_url, command), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            )
-        )  # fmt: skip
-    return procs
-
-
-def celery_run(args, redis: Redis, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
-    from .peer_tasks import client
-
-    sender = client(redis.url)
-    workers = start_celery(redis.url, stamps.command, workdir)
-    try:
-        for r in [sender.send_task("grade", args=[{"warm": i}]) for i in range(10)]:
-            r.get(timeout=120)
-        stamps.drain()
-        latencies = []
-        rng = random.Random(5)
-        for i in range(args.e2e_dispatch_jobs):
-            time.sleep(0.03 * (0.5 + rng.random()))
-            result = sender.send_task("grade", args=[{"uid": f"c{i}"}])
-            sent = time.time()
-            latencies.append((stamps.next(30) - sent) * 1000)
-            result.get(timeout=30)
-        stamps.drain()
-        pids = [*(p.pid for p in workers), redis.pid]
-        cpu0 = cpu_seconds(pids) + own_cpu()
-        began = time.time()
-        results = [sender.send_task("grade", args=[{"uid": f"t{i}"}]) for i in range(args.e2e_jobs)]
-        for result in results:
-            result.get(timeout=300)
-        rate = args.e2e_jobs / (time.time() - began)
-        cpu = cpu_seconds(pids) + own_cpu() - cpu0
-        stamps.drain()
-        return rate, latencies, cpu * 1000 / args.e2e_jobs
-    finally:
-        for proc in workers:
-            stop_process(proc)
-
-
-def rq_run(args, redis: Redis, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
-    from redis import Redis as Client
-    from rq import Queue
-
-    from .peer_tasks import rq_grade
-
-    redis_url = redis.url
-    connection = Client.from_url(redis_url)
-    queue = Queue("bench", connection=connection)
-    workers = start_rq(redis_url, stamps.command, workdir)
-
-    def wait_finished(count: int, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while queue.finished_job_registry.count < count:
-            if time.monotonic() > deadline:
-                raise RuntimeError("python-rq did not finish its jobs")
-            time.sleep(0.01)
-
-    try:
-        for i in range(10):
-            queue.enqueue(rq_grade, {"warm": i}, result_ttl=3600)
-        wait_finished(10, 120)
-        stamps.drain()
-        latencies = []
-        rng = random.Random(5)
-        for i in range(args.e2e_dispatch_jobs):
-            time.sleep(0.03 * (0.5 + rng.random()))
-            queue.enqueue(rq_grade, {"uid": f"r{i}"}, result_ttl=3600)
-            sent = time.time()
-            latencies.append((stamps.next(30) - sent) * 1000)
-        wait_finished(10 + args.e2e_dispatch_jobs)
-        stamps.drain()
-        done = queue.finished_job_registry.count
-        pids = [*(p.pid for p in workers), redis.pid]
-        cpu0 = cpu_seconds(pids) + own_cpu()
-        began = time.time()
-        for i in range(args.e2e_jobs):
-            queue.enqueue(rq_grade, {"uid": f"t{i}"}, result_ttl=3600)
-        wait_finished(done + args.e2e_jobs)
-        rate = args.e2e_jobs / (time.time() - began)
-        cpu = cpu_seconds(pids) + own_cpu() - cpu0
-        stamps.drain()
-        return rate, latencies, cpu * 1000 / args.e2e_jobs
-    finally:
-        for proc in workers:
-            stop_process(proc)
 
 
 # -- the table ---------------------------------------------------------------------

@@ -6,8 +6,8 @@ machine from what the queue adds. It keeps jobs in memory (one worker
 process; nothing is durable, nothing is routed, nobody is authenticated but
 by comparing one string):
 
-- ``POST /api.php``: decrypts and verifies the platform's token (the same
-  jwcrypto calls as ``ceiling_app``) and appends the job to a list;
+- ``POST /api.php``: decrypts and verifies the platform's token
+  (``ceiling_app.open_request``) and appends the job to a list;
 - ``POST /poll.php``: a long-poll that hands the next job to the caller;
 - ``POST /sendresults.php``: takes the result and hands it to a poster;
 - poster threads (as many as the queue's ``delivery_concurrency``) sign the
@@ -31,21 +31,16 @@ from typing import Any
 
 import requests
 from flask import Flask, Response, request
-from jwcrypto import jwe, jwk, jws
+from jwcrypto import jwe, jws
 
-with open(os.environ["BENCH_QUEUE_KEY"], "rb") as fh:
-    QUEUE_KEY = jwk.JWK.from_pem(fh.read())
-with open(os.environ["BENCH_PLATFORM_PUB"], "rb") as fh:
-    PLATFORM_KEY = jwk.JWK.from_pem(fh.read())
+from scripts.bench.ceiling_app import PLATFORM_KEY, QUEUE_KEY, open_request
+
 QUEUE_KEY_NAME = os.environ.get("BENCH_QUEUE_KEY_NAME", "graderqueue")
 PLATFORM = os.environ.get("BENCH_PLATFORM", "bench")
 RETURN_URL = os.environ["BENCH_RETURN_URL"]
 SERVER_TOKEN = os.environ["BENCH_SERVER_TOKEN"]
 POLL_WAIT_SEC = 20.0
 POSTERS = 8
-jwe.default_max_compressed_size = 1024 * 1024
-jwe.default_max_plaintext_size = 1024 * 1024
-
 app = Flask(__name__)
 
 _waiting: collections.deque[dict[str, Any]] = collections.deque()
@@ -68,13 +63,7 @@ def healthz() -> Response:
 
 @app.post("/api.php")
 def sendjob() -> Response:
-    outer = jwe.JWE(algs=["RSA-OAEP-256", "A256CBC-HS512"])
-    outer.deserialize(request.form["sToken"], key=QUEUE_KEY)
-    inner = jws.JWS()
-    inner.allowed_algs = ["RS512"]
-    inner.deserialize(outer.payload.decode("ascii"))
-    inner.verify(PLATFORM_KEY, alg="RS512")
-    payload = json.loads(inner.payload)
+    payload = open_request(request.form["sToken"])
     _start_posters()
     with _ready:
         job = {"jobid": next(_ids), "jobname": payload.get("jobusertaskid", ""),
