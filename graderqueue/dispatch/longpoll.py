@@ -59,12 +59,28 @@ def poll(
         job = claim_one(session)
     if released_types:
         rt.jobs_available(released_types, wake_servers=False)
-    if job is not None:
+    if job is None:
+        with rt.poll_slots.hold(server.id) as may_wait:
+            if not may_wait:
+                raise NoJob()
+            job = _wait_for_job(rt, server.type_id, seen, claim_one, client_gone)
+    return _hand_over(rt, server.id, job, client_gone)
+
+
+def _hand_over(
+    rt: Runtime, server_id: int, job: Claimed, client_gone: Callable[[], bool]
+) -> Claimed:
+    """The claimed job, unless the poll's client left while it was claimed (a grading
+    server stopping mid-poll): then it goes back to the queue now, not when its
+    lease ends, since nobody will read the answer."""
+    if not client_gone():
         return job
-    with rt.poll_slots.hold(server.id) as may_wait:
-        if not may_wait:
-            raise NoJob()
-        return _wait_for_job(rt, server.type_id, seen, claim_one, client_gone)
+    with rt.db.transaction() as session:
+        back = states.give_back(session, job.id, server_id)
+        type_ids = states.type_ids_of(session, job.id) if back else []
+    if type_ids:
+        rt.jobs_available(type_ids)
+    raise NoJob()
 
 
 def _wait_for_job(

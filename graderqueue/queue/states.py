@@ -129,6 +129,27 @@ def requeue(session: Session, job_id: int, *, count_failure: bool) -> None:
     sync_types(session, job_id, JobStatus.QUEUED)
 
 
+def give_back(session: Session, job_id: int, server_id: int) -> bool:
+    """A job claimed for a poll whose client left before the answer: back to the
+    queue at once, no failure counted, if the server still holds it."""
+    back = session.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.sent_to == server_id, JOBS.c.status == JobStatus.SENT)
+        .values(status=JobStatus.QUEUED, sent_to=None, lease_expires=None)
+    )
+    if back.rowcount != 1:
+        return False
+    sync_types(session, job_id, JobStatus.QUEUED)
+    events.log_event(
+        session,
+        events.RELEASED,
+        job_id=job_id,
+        server_id=server_id,
+        message="the poll's client left before its answer: back in the queue",
+    )
+    return True
+
+
 def release_held(session: Session, server_id: int) -> list[int]:
     """``nbtasks=0``: the server holds nothing, so whatever we think it holds goes back."""
     ids = list(session.scalars(_HELD_BY, {"server_id": server_id}))

@@ -301,19 +301,25 @@ def test_a_run_over_real_graderservers_survives_an_app_restart(mariadb_url, tmp_
         body = "job = json.load(sys.stdin)\ntime.sleep(0.2)\nprint(json.dumps(job))\n"
         echo = program(tmp_path, "echo", body)
         nodes = [queue.gunicorn(workers=1, threads=8) for _ in range(2)]
-        servers = [_graderserver(queue, tmp_path, n.url, echo, i) for i, n in enumerate(nodes)]
+        tokens = [queue.server_token("t-c", name=f"gs{n}") for n in range(2)]
+        servers = [
+            _graderserver(tmp_path, n.url, echo, tokens[i], f"gs{i}") for i, n in enumerate(nodes)
+        ]
         users = [f"u{n}" for n in range(20)]
         run_id = api.post("/runs", run_body(users)).get_json()["id"]
         ended = lambda: api.get(f"/runs/{run_id}").get_json()["counts"]["ended"]  # noqa: E731
         wait_for(lambda: ended() >= 5, 90, "five roster jobs to end")
         # Node 0 restarts: its grading server stops (finishing its job), the node
-        # stops, a new node 0 starts, and a new grading server talks to it.
+        # stops, a new node 0 starts, and the grading server starts again (the
+        # same server: same token, same address) and talks to it. A job the
+        # queue handed out just as the server stopped polling goes back at its
+        # first poll (nbtasks=0), not when its lease ends.
         servers[0].send_signal(signal.SIGTERM)
         assert servers[0].wait(30) == 0, stop(servers[0])
         nodes[0].stop()
         assert ended() < 20, "the run ended before the restart: make the jobs slower"
         nodes[0] = queue.gunicorn(workers=1, threads=8)
-        servers[0] = _graderserver(queue, tmp_path, nodes[0].url, echo, 2)
+        servers[0] = _graderserver(tmp_path, nodes[0].url, echo, tokens[0], "gs0-again")
         state = lambda: api.get(f"/runs/{run_id}").get_json()["state"]  # noqa: E731
         wait_for(lambda: state() in ("FINISHED", "FAILED"), 120, "the run to end")
         for proc in servers:
@@ -324,8 +330,8 @@ def test_a_run_over_real_graderservers_survives_an_app_restart(mariadb_url, tmp_
         queue.close()
 
 
-def _graderserver(queue, tmp_path, url, command, n):  # type: ignore[no-untyped-def]
-    live = Live(queue, url, queue.server_token("t-c", name=f"gs{n}"), None, tmp_path / f"gs{n}")
+def _graderserver(tmp_path, url, command, token, name):  # type: ignore[no-untyped-def]
+    live = Live(None, url, token, None, tmp_path / name)  # type: ignore[arg-type]
     live.tmp.mkdir()
     return live.start("-c", str(live.config(command)), "-l")
 

@@ -97,3 +97,28 @@ def test_a_poller_that_hung_up_is_not_given_the_job(sqlite_queue):
     live = requests.post(f"{node.url}/poll.php", data={"server_token": token}, timeout=60).json()
     assert live["errorcode"] == 0 and live["jobid"] == jobid, live
     assert [tuple(r) for r in queue.rows(job)] == [(JobStatus.SENT, 0)]
+
+
+def test_a_job_claimed_as_its_poller_hangs_up_goes_back_at_once(queue):
+    """The client leaves while its poll's claim is being made (a grading server
+    stopping mid-poll): the job is back in the queue now, no failure counted,
+    not held by nobody until its lease ends."""
+    from graderqueue.dispatch import longpoll
+    from graderqueue.errors import NoJob
+    from graderqueue.identity.servers import Caller
+    from graderqueue.store.models import Event
+
+    token = queue.server_token("t-c")
+    platform = queue.client_for(queue.platform("p2"))
+    jobid = platform.sendjob({"hello": "world"}, tags="c")
+    rt = queue.app.extensions["graderqueue"]
+    caller = Caller("127.0.0.1", {}, token)
+    with pytest.raises(NoJob):
+        longpoll.poll(rt, caller, holds_nothing=False, client_gone=lambda: True)
+    job = select(Job.status, Job.nb_fails, Job.sent_to).where(Job.id == jobid)
+    assert [tuple(r) for r in queue.rows(job)] == [(JobStatus.QUEUED, 0, None)]
+    said = queue.rows(select(Event.message).where(Event.job_id == jobid))
+    assert any("left before its answer" in m for (m,) in said), said
+    # A live poller gets it.
+    again = longpoll.poll(rt, caller, holds_nothing=False, client_gone=lambda: False)
+    assert again.id == jobid
