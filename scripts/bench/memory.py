@@ -32,9 +32,9 @@ from .common import (
     tmpdir,
     wait_listeners,
 )
-from .e2e import start_celery
 from .enqueue import ceiling_server
 from .peer_tasks import client
+from .peers import start_celery
 
 
 def run(args: argparse.Namespace) -> list[list]:
