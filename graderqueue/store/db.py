@@ -89,14 +89,15 @@ class FileWriteLock:
     SQLite's own busy handler sleeps between tries (up to 100 ms each), so a
     writer waiting for another process's commit wakes long after it could
     have gone. This lock, taken before ``BEGIN IMMEDIATE`` and released after
-    the commit, lets the next writer in within half a millisecond. Bounded:
+    the commit, lets the next writer in within 0.2 to 4 ms. Bounded:
     after ``wait_sec`` the writer goes on without it and SQLite's busy
     timeout has the last word (a process stopped while holding it cannot
     block the others for ever). The file is opened once per process: a
     forked child shares its parent's descriptor, and with it the lock.
     """
 
-    POLL_SEC = 0.0005
+    FIRST_PAUSE_SEC = 0.0002
+    LAST_PAUSE_SEC = 0.004
 
     def __init__(self, path: Path, wait_sec: float) -> None:
         self.path = path
@@ -115,6 +116,7 @@ class FileWriteLock:
         """Take the lock (True), or give up after ``wait_sec`` (False)."""
         fd = self._descriptor()
         deadline = time.monotonic() + self.wait_sec
+        pause = self.FIRST_PAUSE_SEC
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -122,7 +124,10 @@ class FileWriteLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     return False
-                time.sleep(self.POLL_SEC)
+                # Short at first (a write transaction takes about a
+                # millisecond), longer for a long one, never SQLite's 100 ms.
+                time.sleep(pause)
+                pause = min(pause * 2, self.LAST_PAUSE_SEC)
 
     def release(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
