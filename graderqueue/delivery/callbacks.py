@@ -181,7 +181,7 @@ def claim(
 ) -> list[DueCallback]:
     """Claim up to ``limit`` due rows for ``holder`` until the lease ends."""
     now = utcnow()
-    ids = outbox.lock_due(session, Callback, _due(now), dialect, holder, lease_sec, limit)
+    ids = outbox.lock_due(session, Callback, dialect, holder, lease_sec, limit, now)
     if not ids:
         return []
     rows = session.execute(

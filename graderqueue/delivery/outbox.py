@@ -90,58 +90,104 @@ def claim(
     ``holder`` is unique per claim; the rows are its own until the lease of
     ``lease_sec`` ends, and only its :func:`record` of them counts.
     """
-    now = utcnow()
-    due = _due(now, due_before or now)
-    ids = lock_due(session, Delivery, due, dialect, holder, lease_sec, limit)
+    ids = lock_due(session, Delivery, dialect, holder, lease_sec, limit, utcnow(), due_before)
     return _load_claimed(session, ids, holder) if ids else []
+
+
+def _due_bound(table: Any) -> Any:
+    """:func:`_due` of an outbox table (deliveries, callbacks: the same columns),
+    with bound parameters ``now`` and ``due_before``."""
+    return and_(
+        table.state == DeliveryState.PENDING,
+        table.next_attempt_at <= bindparam("due_before"),
+        or_(table.locked_until.is_(None), table.locked_until < bindparam("now")),
+    )
+
+
+# (table, locking) -> the lookup and the update of lock_due, built once each.
+_LOCK_STATEMENTS: dict[tuple[Any, bool], tuple[Any, Any]] = {}
+
+
+def _lock_statements(table: Any, locking: bool) -> tuple[Any, Any]:
+    found = _LOCK_STATEMENTS.get((table, locking))
+    if found is None:
+        due = _due_bound(table)
+        lookup = (
+            select(table.id)
+            .where(due)
+            .order_by(table.next_attempt_at, table.id)
+            .limit(bindparam("row_limit"))
+        )
+        if locking:
+            # Two workers scanning at once take disjoint rows instead of waiting.
+            lookup = lookup.with_for_update(skip_locked=True)
+        take = (
+            update(table)
+            .where(table.id.in_(bindparam("ids", expanding=True)), due)
+            .values(locked_by=bindparam("holder"), locked_until=bindparam("until"))
+            .execution_options(synchronize_session=False)
+        )
+        found = _LOCK_STATEMENTS[(table, locking)] = (lookup, take)
+    return found
 
 
 def lock_due(
     session: Session,
     table: Any,
-    due: Any,
     dialect: str,
     holder: str,
     lease_sec: float,
     limit: int,
+    now: datetime,
+    due_before: datetime | None = None,
 ) -> list[int]:
-    """Lock up to ``limit`` rows of an outbox ``table`` (deliveries, callbacks)
-    matching ``due``, oldest due first, for ``holder`` until the lease ends."""
-    query = select(table.id).where(due).order_by(table.next_attempt_at, table.id).limit(limit)
-    if dialect != "sqlite":
-        # Two workers scanning at once take disjoint rows instead of waiting.
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    """Lock up to ``limit`` rows of an outbox ``table`` (deliveries, callbacks) due
+    by ``due_before`` (default ``now``), oldest due first, for ``holder`` until the
+    lease ends."""
+    lookup, take = _lock_statements(table, dialect != "sqlite")
+    due = {"now": now, "due_before": due_before or now}
+    ids = list(session.scalars(lookup, {**due, "row_limit": limit}))
     if ids:
-        session.execute(
-            update(table)
-            .where(table.id.in_(ids), due)
-            .values(locked_by=holder, locked_until=utcnow() + timedelta(seconds=lease_sec))
-            .execution_options(synchronize_session=False)
-        )
+        until = utcnow() + timedelta(seconds=lease_sec)
+        session.execute(take, {**due, "ids": ids, "holder": holder, "until": until})
     return ids
+
+
+# What posting claimed rows needs, built once (every batch runs these).
+_CLAIMED = (
+    select(
+        Delivery.id,
+        Delivery.job_id,
+        Delivery.platform_id,
+        Delivery.attempts,
+        Delivery.created_at,
+        Platform.return_url,
+        Platform.name,
+        Job.name,
+        Result.resultdata,
+    )
+    .join(Job, Job.id == Delivery.job_id)
+    .join(Platform, Platform.id == Delivery.platform_id)
+    .outerjoin(Result, Result.job_id == Delivery.job_id)
+    .where(
+        Delivery.id.in_(bindparam("ids", expanding=True)),
+        Delivery.locked_by == bindparam("holder"),
+    )
+    .order_by(Delivery.next_attempt_at, Delivery.id)
+)
+_KEYS = (
+    select(PlatformKey.platform_id, PlatformKey.public_key)
+    .where(
+        PlatformKey.platform_id.in_(bindparam("platform_ids", expanding=True)),
+        PlatformKey.active.is_(True),
+    )
+    .order_by(PlatformKey.id.desc())
+)
 
 
 def _load_claimed(session: Session, ids: list[int], holder: str) -> list[Due]:
     """What posting the claimed rows needs: the platform, its newest key, the result."""
-    rows = session.execute(
-        select(
-            Delivery.id,
-            Delivery.job_id,
-            Delivery.platform_id,
-            Delivery.attempts,
-            Delivery.created_at,
-            Platform.return_url,
-            Platform.name,
-            Job.name,
-            Result.resultdata,
-        )
-        .join(Job, Job.id == Delivery.job_id)
-        .join(Platform, Platform.id == Delivery.platform_id)
-        .outerjoin(Result, Result.job_id == Delivery.job_id)
-        .where(Delivery.id.in_(ids), Delivery.locked_by == holder)
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-    ).all()
+    rows = session.execute(_CLAIMED, {"ids": ids, "holder": holder}).all()
     keys = _newest_keys(session, {row.platform_id for row in rows})
     return [
         Due(
@@ -165,11 +211,7 @@ def _newest_keys(session: Session, platform_ids: set[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     if not platform_ids:
         return found
-    for platform_id, pem in session.execute(
-        select(PlatformKey.platform_id, PlatformKey.public_key)
-        .where(PlatformKey.platform_id.in_(platform_ids), PlatformKey.active.is_(True))
-        .order_by(PlatformKey.id.desc())
-    ):
+    for platform_id, pem in session.execute(_KEYS, {"platform_ids": list(platform_ids)}):
         found.setdefault(platform_id, pem)
     return found
 
