@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.processes import die_with_parent, stop_process
@@ -36,35 +37,41 @@ def peer_env(redis_url: str, command: list[str]) -> dict[str, str]:
 Procs = list[subprocess.Popen[bytes]]
 
 
-def start_celery(redis_url: str, command: list[str], workdir: Path) -> Procs:
+def _start_workers(name: str, argv: Callable[[int], list[str]], env: dict[str, str],
+                   workdir: Path) -> Procs:  # fmt: skip
+    """PEER_WORKERS worker processes ``python -m argv(i)``, each logging to workdir."""
     procs = []
     for i in range(PEER_WORKERS):
-        log = open(workdir / f"celery{i}.log", "wb")  # noqa: SIM115
+        log = open(workdir / f"{name}{i}.log", "wb")  # noqa: SIM115
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "scripts.bench.peer_tasks", "worker",
-                 "--pool=solo", "-n", f"bench{i}@%h", "-Q", "bench", "-l", "WARNING",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                cwd=str(ROOT), env=peer_env(redis_url, command), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+                [sys.executable, "-m", *argv(i)], cwd=str(ROOT), env=env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         )  # fmt: skip
     return procs
+
+
+def start_celery(redis_url: str, command: list[str], workdir: Path) -> Procs:
+    return _start_workers(
+        "celery",
+        lambda i: ["celery", "-A", "scripts.bench.peer_tasks", "worker", "--pool=solo",
+                   "-n", f"bench{i}@%h", "-Q", "bench", "-l", "WARNING",
+                   "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        peer_env(redis_url, command),
+        workdir,
+    )  # fmt: skip
 
 
 def start_rq(redis_url: str, command: list[str], workdir: Path) -> Procs:
-    procs = []
-    for i in range(PEER_WORKERS):
-        log = open(workdir / f"rq{i}.log", "wb")  # noqa: SIM115
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "rq.cli", "worker", "-w", "rq.worker.SimpleWorker",
-                 "-u", redis_url, "-q", "bench"],
-                cwd=str(ROOT), env=peer_env(redis_url, command), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            )
-        )  # fmt: skip
-    return procs
+    return _start_workers(
+        "rq",
+        lambda i: ["rq.cli", "worker", "-w", "rq.worker.SimpleWorker", "-u", redis_url,
+                   "-q", "bench"],
+        peer_env(redis_url, command),
+        workdir,
+    )  # fmt: skip
 
 
 def celery_run(args, redis: Redis, stamps: StartStamps, workdir: Path):  # type: ignore[no-untyped-def]
