@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from graderqueue.config import Settings
@@ -168,12 +168,7 @@ class DueCallback:
     key_pem: str | None
 
 
-def _due(now: datetime) -> Any:
-    return and_(
-        Callback.state == DeliveryState.PENDING,
-        Callback.next_attempt_at <= now,
-        or_(Callback.locked_until.is_(None), Callback.locked_until < now),
-    )
+_ANY_DUE = select(Callback.id).where(outbox.due_rows(Callback)).limit(1)
 
 
 def claim(
@@ -273,7 +268,8 @@ def record(
 def any_due(db: Database) -> bool:
     """Whether a callback is due now; only reads (an idle poster never takes a write lock)."""
     with db.reading() as session:
-        return session.scalar(select(Callback.id).where(_due(utcnow())).limit(1)) is not None
+        now = utcnow()
+        return session.scalar(_ANY_DUE, {"now": now, "due_before": now}) is not None
 
 
 def deliver_due(

@@ -61,19 +61,25 @@ def backoff_sec(attempts: int, settings: Settings, rand: float | None = None) ->
     return delay / 2 + (random.random() if rand is None else rand) * delay / 2
 
 
-def _due(now: datetime, due_before: datetime) -> Any:
+def due_rows(table: Any) -> Any:
+    """The rows of an outbox ``table`` (deliveries, callbacks: the same columns)
+    that are due: pending, due by the bound ``due_before``, and unclaimed or
+    with their claim's lease over at the bound ``now``."""
     return and_(
-        Delivery.state == DeliveryState.PENDING,
-        Delivery.next_attempt_at <= due_before,
-        or_(Delivery.locked_until.is_(None), Delivery.locked_until < now),
+        table.state == DeliveryState.PENDING,
+        table.next_attempt_at <= bindparam("due_before"),
+        or_(table.locked_until.is_(None), table.locked_until < bindparam("now")),
     )
+
+
+_ANY_DUE = select(Delivery.id).where(due_rows(Delivery)).limit(1)
 
 
 def any_due(db: Database, due_before: datetime | None = None) -> bool:
     """Whether an unclaimed row is due (by ``due_before``, default now); only reads."""
     now = utcnow()
     with db.reading() as session:
-        found = session.scalar(select(Delivery.id).where(_due(now, due_before or now)).limit(1))
+        found = session.scalar(_ANY_DUE, {"now": now, "due_before": due_before or now})
     return found is not None
 
 
@@ -94,16 +100,6 @@ def claim(
     return _load_claimed(session, ids, holder) if ids else []
 
 
-def _due_bound(table: Any) -> Any:
-    """:func:`_due` of an outbox table (deliveries, callbacks: the same columns),
-    with bound parameters ``now`` and ``due_before``."""
-    return and_(
-        table.state == DeliveryState.PENDING,
-        table.next_attempt_at <= bindparam("due_before"),
-        or_(table.locked_until.is_(None), table.locked_until < bindparam("now")),
-    )
-
-
 # (table, locking) -> the lookup and the update of lock_due, built once each.
 _LOCK_STATEMENTS: dict[tuple[Any, bool], tuple[Any, Any]] = {}
 
@@ -111,7 +107,7 @@ _LOCK_STATEMENTS: dict[tuple[Any, bool], tuple[Any, Any]] = {}
 def _lock_statements(table: Any, locking: bool) -> tuple[Any, Any]:
     found = _LOCK_STATEMENTS.get((table, locking))
     if found is None:
-        due = _due_bound(table)
+        due = due_rows(table)
         lookup = (
             select(table.id)
             .where(due)
@@ -282,7 +278,7 @@ def record(session: Session, finished: Sequence[Finished], settings: Settings) -
 
 DELIVERIES = Delivery.__table__
 _INSERT_ATTEMPT = insert(DeliveryAttempt.__table__)
-# A successful post's row: what _next_state gives for a success, built once.
+# A successful post's row (a failed one's values come from _next_state), built once.
 _DELIVERED = (
     update(DELIVERIES)
     .where(
@@ -364,16 +360,14 @@ def _store_attempts(
 def _next_state(
     due: Due, outcome: Outcome, settings: Settings, now: datetime
 ) -> tuple[str, dict[str, Any], datetime | None]:
-    """The row's new state, the values that say so, and its next try if it has one."""
+    """A failed post's row: its new state, the values that say so, and its next try
+    if it has one (a successful post's row is ``_DELIVERED``)."""
     values: dict[str, Any] = {
         "attempts": DELIVERIES.c.attempts + 1,
         "last_attempt_at": now,
         "locked_by": None,
         "locked_until": None,
     }
-    if outcome.ok:
-        values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error="")
-        return DeliveryState.DELIVERED, values, None
     if (now - due.created_at).total_seconds() >= settings.delivery_give_up_after_sec:
         values.update(state=DeliveryState.GIVEN_UP, last_error=outcome.error)
         return DeliveryState.GIVEN_UP, values, None
